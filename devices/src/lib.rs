@@ -1,0 +1,10 @@
+//! Device models for stalewalk.
+//!
+//! Every device here is plain logic behind the [`bus::BusDevice`] trait: the
+//! vmm owns the buses, the vCPU threads and KVM; a device only sees register
+//! accesses, guest memory (through the vIOMMU where translation is on) and an
+//! [`interrupt::InterruptSink`] to raise interrupts. Nothing here knows about
+//! vCPUs or KVM.
+
+pub mod bus;
+pub mod interrupt;

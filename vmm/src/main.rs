@@ -1,0 +1,2 @@
+//! placeholder replaced by the boot work
+fn main() {}
