@@ -9,4 +9,5 @@
 pub mod bus;
 pub mod interrupt;
 pub mod legacy;
+pub mod legacy;
 pub mod pci;
