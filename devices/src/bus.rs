@@ -155,22 +155,30 @@ mod tests {
     #[test]
     fn reject_overlapping_ranges() {
         let mut bus = Bus::new();
-        bus.insert(Arc::new(Mutex::new(Recorder::default())), 0x1000, 0x100).unwrap();
+        bus.insert(Arc::new(Mutex::new(Recorder::default())), 0x1000, 0x100)
+            .unwrap();
         for (base, len) in [(0x1000, 1), (0xfff, 2), (0x10ff, 0x10), (0x800, 0x1000)] {
             assert!(matches!(
                 bus.insert(Arc::new(Mutex::new(Recorder::default())), base, len),
                 Err(BusError::Overlap { .. })
             ));
         }
-        bus.insert(Arc::new(Mutex::new(Recorder::default())), 0x1100, 0x100).unwrap();
+        bus.insert(Arc::new(Mutex::new(Recorder::default())), 0x1100, 0x100)
+            .unwrap();
     }
 
     #[test]
     fn reject_empty_and_wrapping_ranges() {
         let mut bus = Bus::new();
         let d = || Arc::new(Mutex::new(Recorder::default()));
-        assert!(matches!(bus.insert(d(), 5, 0), Err(BusError::InvalidRange { .. })));
-        assert!(matches!(bus.insert(d(), u64::MAX, 2), Err(BusError::InvalidRange { .. })));
+        assert!(matches!(
+            bus.insert(d(), 5, 0),
+            Err(BusError::InvalidRange { .. })
+        ));
+        assert!(matches!(
+            bus.insert(d(), u64::MAX, 2),
+            Err(BusError::InvalidRange { .. })
+        ));
         bus.insert(d(), u64::MAX, 1).unwrap();
     }
 }

@@ -8,6 +8,4 @@
 
 pub mod bus;
 pub mod interrupt;
-pub mod legacy;
-pub mod legacy;
 pub mod pci;
