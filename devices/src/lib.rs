@@ -8,4 +8,5 @@
 
 pub mod bus;
 pub mod interrupt;
+pub mod legacy;
 pub mod pci;
