@@ -1,1 +1,4 @@
-//! placeholder replaced by the tools work
+//! stalewalk tools that need no KVM: the scenario replay language over the
+//! `viommu` model (`stalewalk replay`).
+
+pub mod replay;
