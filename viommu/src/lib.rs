@@ -1,1 +1,840 @@
-//! placeholder replaced by the viommu work
+//! A virtual Intel VT-d IOMMU in scalable mode, built to find stale walks.
+//!
+//! It models the register block, scalable-mode root/context/PASID tables,
+//! first-stage translation (4- and 5-level), queued invalidation, fault
+//! recording, page requests, and — the point of it — paging-structure caches
+//! that hold entries the way hardware may (adversarially, if asked), a count
+//! of every invalidation the guest sends, and a checker that re-walks memory
+//! after every cached translation to report walks through stale entries.
+//! Pure logic over [`vm_memory::GuestMemory`]: no KVM, no threads, no I/O.
+//!
+//! The entry point is [`Viommu`]; see `docs/ARCHITECTURE.md` for how the
+//! other crates use it.
+
+#![deny(missing_docs)]
+
+#[cfg(feature = "iommu")]
+pub mod ats;
+pub mod cache;
+pub mod checker;
+pub mod config;
+pub mod counters;
+pub mod event;
+pub mod fault;
+pub mod memory;
+pub mod prq;
+pub mod qi;
+pub mod regs;
+pub mod tables;
+pub mod walk;
+
+use std::fmt;
+
+use serde::Serialize;
+use vm_memory::GuestMemory;
+
+use crate::cache::{Caches, IotlbEntry, PscEntry};
+use crate::checker::{StaleClass, Used};
+use crate::fault::FaultUnit;
+use crate::prq::{PageRequestUnit, PrqError};
+use crate::regs::{RegisterFile, WriteEffect, fsts, gcmd};
+use crate::tables::{ContextEntry, PasidEntry, TableError, pgtt};
+use crate::walk::{Geometry, Leaf, Path, WalkError, WalkStart};
+
+#[cfg(feature = "iommu")]
+pub use crate::ats::RequesterIommu;
+pub use crate::checker::StaleWalk;
+pub use crate::config::{CachePolicy, CheckMode, Config, ConfigError, Levels};
+pub use crate::counters::Counters;
+pub use crate::event::{Event, EventSink, HitLevels};
+pub use crate::fault::Msi;
+pub use crate::prq::{PageRequest, PageResponse};
+pub use crate::qi::{DevTlbInvalidation, Descriptor};
+pub use crate::regs::REGISTER_BLOCK_SIZE;
+pub use crate::walk::Access;
+
+/// Most interrupts kept until [`Viommu::take_msis`]; beyond it new ones are
+/// dropped (and counted), as a guest that never lets the VMM drain them must
+/// not grow memory.
+pub const MAX_PENDING_MSIS: usize = 4096;
+/// Most page responses kept until [`Viommu::take_page_responses`].
+pub const MAX_PENDING_RESPONSES: usize = 4096;
+/// Most device-TLB invalidations kept until
+/// [`Viommu::take_devtlb_invalidations`]; when reached, pending ones collapse
+/// into one "everything" invalidation per device (at most 65536 devices).
+pub const MAX_PENDING_DEVTLB: usize = 1 << 17;
+
+/// A device access to translate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct DmaRequest {
+    /// Requester id (bus << 8 | devfn).
+    pub rid: u16,
+    /// PASID, if the request carries one.
+    pub pasid: Option<u32>,
+    /// Input address.
+    pub addr: u64,
+    /// Access kind.
+    pub access: Access,
+    /// Privileged (supervisor) request; only meaningful with a PASID.
+    pub privileged: bool,
+}
+
+/// A successful translation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Translation {
+    /// Output (guest-physical) address.
+    pub addr: u64,
+    /// Size of the page (or pass-through window) holding it.
+    pub page_size: u64,
+    /// Writes allowed.
+    pub writable: bool,
+    /// Instruction fetches allowed.
+    pub executable: bool,
+    /// User-accessible page.
+    pub user: bool,
+    /// Not translated: translation disabled or a pass-through PASID entry.
+    pub pass_through: bool,
+    /// Caches that supplied entries.
+    pub hits: HitLevels,
+}
+
+impl Translation {
+    /// Bytes from `addr` to the end of its page.
+    pub fn remaining_in_page(&self) -> u64 {
+        self.page_size - (self.addr & (self.page_size - 1))
+    }
+}
+
+/// Why a translation faulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize)]
+pub enum FaultReason {
+    /// Root, context or PASID table problem.
+    #[error(transparent)]
+    Table(#[from] TableError),
+    /// First-stage walk or rights problem.
+    #[error(transparent)]
+    Walk(#[from] WalkError),
+    /// The PASID entry asks for 5-level paging, which the unit does not report.
+    #[error("PASID entry uses {levels}-level paging, unsupported")]
+    Levels {
+        /// Levels asked for.
+        levels: u8,
+    },
+    /// A pass-through PASID entry although ECAP.PT is not reported.
+    #[error("pass-through PASID entry but ECAP.PT=0")]
+    PassThroughUnsupported,
+}
+
+impl FaultReason {
+    /// VT-d fault reason code.
+    pub fn code(&self) -> u8 {
+        match self {
+            FaultReason::Table(t) => t.reason_code(),
+            FaultReason::Walk(w) => w.reason_code(),
+            FaultReason::Levels { .. } | FaultReason::PassThroughUnsupported => 0x5b,
+        }
+    }
+}
+
+/// A faulting translation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize)]
+#[error("DMA fault: rid {rid:#06x} pasid {pasid:?} addr {addr:#x} {access:?}: {reason}")]
+pub struct TranslationFault {
+    /// Requester id.
+    pub rid: u16,
+    /// PASID, if any.
+    pub pasid: Option<u32>,
+    /// Input address.
+    pub addr: u64,
+    /// Access kind.
+    pub access: Access,
+    /// Why.
+    pub reason: FaultReason,
+    /// Whether a fault recording register got it.
+    pub recorded: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Dma,
+    Ats,
+    Speculative,
+}
+
+/// The virtual IOMMU.
+pub struct Viommu {
+    config: Config,
+    geo4: Geometry,
+    geo5: Geometry,
+    pub(crate) regs: RegisterFile,
+    pub(crate) caches: Caches,
+    faults: FaultUnit,
+    pub(crate) prq: PageRequestUnit,
+    pub(crate) counters: Counters,
+    sink: Option<Box<dyn EventSink>>,
+    msis: Vec<Msi>,
+    pub(crate) page_responses: Vec<PageResponse>,
+    devtlb: Vec<DevTlbInvalidation>,
+    /// RTADDR latched by the last SRTP.
+    root: u64,
+    seq: u64,
+    sample: u64,
+}
+
+impl fmt::Debug for Viommu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Viommu")
+            .field("config", &self.config)
+            .field("root", &format_args!("{:#x}", self.root))
+            .field("translation_enabled", &self.translation_enabled())
+            .field("cache_sizes", &self.caches.sizes())
+            .field("event_sink", &self.sink.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Viommu {
+    /// A unit at reset. An invalid config value (fault record count) is clamped.
+    pub fn new(config: Config) -> Self {
+        let haw = u32::try_from(config.mgaw()).unwrap_or(47) + 1;
+        let fl1gp = config.first_level_1g;
+        let counters = Counters { checker: Some(config.check), ..Counters::default() };
+        Viommu {
+            geo4: Geometry::new(4, haw, fl1gp),
+            geo5: Geometry::new(5, haw, fl1gp),
+            regs: RegisterFile::new(&config),
+            caches: Caches::new(config.cache),
+            faults: FaultUnit::default(),
+            prq: PageRequestUnit::default(),
+            counters,
+            sink: None,
+            msis: Vec::new(),
+            page_responses: Vec::new(),
+            devtlb: Vec::new(),
+            root: 0,
+            seq: 0,
+            sample: 0,
+            config,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// All counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Whether GSTS.TES is set.
+    pub fn translation_enabled(&self) -> bool {
+        self.regs.get32(regs::GSTS) & gcmd::TE != 0
+    }
+
+    /// Installs (or removes) the event sink.
+    pub fn set_event_sink(&mut self, sink: Option<Box<dyn EventSink>>) {
+        self.sink = sink;
+    }
+
+    /// The caches (read-only; for tests and tools).
+    pub fn caches(&self) -> &Caches {
+        &self.caches
+    }
+
+    pub(crate) fn emit(&mut self, e: &Event) {
+        if let Some(s) = self.sink.as_mut() {
+            s.event(e);
+        }
+    }
+
+    pub(crate) fn push_msi(&mut self, m: Msi) {
+        self.counters.msis += 1;
+        if self.msis.len() < MAX_PENDING_MSIS {
+            self.msis.push(m);
+        }
+    }
+
+    pub(crate) fn push_devtlb(&mut self, inv: DevTlbInvalidation) {
+        if self.devtlb.len() >= MAX_PENDING_DEVTLB {
+            let mut sids: Vec<u16> = self.devtlb.iter().map(|d| d.sid).collect();
+            sids.sort_unstable();
+            sids.dedup();
+            self.devtlb = sids
+                .into_iter()
+                .map(|sid| DevTlbInvalidation { sid, pasid: None, addr: 0, size: u64::MAX, global: true })
+                .collect();
+        }
+        self.devtlb.push(inv);
+    }
+
+    pub(crate) fn fault_event(&mut self) {
+        if let Some(m) = fault::signal(&mut self.regs, regs::FECTL) {
+            self.push_msi(m);
+        }
+    }
+
+    pub(crate) fn record_removed(&mut self, r: &cache::Removed) {
+        let c = &mut self.counters.cache;
+        c.context.invalidated += r.context;
+        c.pasid.invalidated += r.pasid;
+        c.iotlb.invalidated += r.iotlb;
+        for (i, n) in r.psc.iter().enumerate() {
+            c.level_mut(i as u8 + 2).invalidated += n;
+        }
+    }
+
+    /// Interrupts to deliver (fault event, page request, invalidation wait).
+    pub fn take_msis(&mut self) -> Vec<Msi> {
+        std::mem::take(&mut self.msis)
+    }
+
+    /// Page group responses for devices.
+    pub fn take_page_responses(&mut self) -> Vec<PageResponse> {
+        std::mem::take(&mut self.page_responses)
+    }
+
+    /// Device-TLB invalidations for devices' address translation caches.
+    pub fn take_devtlb_invalidations(&mut self) -> Vec<DevTlbInvalidation> {
+        std::mem::take(&mut self.devtlb)
+    }
+
+    // ---------------------------------------------------------------- MMIO
+
+    /// A guest read of the register block (4- or 8-byte accesses).
+    pub fn mmio_read(&mut self, offset: u64, data: &mut [u8]) {
+        self.regs.read(offset, data);
+    }
+
+    /// A guest write to the register block (4- or 8-byte accesses).
+    pub fn mmio_write<M: GuestMemory>(&mut self, mem: &M, offset: u64, data: &[u8]) {
+        match self.regs.write(offset, data) {
+            WriteEffect::None => {}
+            WriteEffect::Gcmd(v) => self.global_command(v),
+            WriteEffect::ContextCommand(v) => self.context_command(mem, v),
+            WriteEffect::IotlbCommand(v) => self.iotlb_command(mem, v),
+            WriteEffect::QueueTail => self.process_queue(mem),
+            WriteEffect::FaultStatus | WriteEffect::FaultRecord => {
+                fault::refresh_pending(&mut self.regs);
+                if !fault::event_condition(&self.regs) {
+                    self.regs.update32(regs::FECTL, regs::CTL_IP, false);
+                }
+                self.process_queue(mem);
+            }
+            WriteEffect::FaultControl => {
+                let want = fault::event_condition(&self.regs);
+                if let Some(m) = fault::on_control_write(&mut self.regs, regs::FECTL, want) {
+                    self.push_msi(m);
+                }
+            }
+            WriteEffect::InvalidationControl => {
+                let want = self.regs.get32(regs::ICS) & 1 != 0;
+                if let Some(m) = fault::on_control_write(&mut self.regs, regs::IECTL, want) {
+                    self.push_msi(m);
+                }
+            }
+            WriteEffect::PageRequestControl => {
+                let want = self.regs.get32(regs::PRS) & 1 != 0;
+                if let Some(m) = fault::on_control_write(&mut self.regs, regs::PECTL, want) {
+                    self.push_msi(m);
+                }
+            }
+        }
+    }
+
+    fn global_command(&mut self, v: u32) {
+        let mut gsts = self.regs.get32(regs::GSTS);
+        if v & gcmd::TE != 0 {
+            gsts |= gcmd::TE;
+        } else {
+            gsts &= !gcmd::TE;
+        }
+        if v & gcmd::SRTP != 0 {
+            self.root = self.regs.get64(regs::RTADDR);
+            gsts |= gcmd::SRTP;
+        }
+        if v & gcmd::QIE != 0 {
+            if gsts & gcmd::QIE == 0 {
+                self.regs.set64(regs::IQH, 0);
+                gsts |= gcmd::QIE;
+            }
+        } else {
+            gsts &= !gcmd::QIE;
+        }
+        // WBF: CAP.RWBF=0, there is no write buffer to flush. IRE/SIRTP:
+        // interrupt remapping is not reported, so they are ignored.
+        self.regs.set32(regs::GSTS, gsts);
+    }
+
+    fn context_command<M: GuestMemory>(&mut self, mem: &M, v: u64) {
+        let cirg = (v >> 61) & 3;
+        let did = (v & 0xffff) as u16;
+        let granularity = match cirg {
+            1 => Some(qi::ContextGranularity::Global),
+            2 => Some(qi::ContextGranularity::Domain { did }),
+            3 => Some(qi::ContextGranularity::Device { did, sid: (v >> 16) as u16, fm: ((v >> 32) & 3) as u8 }),
+            _ => None,
+        };
+        let caig = match granularity {
+            Some(granularity) => {
+                let _ = self.execute(mem, Descriptor::ContextCache { granularity }, None);
+                cirg
+            }
+            None => 0,
+        };
+        let nv = (v & !(1 << 63) & !(3 << 59)) | (caig << 59);
+        self.regs.set64(regs::CCMD, nv);
+    }
+
+    fn iotlb_command<M: GuestMemory>(&mut self, mem: &M, v: u64) {
+        let iirg = (v >> 60) & 3;
+        let did = ((v >> 32) & 0xffff) as u16;
+        let iva = self.regs.get64(regs::IVA);
+        let granularity = match iirg {
+            1 => Some(qi::IotlbGranularity::Global),
+            2 => Some(qi::IotlbGranularity::Domain { did }),
+            3 => Some(qi::IotlbGranularity::Page {
+                did,
+                addr: iva & !0xfff,
+                am: (iva & 0x3f) as u8,
+                ih: iva & (1 << 6) != 0,
+            }),
+            _ => None,
+        };
+        let iaig = match granularity {
+            Some(granularity) => {
+                let d = Descriptor::Iotlb { granularity, dr: v & (1 << 49) != 0, dw: v & (1 << 48) != 0 };
+                let _ = self.execute(mem, d, None);
+                iirg
+            }
+            None => 0,
+        };
+        let nv = (v & !(1 << 63) & !(3 << 57)) | (iaig << 57);
+        self.regs.set64(regs::IOTLB, nv);
+    }
+
+    /// Reports that a device did not complete a device-TLB invalidation
+    /// (`timeout`: ITE) or completed it with an error (ICE), as hardware
+    /// would: FSTS and IQER are set, the queue stops (ITE) and the fault
+    /// event fires.
+    pub fn devtlb_invalidation_failed(&mut self, sid: u16, timeout: bool) {
+        let iqer = self.regs.get64(regs::IQER);
+        let (bit, iqer, kind) = if timeout {
+            (fsts::ITE, (iqer & !(0xffff << 32)) | (u64::from(sid) << 32), "ite")
+        } else {
+            (fsts::ICE, (iqer & !(0xffff << 48)) | (u64::from(sid) << 48), "ice")
+        };
+        self.regs.set64(regs::IQER, iqer);
+        self.regs.update32(regs::FSTS, bit, true);
+        self.counters.queue_errors += 1;
+        let head = (self.regs.get64(regs::IQH) >> 4) as u32;
+        self.emit(&Event::QueueError { kind, head, iqer });
+        self.fault_event();
+    }
+
+    // ---------------------------------------------------------- translation
+
+    /// Translates a device access: caches per policy, the checker, fault
+    /// recording (unless the context or PASID entry sets FPD) and the fault
+    /// event.
+    pub fn translate<M: GuestMemory>(&mut self, mem: &M, req: &DmaRequest) -> Result<Translation, TranslationFault> {
+        self.translate_mode(mem, req, Mode::Dma)
+    }
+
+    /// An ATS translation request: like [`translate`](Self::translate) but a
+    /// fault goes back to the device only (it is counted, not recorded).
+    pub fn translate_ats<M: GuestMemory>(&mut self, mem: &M, req: &DmaRequest) -> Result<Translation, TranslationFault> {
+        self.translate_mode(mem, req, Mode::Ats)
+    }
+
+    /// A speculative walk: fills the caches per policy (paging-structure
+    /// caches only: with no access there is no permission outcome for the
+    /// IOTLB), runs the checker, counts nothing but cache activity and stale
+    /// walks, and never faults visibly.
+    pub fn speculative_walk<M: GuestMemory>(&mut self, mem: &M, req: &DmaRequest) {
+        let _ = self.translate_mode(mem, req, Mode::Speculative);
+    }
+
+    fn translate_mode<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        req: &DmaRequest,
+        mode: Mode,
+    ) -> Result<Translation, TranslationFault> {
+        self.seq += 1;
+        match mode {
+            Mode::Speculative => self.counters.speculative_walks += 1,
+            _ => self.counters.translations += 1,
+        }
+        let mut hits = HitLevels::default();
+        let mut fpd = false;
+        let result = self.resolve(mem, req, mode, &mut hits, &mut fpd);
+        let speculative = mode == Mode::Speculative;
+        let outcome = match &result {
+            Ok(t) => event::TranslationOutcome::Ok { output: t.addr, size: t.page_size, pass_through: t.pass_through },
+            Err(r) => event::TranslationOutcome::Fault { reason: r.code() },
+        };
+        if self.sink.is_some() {
+            self.emit(&Event::Translation {
+                rid: req.rid,
+                pasid: req.pasid,
+                addr: req.addr,
+                access: req.access,
+                privileged: req.privileged,
+                speculative,
+                result: outcome,
+                hits,
+            });
+        }
+        match result {
+            Ok(t) => Ok(t),
+            Err(reason) => {
+                let mut recorded = false;
+                if !speculative {
+                    self.counters.faults += 1;
+                    if mode == Mode::Dma && !fpd {
+                        recorded = self.record_fault(req, &reason);
+                    }
+                    self.emit(&Event::Fault {
+                        rid: req.rid,
+                        pasid: req.pasid,
+                        addr: req.addr,
+                        reason: reason.code(),
+                        recorded,
+                    });
+                }
+                Err(TranslationFault { rid: req.rid, pasid: req.pasid, addr: req.addr, access: req.access, reason, recorded })
+            }
+        }
+    }
+
+    fn record_fault(&mut self, req: &DmaRequest, reason: &FaultReason) -> bool {
+        let info = fault::FaultInfo {
+            rid: req.rid,
+            pasid: req.pasid,
+            addr: req.addr,
+            reason: reason.code(),
+            access: req.access,
+            privileged: req.privileged,
+        };
+        let pending_before = self.regs.get32(regs::FSTS) & fsts::PPF != 0;
+        match self.faults.record(&mut self.regs, &info) {
+            Ok(_) => {
+                self.counters.faults_recorded += 1;
+                if !pending_before {
+                    self.fault_event();
+                }
+                true
+            }
+            Err(fault::FaultError::Overflow { .. }) => {
+                self.fault_event();
+                false
+            }
+            Err(fault::FaultError::OverflowPending) => false,
+        }
+    }
+
+    fn context<M: GuestMemory>(&mut self, mem: &M, rid: u16, hits: &mut HitLevels) -> Result<ContextEntry, FaultReason> {
+        if self.caches.enabled() {
+            if let Some(c) = self.caches.context_lookup(rid) {
+                self.counters.cache.context.hits += 1;
+                hits.context = true;
+                return Ok(c);
+            }
+            self.counters.cache.context.misses += 1;
+        }
+        let ttm = ((self.root >> 10) & 3) as u8;
+        if ttm != 1 {
+            return Err(TableError::NotScalableMode { ttm }.into());
+        }
+        let c = tables::read_context(mem, self.root, rid)?;
+        if self.caches.enabled() {
+            self.counters.cache.context.fills += 1;
+            self.counters.cache.context.evictions += self.caches.context_fill(rid, c);
+        }
+        Ok(c)
+    }
+
+    fn pasid_entry<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        rid: u16,
+        ctx: &ContextEntry,
+        pasid: u32,
+        hits: &mut HitLevels,
+    ) -> Result<PasidEntry, FaultReason> {
+        if self.caches.enabled() {
+            if let Some(p) = self.caches.pasid_lookup(rid, pasid) {
+                self.counters.cache.pasid.hits += 1;
+                hits.pasid = true;
+                return Ok(p);
+            }
+            self.counters.cache.pasid.misses += 1;
+        }
+        let p = tables::read_pasid_entry(mem, ctx, pasid)?;
+        if self.caches.enabled() {
+            self.counters.cache.pasid.fills += 1;
+            self.counters.cache.pasid.evictions += self.caches.pasid_fill(rid, pasid, p);
+        }
+        Ok(p)
+    }
+
+    fn resolve<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        req: &DmaRequest,
+        mode: Mode,
+        hits: &mut HitLevels,
+        fpd: &mut bool,
+    ) -> Result<Translation, FaultReason> {
+        let identity = |hits: HitLevels| Translation {
+            addr: req.addr,
+            page_size: 1 << 30,
+            writable: true,
+            executable: true,
+            user: true,
+            pass_through: true,
+            hits,
+        };
+        if !self.translation_enabled() {
+            return Ok(identity(*hits));
+        }
+        let ctx = self.context(mem, req.rid, hits)?;
+        *fpd = ctx.fpd;
+        let pasid = match req.pasid {
+            Some(p) if !ctx.pasid_enable => {
+                return Err(TableError::PasidDisabled { rid: req.rid, pasid: p }.into());
+            }
+            Some(p) => p,
+            None => ctx.rid_pasid,
+        };
+        let pe = self.pasid_entry(mem, req.rid, &ctx, pasid, hits)?;
+        *fpd |= pe.fpd;
+        if pe.pgtt == pgtt::PASS_THROUGH {
+            if !self.config.pass_through {
+                return Err(FaultReason::PassThroughUnsupported);
+            }
+            return Ok(identity(*hits));
+        }
+        if pe.levels == 5 && self.config.levels == Levels::Four {
+            return Err(FaultReason::Levels { levels: 5 });
+        }
+        // Requests without a PASID are user requests (as Linux's first-stage
+        // DMA page tables, which set U/S, assume).
+        let privileged = req.pasid.is_some() && req.privileged;
+        let leaf = self.first_stage(mem, req, pasid, &pe, privileged, mode, hits)?;
+        Ok(Translation {
+            addr: leaf.output(req.addr),
+            page_size: leaf.size,
+            writable: leaf.rights.write || (privileged && !pe.wpe),
+            executable: !leaf.rights.no_exec && !(privileged && leaf.rights.user),
+            user: leaf.rights.user,
+            pass_through: false,
+            hits: *hits,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn first_stage<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        req: &DmaRequest,
+        pasid: u32,
+        pe: &PasidEntry,
+        privileged: bool,
+        mode: Mode,
+        hits: &mut HitLevels,
+    ) -> Result<Leaf, FaultReason> {
+        let geo = if pe.levels == 5 { self.geo5 } else { self.geo4 };
+        let addr = req.addr;
+        if !geo.canonical(addr) {
+            return Err(WalkError::NonCanonical { addr, levels: geo.levels }.into());
+        }
+        if privileged && !pe.sre {
+            return Err(WalkError::SupervisorDisabled.into());
+        }
+        let did = pe.did;
+        let touch = !matches!(self.config.cache, CachePolicy::Adversarial);
+        let check = |rights: &Leaf| walk::check_rights(rights, addr, req.access, privileged, pe.wpe);
+        if self.caches.enabled() {
+            if let Some(e) = self.caches.iotlb_lookup(did, pasid, addr, touch) {
+                self.counters.cache.iotlb.hits += 1;
+                hits.iotlb = true;
+                self.maybe_check(mem, &geo, pe.fs_root, req.rid, pasid, addr, &Used::Iotlb(e), &Ok(e.leaf));
+                if mode != Mode::Speculative {
+                    check(&e.leaf)?;
+                }
+                return Ok(e.leaf);
+            }
+            self.counters.cache.iotlb.misses += 1;
+        }
+        let mut start = geo.root(pe.fs_root);
+        let mut used = None;
+        if self.caches.enabled() {
+            for level in 2..=geo.levels {
+                if let Some(e) = self.caches.psc_lookup(level, did, pasid, addr, touch) {
+                    self.counters.cache.level_mut(level).hits += 1;
+                    hits.psc_level = Some(level);
+                    start = WalkStart { level: level - 1, table: e.table, rights: e.rights };
+                    used = Some(Used::Psc(level, e));
+                    break;
+                }
+                self.counters.cache.level_mut(level).misses += 1;
+            }
+        }
+        let mut restarts = 0;
+        loop {
+            let mut path = Path::default();
+            let res = walk::walk(mem, &geo, start, addr, &mut path);
+            if restarts == 0 {
+                self.fill_psc(mem, did, pasid, addr, start, &path);
+                if let Some(u) = used.as_ref() {
+                    self.maybe_check(mem, &geo, pe.fs_root, req.rid, pasid, addr, u, &res);
+                }
+            }
+            let leaf = res?;
+            if mode == Mode::Speculative {
+                return Ok(leaf);
+            }
+            check(&leaf)?;
+            match walk::set_accessed_dirty(mem, &path, &leaf, req.access == Access::Write)? {
+                true => {}
+                false if restarts < walk::MAX_WALK_RESTARTS => {
+                    restarts += 1;
+                    continue;
+                }
+                false => return Err(WalkError::AdUpdate { gpa: leaf.gpa }.into()),
+            }
+            if self.caches.enabled() {
+                let e = IotlbEntry { leaf, filled: self.seq };
+                self.counters.cache.iotlb.fills += 1;
+                self.counters.cache.iotlb.evictions += self.caches.iotlb_fill(did, pasid, addr, e);
+            }
+            return Ok(leaf);
+        }
+    }
+
+    fn fill_psc<M: GuestMemory>(&mut self, mem: &M, did: u16, pasid: u32, addr: u64, start: WalkStart, path: &Path) {
+        if !self.caches.enabled() {
+            return;
+        }
+        let mut rights = start.rights;
+        for e in path.entries() {
+            rights = rights.and_entry(e.value);
+            let table = e.value & walk::PTE_ADDR;
+            let snapshot = if self.config.check == CheckMode::Off { 0 } else { checker::page_hash(mem, table) };
+            let entry = PscEntry { value: e.value, gpa: e.gpa, table, rights, snapshot, filled: self.seq };
+            let stats = self.counters.cache.level_mut(e.level);
+            stats.fills += 1;
+            let ev = self.caches.psc_fill(e.level, did, pasid, addr, entry);
+            self.counters.cache.level_mut(e.level).evictions += ev;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn maybe_check<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        geo: &Geometry,
+        root: u64,
+        rid: u16,
+        pasid: u32,
+        addr: u64,
+        used: &Used,
+        outcome: &Result<Leaf, WalkError>,
+    ) {
+        match self.config.check {
+            CheckMode::Off => return,
+            CheckMode::Sampled => {
+                self.sample += 1;
+                if self.sample % checker::SAMPLE_PERIOD != 0 {
+                    return;
+                }
+            }
+            CheckMode::All => {}
+        }
+        self.counters.checked += 1;
+        let Some((class, level, cached, memory, table_page)) = checker::check(mem, geo, root, addr, used, outcome)
+        else {
+            return;
+        };
+        let s = &mut self.counters.stale_walks;
+        match class {
+            StaleClass::Unlinked => s.unlinked += 1,
+            StaleClass::Reused => s.reused += 1,
+            StaleClass::Leaf => s.leaf += 1,
+        }
+        let w = StaleWalk { seq: self.seq, class, rid, pasid, addr, level, cached, memory, table_page };
+        self.emit(&Event::StaleWalk(w));
+    }
+
+    // ------------------------------------------------------- page requests
+
+    /// A device's page request: written to the guest's page-request queue
+    /// (PRS.PPR, page-request MSI). A full queue sets PRO and, for a
+    /// last-in-group request, answers it at once with Success (so the device
+    /// retries), as hardware does.
+    pub fn page_request<M: GuestMemory>(&mut self, mem: &M, req: PageRequest) -> Result<(), PrqError> {
+        let res = self.page_request_inner(mem, &req);
+        match res {
+            Ok(fire) => {
+                self.counters.page_requests.queued += 1;
+                if fire {
+                    if let Some(m) = fault::signal(&mut self.regs, regs::PECTL) {
+                        self.push_msi(m);
+                    }
+                }
+            }
+            Err(PrqError::Overflow { .. }) => {
+                self.counters.page_requests.overflows += 1;
+                if req.last && self.page_responses.len() < MAX_PENDING_RESPONSES {
+                    self.page_responses.push(PageResponse {
+                        rid: req.rid,
+                        pasid: req.pasid,
+                        group_index: req.group_index & 0x1ff,
+                        code: prq::code::SUCCESS,
+                    });
+                }
+            }
+            Err(_) => self.counters.page_requests.refused += 1,
+        }
+        self.emit(&Event::PageRequest { request: req, queued: res.is_ok() });
+        res.map(|_| ())
+    }
+
+    fn page_request_inner<M: GuestMemory>(&mut self, mem: &M, req: &PageRequest) -> Result<bool, PrqError> {
+        if !self.config.page_requests {
+            return Err(PrqError::NotSupported);
+        }
+        if !self.translation_enabled() {
+            return Err(PrqError::NotEnabled { rid: req.rid });
+        }
+        let mut hits = HitLevels::default();
+        let ctx = self.context(mem, req.rid, &mut hits).map_err(|_| PrqError::NotEnabled { rid: req.rid })?;
+        if !ctx.pre {
+            return Err(PrqError::NotEnabled { rid: req.rid });
+        }
+        if self.page_responses.len() >= MAX_PENDING_RESPONSES {
+            return Err(PrqError::TooManyOutstanding);
+        }
+        self.prq.submit(&mut self.regs, mem, req)
+    }
+
+    // --------------------------------------------------------------- hints
+
+    /// The guest's "page-table page at `gpa` freed" hint: counts
+    /// `freed_while_cached` if any cached entry points at that page.
+    pub fn hint_pgtable_freed(&mut self, gpa: u64) {
+        let page = gpa & !0xfff;
+        self.counters.free_hints += 1;
+        let cached = self.caches.points_at(page);
+        if cached {
+            self.counters.freed_while_cached += 1;
+        }
+        self.emit(&Event::Hint { gpa: page, cached });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,797 @@
+//! The unit's caches: context cache (by requester), PASID cache (by requester
+//! and PASID, carrying the DID), IOTLB (leaf translations) and one
+//! paging-structure cache per non-leaf level (PML5E, PML4E, PDPE, PDE), the
+//! last three tagged by DID + PASID + address prefix. Each entry is split into
+//! its tag (the map key) and outputs (the value); capacity and replacement
+//! follow the [`CachePolicy`]. Invalidation functions are named after the VT-d
+//! descriptors; range invalidations walk an ordered index so their cost scales
+//! with the entries removed, not with the size of the range. Lookups here never
+//! touch statistics: the caller counts, so the checker can probe freely.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+use crate::config::CachePolicy;
+use crate::tables::{ContextEntry, PasidEntry};
+use crate::walk::{Leaf, Rights};
+
+/// Entries per cache under the adversarial policy. Adversarial means "never
+/// evict", but a guest could otherwise grow host memory without bound by
+/// touching ever more addresses; at this size the oldest entry goes.
+pub const ADVERSARIAL_MAX_ENTRIES: usize = 1 << 18;
+
+/// Input-address bits kept in tags (57-bit space; 4-level sign-extended
+/// addresses keep bits 56:48 set, consistently for lookups and invalidations).
+pub const TAG_ADDR_MASK: u64 = (1 << 57) - 1;
+
+/// A small multiplicative hasher for integer tags (the std SipHash costs more
+/// than the rest of an IOTLB hit).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TagHasher(u64);
+
+impl Hasher for TagHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(u64::from(v));
+    }
+    #[inline]
+    fn write_u16(&mut self, v: u16) {
+        self.write_u64(u64::from(v));
+    }
+    #[inline]
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    #[inline]
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<TagHasher>>;
+
+#[derive(Debug, Clone)]
+struct Slot<V> {
+    value: V,
+    stamp: u64,
+}
+
+/// One cache: a hash map for lookups, an ordered index of tags for range
+/// invalidation, and a stamp order for replacement.
+#[derive(Debug, Clone)]
+pub struct Store<K: Ord + Hash + Copy, V> {
+    map: FastMap<K, Slot<V>>,
+    index: BTreeSet<K>,
+    order: BTreeMap<u64, K>,
+    stamp: u64,
+    capacity: usize,
+    touch_on_hit: bool,
+}
+
+impl<K: Ord + Hash + Copy, V> Store<K, V> {
+    /// A store following `policy`.
+    pub fn new(policy: CachePolicy) -> Self {
+        let (capacity, touch_on_hit) = match policy {
+            CachePolicy::Adversarial => (ADVERSARIAL_MAX_ENTRIES, false),
+            CachePolicy::Lru(n) => (n.get(), true),
+            CachePolicy::None => (0, false),
+        };
+        Store {
+            map: FastMap::default(),
+            index: BTreeSet::new(),
+            order: BTreeMap::new(),
+            stamp: 0,
+            capacity,
+            touch_on_hit,
+        }
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Looks `k` up without changing replacement state.
+    #[inline]
+    pub fn peek(&self, k: &K) -> Option<&V> {
+        if self.map.is_empty() {
+            return None;
+        }
+        self.map.get(k).map(|s| &s.value)
+    }
+
+    /// Looks `k` up; under LRU marks it most recently used.
+    #[inline]
+    pub fn lookup(&mut self, k: &K) -> Option<&V> {
+        if !self.touch_on_hit {
+            return self.peek(k);
+        }
+        let slot = self.map.get_mut(k)?;
+        self.order.remove(&slot.stamp);
+        self.stamp += 1;
+        slot.stamp = self.stamp;
+        self.order.insert(self.stamp, *k);
+        Some(&slot.value)
+    }
+
+    /// Inserts (or replaces); returns entries evicted to make room.
+    pub fn insert(&mut self, k: K, v: V, evicted: &mut Vec<(K, V)>) {
+        if self.capacity == 0 {
+            return;
+        }
+        self.stamp += 1;
+        if let Some(old) = self.map.insert(k, Slot { value: v, stamp: self.stamp }) {
+            self.order.remove(&old.stamp);
+            evicted.push((k, old.value));
+        } else {
+            self.index.insert(k);
+        }
+        self.order.insert(self.stamp, k);
+        // Bounded: each pass removes one entry and the map holds at most
+        // capacity + 1 entries here.
+        while self.map.len() > self.capacity {
+            let Some((_, victim)) = self.order.pop_first() else { break };
+            if let Some(slot) = self.map.remove(&victim) {
+                self.index.remove(&victim);
+                evicted.push((victim, slot.value));
+            }
+        }
+    }
+
+    /// Removes `k`.
+    pub fn remove(&mut self, k: &K) -> Option<V> {
+        let slot = self.map.remove(k)?;
+        self.index.remove(k);
+        self.order.remove(&slot.stamp);
+        Some(slot.value)
+    }
+
+    /// Removes every entry whose tag is in `lo..=hi` and satisfies `pred`.
+    pub fn remove_range(
+        &mut self,
+        lo: K,
+        hi: K,
+        mut pred: impl FnMut(&K, &V) -> bool,
+        out: &mut Vec<(K, V)>,
+    ) {
+        if lo > hi || self.map.is_empty() {
+            return;
+        }
+        let keys: Vec<K> = self.index.range(lo..=hi).copied().collect();
+        for k in keys {
+            let hit = self.map.get(&k).is_some_and(|s| pred(&k, &s.value));
+            if hit {
+                if let Some(v) = self.remove(&k) {
+                    out.push((k, v));
+                }
+            }
+        }
+    }
+
+    /// Removes every entry satisfying `pred` (a full scan).
+    pub fn remove_where(&mut self, mut pred: impl FnMut(&K, &V) -> bool, out: &mut Vec<(K, V)>) {
+        let keys: Vec<K> = self
+            .map
+            .iter()
+            .filter(|(k, s)| pred(k, &s.value))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            if let Some(v) = self.remove(&k) {
+                out.push((k, v));
+            }
+        }
+    }
+
+    /// Iterates over all entries.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter().map(|(k, s)| (k, &s.value))
+    }
+}
+
+/// Tag of an IOTLB entry: DID, PASID, page number of the page base, and the
+/// leaf level (so a 4-KiB and a 2-MiB page at the same base do not collide).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IotlbTag {
+    /// Domain id.
+    pub did: u16,
+    /// PASID (RID_PASID for requests without one).
+    pub pasid: u32,
+    /// Page number (masked input address >> 12) of the page base.
+    pub vpn: u64,
+    /// Leaf level: 1 = 4 KiB, 2 = 2 MiB, 3 = 1 GiB.
+    pub level: u8,
+}
+
+/// Outputs of an IOTLB entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IotlbEntry {
+    /// The leaf as walked (output page, size, combined rights, entry).
+    pub leaf: Leaf,
+    /// Fill sequence number.
+    pub filled: u64,
+}
+
+/// Tag of a paging-structure cache entry: DID, PASID and the input-address
+/// bits that select the entry (masked address >> the region shift).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PscTag {
+    /// Domain id.
+    pub did: u16,
+    /// PASID.
+    pub pasid: u32,
+    /// Address prefix.
+    pub prefix: u64,
+}
+
+/// Outputs of a paging-structure cache entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PscEntry {
+    /// Entry value when cached.
+    pub value: u64,
+    /// Entry address.
+    pub gpa: u64,
+    /// The table page it points to.
+    pub table: u64,
+    /// Rights combined over this and the upper levels.
+    pub rights: Rights,
+    /// Hash of the pointed-to page at fill time (A/D masked); 0 if not taken.
+    pub snapshot: u64,
+    /// Fill sequence number.
+    pub filled: u64,
+}
+
+/// Region shift of a paging-structure entry at `level` (5..2): 48, 39, 30, 21.
+#[inline]
+pub fn region_shift(level: u8) -> u32 {
+    12 + 9 * u32::from(level - 1)
+}
+
+/// Paging-structure-cache tag for `addr` at `level`.
+#[inline]
+pub fn psc_tag(did: u16, pasid: u32, addr: u64, level: u8) -> PscTag {
+    PscTag { did, pasid, prefix: (addr & TAG_ADDR_MASK) >> region_shift(level) }
+}
+
+/// Leaf levels and their page shifts.
+const LEAF_LEVELS: [(u8, u32); 3] = [(1, 12), (2, 21), (3, 30)];
+
+/// Counts of what an invalidation removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Context-cache entries.
+    pub context: u64,
+    /// PASID-cache entries.
+    pub pasid: u64,
+    /// IOTLB entries.
+    pub iotlb: u64,
+    /// Paging-structure entries per level, index level - 2.
+    pub psc: [u64; 4],
+}
+
+/// The unit's caches.
+#[derive(Debug)]
+pub struct Caches {
+    policy: CachePolicy,
+    context: Store<u16, ContextEntry>,
+    pasid: Store<(u16, u32), PasidEntry>,
+    iotlb: Store<IotlbTag, IotlbEntry>,
+    /// Leaf levels currently present in the IOTLB (bit level-1), so a hit
+    /// does not probe page sizes that are absent.
+    iotlb_sizes: [u64; 3],
+    psc: [Store<PscTag, PscEntry>; 4],
+    /// How many paging-structure entries (and PASID-cache roots) point at each
+    /// table page: answers the page-freed hint in O(1).
+    table_refs: FastMap<u64, u32>,
+}
+
+impl Caches {
+    /// Empty caches following `policy`.
+    pub fn new(policy: CachePolicy) -> Self {
+        Caches {
+            policy,
+            context: Store::new(policy),
+            pasid: Store::new(policy),
+            iotlb: Store::new(policy),
+            iotlb_sizes: [0; 3],
+            psc: [Store::new(policy), Store::new(policy), Store::new(policy), Store::new(policy)],
+            table_refs: FastMap::default(),
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> CachePolicy {
+        self.policy
+    }
+
+    /// Whether anything may be cached at all.
+    pub fn enabled(&self) -> bool {
+        self.policy != CachePolicy::None
+    }
+
+    fn ref_table(&mut self, page: u64) {
+        *self.table_refs.entry(page).or_insert(0) += 1;
+    }
+
+    fn unref_table(&mut self, page: u64) {
+        if let Some(n) = self.table_refs.get_mut(&page) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.table_refs.remove(&page);
+            }
+        }
+    }
+
+    /// Whether any cached entry points at the table page `page`.
+    pub fn points_at(&self, page: u64) -> bool {
+        self.table_refs.contains_key(&(page & !0xfff))
+    }
+
+    // ---- context cache ----
+
+    /// Context-cache lookup.
+    #[inline]
+    pub fn context_lookup(&mut self, rid: u16) -> Option<ContextEntry> {
+        self.context.lookup(&rid).copied()
+    }
+
+    /// Context-cache fill; returns evictions.
+    pub fn context_fill(&mut self, rid: u16, e: ContextEntry) -> u64 {
+        let mut ev = Vec::new();
+        self.context.insert(rid, e, &mut ev);
+        ev.len() as u64
+    }
+
+    /// Context-cache invalidation, global.
+    pub fn context_global(&mut self) -> u64 {
+        let n = self.context.len() as u64;
+        self.context = Store::new(self.policy);
+        n
+    }
+
+    /// Context-cache invalidation, domain-selective. Scalable-mode context
+    /// entries carry no DID, so this removes every entry (hardware may
+    /// invalidate more than asked).
+    pub fn context_domain(&mut self, _did: u16) -> u64 {
+        self.context_global()
+    }
+
+    /// Context-cache invalidation, device-selective: SID with function mask
+    /// FM (0: none, 1: bit 2, 2: bits 2:1, 3: bits 2:0 of the function).
+    pub fn context_device(&mut self, sid: u16, fm: u8) -> u64 {
+        let mask: u16 = match fm & 3 {
+            0 => 0,
+            1 => 0b100,
+            2 => 0b110,
+            _ => 0b111,
+        };
+        let mut out = Vec::new();
+        self.context.remove_where(|rid, _| rid & !mask == sid & !mask, &mut out);
+        out.len() as u64
+    }
+
+    // ---- PASID cache ----
+
+    /// PASID-cache lookup.
+    #[inline]
+    pub fn pasid_lookup(&mut self, rid: u16, pasid: u32) -> Option<PasidEntry> {
+        self.pasid.lookup(&(rid, pasid)).copied()
+    }
+
+    /// PASID-cache fill; returns evictions.
+    pub fn pasid_fill(&mut self, rid: u16, pasid: u32, e: PasidEntry) -> u64 {
+        if self.policy == CachePolicy::None {
+            return 0;
+        }
+        let mut ev = Vec::new();
+        self.pasid.insert((rid, pasid), e, &mut ev);
+        self.ref_table(e.fs_root);
+        for (_, old) in &ev {
+            self.unref_table(old.fs_root);
+        }
+        // A replaced entry is reported as an eviction only if it was not the same key.
+        ev.iter().filter(|(k, _)| *k != (rid, pasid)).count() as u64
+    }
+
+    fn pasid_remove(&mut self, mut pred: impl FnMut(&(u16, u32), &PasidEntry) -> bool) -> u64 {
+        let mut out = Vec::new();
+        self.pasid.remove_where(|k, v| pred(k, v), &mut out);
+        for (_, v) in &out {
+            self.unref_table(v.fs_root);
+        }
+        out.len() as u64
+    }
+
+    /// PASID-cache invalidation, global.
+    pub fn pasid_cache_global(&mut self) -> u64 {
+        self.pasid_remove(|_, _| true)
+    }
+
+    /// PASID-cache invalidation, all PASIDs of a domain.
+    pub fn pasid_cache_domain(&mut self, did: u16) -> u64 {
+        self.pasid_remove(|_, v| v.did == did)
+    }
+
+    /// PASID-cache invalidation, one PASID of a domain.
+    pub fn pasid_cache_pasid(&mut self, did: u16, pasid: u32) -> u64 {
+        self.pasid_remove(|k, v| v.did == did && k.1 == pasid)
+    }
+
+    // ---- IOTLB ----
+
+    /// IOTLB lookup for the page holding `addr`.
+    #[inline]
+    pub fn iotlb_lookup(&mut self, did: u16, pasid: u32, addr: u64, touch: bool) -> Option<IotlbEntry> {
+        let a = addr & TAG_ADDR_MASK;
+        for (i, (level, shift)) in LEAF_LEVELS.iter().enumerate() {
+            if self.iotlb_sizes[i] == 0 {
+                continue;
+            }
+            let tag = IotlbTag { did, pasid, vpn: (a >> shift) << (shift - 12), level: *level };
+            let hit = if touch { self.iotlb.lookup(&tag) } else { self.iotlb.peek(&tag) };
+            if let Some(e) = hit {
+                return Some(*e);
+            }
+        }
+        None
+    }
+
+    /// IOTLB fill; returns evictions.
+    pub fn iotlb_fill(&mut self, did: u16, pasid: u32, addr: u64, e: IotlbEntry) -> u64 {
+        if self.policy == CachePolicy::None {
+            return 0;
+        }
+        let level = e.leaf.level.clamp(1, 3);
+        let shift = 12 + 9 * u32::from(level - 1);
+        let tag = IotlbTag { did, pasid, vpn: ((addr & TAG_ADDR_MASK) >> shift) << (shift - 12), level };
+        let mut ev = Vec::new();
+        let existed = self.iotlb.peek(&tag).is_some();
+        self.iotlb.insert(tag, e, &mut ev);
+        if !existed {
+            self.iotlb_sizes[usize::from(level - 1)] += 1;
+        }
+        let mut evicted = 0;
+        for (k, _) in &ev {
+            if *k != tag {
+                self.iotlb_sizes[usize::from(k.level - 1)] -= 1;
+                evicted += 1;
+            }
+        }
+        evicted
+    }
+
+    fn iotlb_removed(&mut self, out: &[(IotlbTag, IotlbEntry)]) -> u64 {
+        for (k, _) in out {
+            let slot = &mut self.iotlb_sizes[usize::from(k.level.clamp(1, 3) - 1)];
+            *slot = slot.saturating_sub(1);
+        }
+        out.len() as u64
+    }
+
+    fn psc_removed(&mut self, level: u8, out: &[(PscTag, PscEntry)], removed: &mut Removed) {
+        for (_, v) in out {
+            self.unref_table(v.table);
+        }
+        removed.psc[usize::from(level - 2)] += out.len() as u64;
+    }
+
+    // ---- paging-structure caches ----
+
+    /// Paging-structure cache lookup at `level` (5..2).
+    #[inline]
+    pub fn psc_lookup(&mut self, level: u8, did: u16, pasid: u32, addr: u64, touch: bool) -> Option<PscEntry> {
+        let store = self.psc.get_mut(usize::from(level.wrapping_sub(2)))?;
+        let tag = psc_tag(did, pasid, addr, level);
+        let hit = if touch { store.lookup(&tag) } else { store.peek(&tag) };
+        hit.copied()
+    }
+
+    /// Paging-structure cache fill at `level`; returns evictions.
+    pub fn psc_fill(&mut self, level: u8, did: u16, pasid: u32, addr: u64, e: PscEntry) -> u64 {
+        if self.policy == CachePolicy::None || !(2..=5).contains(&level) {
+            return 0;
+        }
+        let tag = psc_tag(did, pasid, addr, level);
+        let mut ev = Vec::new();
+        self.psc[usize::from(level - 2)].insert(tag, e, &mut ev);
+        self.ref_table(e.table);
+        let mut evicted = 0;
+        for (k, old) in &ev {
+            self.unref_table(old.table);
+            if *k != tag {
+                evicted += 1;
+            }
+        }
+        evicted
+    }
+
+    /// All paging-structure entries at `level` (for the hint and tests).
+    pub fn psc_entries(&self, level: u8) -> impl Iterator<Item = (&PscTag, &PscEntry)> {
+        self.psc.get(usize::from(level.wrapping_sub(2))).into_iter().flat_map(|s| s.iter())
+    }
+
+    /// Entries held: (context, PASID, IOTLB, paging-structure per level 2..5).
+    pub fn sizes(&self) -> (usize, usize, usize, [usize; 4]) {
+        (
+            self.context.len(),
+            self.pasid.len(),
+            self.iotlb.len(),
+            [self.psc[0].len(), self.psc[1].len(), self.psc[2].len(), self.psc[3].len()],
+        )
+    }
+
+    /// Removes IOTLB and (unless `leaf_only`) paging-structure entries of
+    /// `did` (all PASIDs when `pasid` is None) intersecting `[lo, hi]`
+    /// (masked input addresses, inclusive).
+    fn remove_span(&mut self, did: u16, pasid: Option<u32>, lo: u64, hi: u64, leaf_only: bool) -> Removed {
+        let mut removed = Removed::default();
+        let (p_lo, p_hi) = match pasid {
+            Some(p) => (p, p),
+            None => (0, u32::MAX),
+        };
+        let mut out = Vec::new();
+        // A leaf up to 1 GiB may start before `lo` and still cover it.
+        let vlo = (lo >> 30) << 18;
+        let vhi = hi >> 12;
+        let span_lo = IotlbTag { did, pasid: p_lo, vpn: if pasid.is_some() { vlo } else { 0 }, level: 0 };
+        let span_hi = IotlbTag { did, pasid: p_hi, vpn: if pasid.is_some() { vhi } else { u64::MAX }, level: u8::MAX };
+        self.iotlb.remove_range(
+            span_lo,
+            span_hi,
+            |k, e| {
+                let base = k.vpn << 12;
+                let end = base.saturating_add(e.leaf.size - 1);
+                base <= hi && end >= lo
+            },
+            &mut out,
+        );
+        removed.iotlb = self.iotlb_removed(&out);
+        if leaf_only {
+            return removed;
+        }
+        for level in 2..=5u8 {
+            let shift = region_shift(level);
+            let (klo, khi) = (lo >> shift, hi >> shift);
+            let span_lo = PscTag { did, pasid: p_lo, prefix: if pasid.is_some() { klo } else { 0 } };
+            let span_hi = PscTag { did, pasid: p_hi, prefix: if pasid.is_some() { khi } else { u64::MAX } };
+            let mut out = Vec::new();
+            self.psc[usize::from(level - 2)].remove_range(
+                span_lo,
+                span_hi,
+                |k, _| k.prefix >= klo && k.prefix <= khi,
+                &mut out,
+            );
+            self.psc_removed(level, &out, &mut removed);
+        }
+        removed
+    }
+
+    /// Splits a 64-bit inclusive range into masked-tag spans.
+    fn spans(lo: u64, hi: u64) -> Vec<(u64, u64)> {
+        if hi.wrapping_sub(lo) >= TAG_ADDR_MASK {
+            return vec![(0, TAG_ADDR_MASK)];
+        }
+        let (a, b) = (lo & TAG_ADDR_MASK, hi & TAG_ADDR_MASK);
+        if a <= b { vec![(a, b)] } else { vec![(a, TAG_ADDR_MASK), (0, b)] }
+    }
+
+    /// IOTLB invalidation, global: IOTLB and all paging-structure caches.
+    pub fn iotlb_global(&mut self) -> Removed {
+        let mut removed = Removed { iotlb: self.iotlb.len() as u64, ..Removed::default() };
+        self.iotlb = Store::new(self.policy);
+        self.iotlb_sizes = [0; 3];
+        for (i, s) in self.psc.iter_mut().enumerate() {
+            removed.psc[i] = s.len() as u64;
+            *s = Store::new(self.policy);
+        }
+        // Only PASID-cache roots still point at tables.
+        self.table_refs.clear();
+        let roots: Vec<u64> = self.pasid.iter().map(|(_, v)| v.fs_root).collect();
+        for r in roots {
+            self.ref_table(r);
+        }
+        removed
+    }
+
+    /// IOTLB invalidation, domain-selective (every PASID of `did`).
+    pub fn iotlb_domain(&mut self, did: u16) -> Removed {
+        self.remove_span(did, None, 0, TAG_ADDR_MASK, false)
+    }
+
+    /// IOTLB invalidation, page-selective within domain: every PASID of `did`,
+    /// `[addr, addr + 2^(am+12))`; IH=1 keeps the paging-structure caches.
+    pub fn iotlb_page(&mut self, did: u16, addr: u64, am: u8, ih: bool) -> Removed {
+        self.page_range(did, None, addr, am, ih)
+    }
+
+    /// PASID-based IOTLB invalidation, PASID-selective.
+    pub fn piotlb_pasid(&mut self, did: u16, pasid: u32) -> Removed {
+        self.remove_span(did, Some(pasid), 0, TAG_ADDR_MASK, false)
+    }
+
+    /// PASID-based IOTLB invalidation, page-selective within PASID.
+    pub fn piotlb_page(&mut self, did: u16, pasid: u32, addr: u64, am: u8, ih: bool) -> Removed {
+        self.page_range(did, Some(pasid), addr, am, ih)
+    }
+
+    fn page_range(&mut self, did: u16, pasid: Option<u32>, addr: u64, am: u8, ih: bool) -> Removed {
+        let (lo, hi) = page_range_bounds(addr, am);
+        let mut total = Removed::default();
+        for (a, b) in Self::spans(lo, hi) {
+            let r = self.remove_span(did, pasid, a, b, ih);
+            total.iotlb += r.iotlb;
+            for i in 0..4 {
+                total.psc[i] += r.psc[i];
+            }
+        }
+        total
+    }
+}
+
+/// The inclusive input-address range of a page-selective invalidation:
+/// `[addr, addr + 2^(am+12))` with `addr` aligned down to the size; AM
+/// beyond 52 covers everything.
+pub fn page_range_bounds(addr: u64, am: u8) -> (u64, u64) {
+    let shift = 12 + u32::from(am);
+    if shift >= 64 {
+        return (0, u64::MAX);
+    }
+    let size = 1u64 << shift;
+    let lo = addr & !(size - 1);
+    (lo, lo | (size - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroUsize;
+
+    fn leaf(level: u8, page: u64) -> Leaf {
+        let size = 1u64 << (12 + 9 * u32::from(level - 1));
+        Leaf { level, gpa: 0x1000, value: page | 7, page, size, rights: Rights::ALL }
+    }
+
+    fn psc(table: u64) -> PscEntry {
+        PscEntry { value: table | 7, gpa: 0x2000, table, rights: Rights::ALL, snapshot: 0, filled: 0 }
+    }
+
+    #[test]
+    fn iotlb_hits_each_page_size() {
+        let mut c = Caches::new(CachePolicy::Adversarial);
+        c.iotlb_fill(1, 5, 0x1000, IotlbEntry { leaf: leaf(1, 0xa000), filled: 0 });
+        c.iotlb_fill(1, 5, 0x40_0000, IotlbEntry { leaf: leaf(2, 0x20_0000), filled: 0 });
+        c.iotlb_fill(1, 5, 0x8000_0000, IotlbEntry { leaf: leaf(3, 0x4000_0000), filled: 0 });
+        assert_eq!(c.iotlb_lookup(1, 5, 0x1fff, false).unwrap().leaf.page, 0xa000);
+        assert_eq!(c.iotlb_lookup(1, 5, 0x5f_ffff, false).unwrap().leaf.page, 0x20_0000);
+        assert_eq!(c.iotlb_lookup(1, 5, 0xbfff_ffff, false).unwrap().leaf.page, 0x4000_0000);
+        assert!(c.iotlb_lookup(1, 6, 0x1000, false).is_none());
+        assert!(c.iotlb_lookup(2, 5, 0x1000, false).is_none());
+        assert!(c.iotlb_lookup(1, 5, 0x2000, false).is_none());
+    }
+
+    #[test]
+    fn piotlb_page_ih_controls_psc() {
+        let mut c = Caches::new(CachePolicy::Adversarial);
+        c.iotlb_fill(1, 5, 0x1000, IotlbEntry { leaf: leaf(1, 0xa000), filled: 0 });
+        c.psc_fill(2, 1, 5, 0x1000, psc(0x13000));
+        c.psc_fill(4, 1, 5, 0x1000, psc(0x11000));
+        assert!(c.points_at(0x13000));
+        let r = c.piotlb_page(1, 5, 0x1000, 0, true);
+        assert_eq!((r.iotlb, r.psc), (1, [0; 4]));
+        assert!(c.psc_lookup(2, 1, 5, 0x1000, false).is_some());
+        let r = c.piotlb_page(1, 5, 0x1000, 0, false);
+        assert_eq!(r.psc, [1, 0, 1, 0]);
+        assert!(!c.points_at(0x13000));
+    }
+
+    #[test]
+    fn range_invalidation_scales_with_entries() {
+        let mut c = Caches::new(CachePolicy::Adversarial);
+        for i in 0..100u64 {
+            c.iotlb_fill(1, 1, i << 12, IotlbEntry { leaf: leaf(1, i << 12), filled: 0 });
+        }
+        // A huge range over the kernel half removes nothing and is cheap.
+        let r = c.piotlb_page(1, 1, 0xffff_8000_0000_0000, 52, false);
+        assert_eq!(r.iotlb, 0);
+        let r = c.piotlb_page(1, 1, 0x10000, 4, false);
+        assert_eq!(r.iotlb, 16);
+        assert_eq!(c.sizes().2, 84);
+        let r = c.piotlb_page(1, 1, 0, 63, false);
+        assert_eq!(r.iotlb, 84);
+    }
+
+    #[test]
+    fn large_leaf_starting_before_range_is_removed() {
+        let mut c = Caches::new(CachePolicy::Adversarial);
+        c.iotlb_fill(1, 1, 0x4000_0000, IotlbEntry { leaf: leaf(3, 0x4000_0000), filled: 0 });
+        let r = c.piotlb_page(1, 1, 0x4010_0000, 0, true);
+        assert_eq!(r.iotlb, 1);
+    }
+
+    #[test]
+    fn domain_and_pasid_selective() {
+        let mut c = Caches::new(CachePolicy::Adversarial);
+        for p in 1..4 {
+            c.iotlb_fill(1, p, 0x1000, IotlbEntry { leaf: leaf(1, 0xa000), filled: 0 });
+            c.psc_fill(2, 1, p, 0x1000, psc(0x13000));
+        }
+        c.iotlb_fill(2, 1, 0x1000, IotlbEntry { leaf: leaf(1, 0xa000), filled: 0 });
+        let r = c.piotlb_pasid(1, 2);
+        assert_eq!((r.iotlb, r.psc[0]), (1, 1));
+        let r = c.iotlb_domain(1);
+        assert_eq!((r.iotlb, r.psc[0]), (2, 2));
+        assert!(c.iotlb_lookup(2, 1, 0x1000, false).is_some());
+        let r = c.iotlb_page(2, 0x1000, 0, false);
+        assert_eq!(r.iotlb, 1);
+        c.psc_fill(3, 9, 9, 0, psc(0x5000));
+        assert_eq!(c.iotlb_global().psc[1], 1);
+    }
+
+    #[test]
+    fn context_and_pasid_cache_invalidations() {
+        let mut c = Caches::new(CachePolicy::Adversarial);
+        let ctx = ContextEntry::decode([0x3009, 0]).unwrap();
+        for rid in [0x20u16, 0x21, 0x25, 0x30] {
+            c.context_fill(rid, ctx);
+        }
+        assert_eq!(c.context_device(0x20, 0), 1);
+        assert_eq!(c.context_device(0x21, 1), 2, "0x21 and 0x25 differ only in bit 2");
+        assert_eq!(c.context_domain(1), 1);
+        let pe = PasidEntry::decode([1 | (1 << 6), 3, 0x9000, 0], 1).unwrap().unwrap();
+        c.pasid_fill(0x20, 1, pe);
+        c.pasid_fill(0x20, 2, pe);
+        assert!(c.points_at(0x9000));
+        assert_eq!(c.pasid_cache_pasid(3, 1), 1);
+        assert_eq!(c.pasid_cache_domain(4), 0);
+        assert_eq!(c.pasid_cache_global(), 1);
+        assert!(!c.points_at(0x9000));
+    }
+
+    #[test]
+    fn lru_evicts_least_recently_used() {
+        let mut c = Caches::new(CachePolicy::Lru(NonZeroUsize::new(2).unwrap()));
+        c.iotlb_fill(1, 1, 0x1000, IotlbEntry { leaf: leaf(1, 0xa000), filled: 0 });
+        c.iotlb_fill(1, 1, 0x2000, IotlbEntry { leaf: leaf(1, 0xb000), filled: 0 });
+        assert!(c.iotlb_lookup(1, 1, 0x1000, true).is_some());
+        assert_eq!(c.iotlb_fill(1, 1, 0x3000, IotlbEntry { leaf: leaf(1, 0xc000), filled: 0 }), 1);
+        assert!(c.iotlb_lookup(1, 1, 0x1000, false).is_some());
+        assert!(c.iotlb_lookup(1, 1, 0x2000, false).is_none());
+    }
+
+    #[test]
+    fn none_policy_caches_nothing() {
+        let mut c = Caches::new(CachePolicy::None);
+        c.iotlb_fill(1, 1, 0x1000, IotlbEntry { leaf: leaf(1, 0xa000), filled: 0 });
+        c.psc_fill(2, 1, 1, 0x1000, psc(0x13000));
+        assert!(c.iotlb_lookup(1, 1, 0x1000, false).is_none());
+        assert!(c.psc_lookup(2, 1, 1, 0x1000, false).is_none());
+        assert!(!c.points_at(0x13000));
+    }
+
+    #[test]
+    fn page_range_bounds_align_and_saturate() {
+        assert_eq!(page_range_bounds(0x1234_5000, 0), (0x1234_5000, 0x1234_5fff));
+        assert_eq!(page_range_bounds(0x1234_5000, 4), (0x1234_0000, 0x1234_ffff));
+        assert_eq!(page_range_bounds(0xffff_8000_0000_0000, 52), (0, u64::MAX));
+        assert_eq!(page_range_bounds(5, 63), (0, u64::MAX));
+    }
+}

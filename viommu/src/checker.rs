@@ -1,0 +1,175 @@
+//! The stale-walk checker. For every translation (or speculative walk) that
+//! used a cached leaf or paging-structure entry, it walks the current tables
+//! from the PASID entry's root and compares: the translation is stale if the
+//! outcome (fault vs. output page, size and rights) or the table page reached
+//! below the deepest cached entry differs. Class `leaf` if the IOTLB supplied
+//! the result, else `reused` if the page the cached entry points to changed
+//! since the entry was filled (compared by a hash taken at fill time, with the
+//! Accessed/Dirty bits the IOMMU itself sets masked out), else `unlinked`.
+//! The device still gets the cached result; the checker only observes.
+
+use serde::Serialize;
+use vm_memory::GuestMemory;
+
+use crate::cache::{IotlbEntry, PscEntry};
+use crate::memory;
+use crate::walk::{self, Geometry, Leaf, Path, WalkError, PTE_A, PTE_ADDR, PTE_D};
+
+/// Under `sampled`, one candidate translation in this many is checked.
+pub const SAMPLE_PERIOD: u64 = 16;
+
+/// Stale-walk classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleClass {
+    /// The cached entry's page is no longer linked there but is unchanged.
+    Unlinked,
+    /// The cached entry's page changed since it was cached: freed and reused.
+    Reused,
+    /// A cached leaf differs from memory.
+    Leaf,
+}
+
+/// One stale walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StaleWalk {
+    /// Sequence number (translations + speculative walks so far).
+    pub seq: u64,
+    /// Class.
+    pub class: StaleClass,
+    /// Requester id.
+    pub rid: u16,
+    /// PASID used (RID_PASID for requests without one).
+    pub pasid: u32,
+    /// Input address.
+    pub addr: u64,
+    /// Level of the cached entry (1 for an IOTLB leaf).
+    pub level: u8,
+    /// The cached entry value.
+    pub cached: u64,
+    /// The entry at that level in memory now (0 if the walk stops above it).
+    pub memory: u64,
+    /// The table page the cached entry points to (for a leaf: the page
+    /// holding the leaf entry).
+    pub table_page: u64,
+}
+
+/// The cached entry a translation used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Used {
+    /// An IOTLB leaf.
+    Iotlb(IotlbEntry),
+    /// A paging-structure entry at a level (5..2).
+    Psc(u8, PscEntry),
+}
+
+/// Hash of a table page with the A and D bits of every entry cleared.
+/// `0` stands for "unreadable".
+pub fn page_hash<M: GuestMemory>(mem: &M, page: u64) -> u64 {
+    let mut buf = [0u8; 4096];
+    if memory::read_page(mem, page & !0xfff, &mut buf).is_err() {
+        return 0;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for chunk in buf.chunks_exact(8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(w) & !(PTE_A | PTE_D);
+        h = (h ^ v).wrapping_mul(0x100_0000_01b3).rotate_left(29);
+    }
+    h | 1
+}
+
+fn same_outcome(a: &Result<Leaf, WalkError>, b: &Result<Leaf, WalkError>) -> bool {
+    match (a, b) {
+        (Ok(x), Ok(y)) => x.page == y.page && x.size == y.size && x.rights == y.rights,
+        (Err(_), Err(_)) => true,
+        _ => false,
+    }
+}
+
+/// Re-walks memory for `addr` from `root` and compares with what the cached
+/// walk produced. Returns the class and the memory value at the cached level
+/// when stale; never writes guest memory.
+pub fn check<M: GuestMemory>(
+    mem: &M,
+    geo: &Geometry,
+    root: u64,
+    addr: u64,
+    used: &Used,
+    cached_outcome: &Result<Leaf, WalkError>,
+) -> Option<(StaleClass, u8, u64, u64, u64)> {
+    let mut path = Path::default();
+    let fresh = walk::walk(mem, geo, geo.root(root), addr, &mut path);
+    match used {
+        Used::Iotlb(e) => {
+            let stale = match &fresh {
+                Ok(l) => l.page != e.leaf.page || l.size != e.leaf.size || l.rights != e.leaf.rights,
+                Err(_) => true,
+            };
+            let mem_value = fresh.as_ref().map(|l| l.value).unwrap_or(0);
+            stale.then_some((StaleClass::Leaf, e.leaf.level, e.leaf.value, mem_value, e.leaf.gpa & !0xfff))
+        }
+        Used::Psc(level, e) => {
+            let mem_entry = path.entries().iter().find(|p| p.level == *level).map(|p| p.value);
+            let pointer_differs = mem_entry.is_none_or(|v| v & PTE_ADDR != e.table);
+            if !pointer_differs && same_outcome(&fresh, cached_outcome) {
+                return None;
+            }
+            let class = if page_hash(mem, e.table) != e.snapshot { StaleClass::Reused } else { StaleClass::Unlinked };
+            Some((class, *level, e.value, mem_entry.unwrap_or(0), e.table))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::store_u64;
+    use crate::walk::{Rights, index};
+    use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+    #[test]
+    fn hash_ignores_accessed_dirty() {
+        let m = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
+        store_u64(&m, 0x1008, 0x5007).unwrap();
+        let h = page_hash(&m, 0x1000);
+        store_u64(&m, 0x1008, 0x5007 | PTE_A | PTE_D).unwrap();
+        assert_eq!(page_hash(&m, 0x1000), h);
+        store_u64(&m, 0x1008, 0x6007).unwrap();
+        assert_ne!(page_hash(&m, 0x1000), h);
+        assert_eq!(page_hash(&m, 0x10000), 0);
+    }
+
+    #[test]
+    fn unchanged_pde_is_not_stale_but_relinked_one_is() {
+        let m = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x100000)]).unwrap();
+        let geo = Geometry::new(4, 48, true);
+        let va = 0x1000;
+        store_u64(&m, 0x10000 + index(va, 4) * 8, 0x11000 | 7).unwrap();
+        store_u64(&m, 0x11000 + index(va, 3) * 8, 0x12000 | 7).unwrap();
+        store_u64(&m, 0x12000 + index(va, 2) * 8, 0x13000 | 7).unwrap();
+        store_u64(&m, 0x13000 + index(va, 1) * 8, 0x50000 | 7).unwrap();
+        let pde = PscEntry {
+            value: 0x13000 | 7,
+            gpa: 0x12000,
+            table: 0x13000,
+            rights: Rights::ALL,
+            snapshot: page_hash(&m, 0x13000),
+            filled: 0,
+        };
+        let mut path = Path::default();
+        let start = walk::WalkStart { level: 1, table: 0x13000, rights: Rights::ALL };
+        let cached = walk::walk(&m, &geo, start, va, &mut path);
+        assert_eq!(check(&m, &geo, 0x10000, va, &Used::Psc(2, pde), &cached), None);
+        // Unlink: the PDE now points elsewhere, old page untouched.
+        store_u64(&m, 0x14000 + index(va, 1) * 8, 0x50000 | 7).unwrap();
+        store_u64(&m, 0x12000, 0x14000 | 7).unwrap();
+        let r = check(&m, &geo, 0x10000, va, &Used::Psc(2, pde), &cached).unwrap();
+        assert_eq!((r.0, r.1, r.3, r.4), (StaleClass::Unlinked, 2, 0x14000 | 7, 0x13000));
+        // Reuse: the old page gets new contents.
+        store_u64(&m, 0x13000 + 8, 0x66000 | 7).unwrap();
+        let r = check(&m, &geo, 0x10000, va, &Used::Psc(2, pde), &cached).unwrap();
+        assert_eq!(r.0, StaleClass::Reused);
+    }
+}

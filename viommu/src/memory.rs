@@ -1,0 +1,156 @@
+//! Guest-physical memory as the IOMMU sees it: naturally aligned 64-bit loads
+//! of table entries, 128-bit entry halves read twice to catch tearing, and the
+//! compare-exchange the walker uses to set Accessed/Dirty bits (never a blind
+//! store, because the CPU may be editing the same entry).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use vm_memory::{GuestAddress, GuestMemory, Permissions, VolatileMemory};
+
+/// Errors accessing guest memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MemoryError {
+    /// The address is not backed by guest RAM (or crosses a region end).
+    #[error("guest address {0:#x} is not backed by memory")]
+    Unbacked(u64),
+    /// The address is not naturally aligned for the access.
+    #[error("guest address {0:#x} is misaligned")]
+    Misaligned(u64),
+    /// A 128-bit entry changed between two reads of it.
+    #[error("128-bit entry at {0:#x} was torn (changed while read)")]
+    Torn(u64),
+}
+
+fn slice<M: GuestMemory>(
+    mem: &M,
+    gpa: u64,
+    len: usize,
+    perm: Permissions,
+) -> Result<vm_memory::VolatileSlice<'_, vm_memory::bitmap::BS<'_, M::Bitmap>>, MemoryError> {
+    let mut it = mem
+        .get_slices(GuestAddress(gpa), len, perm)
+        .map_err(|_| MemoryError::Unbacked(gpa))?;
+    match it.next() {
+        Some(Ok(s)) if s.len() == len => Ok(s),
+        _ => Err(MemoryError::Unbacked(gpa)),
+    }
+}
+
+/// Loads the naturally aligned u64 at `gpa` (one atomic access).
+#[inline]
+pub fn load_u64<M: GuestMemory>(mem: &M, gpa: u64) -> Result<u64, MemoryError> {
+    if gpa & 7 != 0 {
+        return Err(MemoryError::Misaligned(gpa));
+    }
+    let s = slice(mem, gpa, 8, Permissions::Read)?;
+    s.get_atomic_ref::<AtomicU64>(0)
+        .map(|a| u64::from_le(a.load(Ordering::Acquire)))
+        .map_err(|_| MemoryError::Misaligned(gpa))
+}
+
+/// Stores a u64 at `gpa` (atomic). Used for status writes and queue entries.
+pub fn store_u64<M: GuestMemory>(mem: &M, gpa: u64, val: u64) -> Result<(), MemoryError> {
+    if gpa & 7 != 0 {
+        return Err(MemoryError::Misaligned(gpa));
+    }
+    let s = slice(mem, gpa, 8, Permissions::Write)?;
+    s.get_atomic_ref::<AtomicU64>(0)
+        .map(|a| a.store(val.to_le(), Ordering::Release))
+        .map_err(|_| MemoryError::Misaligned(gpa))
+}
+
+/// Stores a u32 at `gpa` (4-byte aligned). Used by wait-descriptor status writes.
+pub fn store_u32<M: GuestMemory>(mem: &M, gpa: u64, val: u32) -> Result<(), MemoryError> {
+    if gpa & 3 != 0 {
+        return Err(MemoryError::Misaligned(gpa));
+    }
+    let s = slice(mem, gpa, 4, Permissions::Write)?;
+    s.get_atomic_ref::<std::sync::atomic::AtomicU32>(0)
+        .map(|a| a.store(val.to_le(), Ordering::Release))
+        .map_err(|_| MemoryError::Misaligned(gpa))
+}
+
+/// Compare-exchange of the u64 at `gpa`; `Ok(Err(current))` when another
+/// writer changed it first.
+pub fn cmpxchg_u64<M: GuestMemory>(
+    mem: &M,
+    gpa: u64,
+    old: u64,
+    new: u64,
+) -> Result<Result<(), u64>, MemoryError> {
+    if gpa & 7 != 0 {
+        return Err(MemoryError::Misaligned(gpa));
+    }
+    let s = slice(mem, gpa, 8, Permissions::ReadWrite)?;
+    let a = s
+        .get_atomic_ref::<AtomicU64>(0)
+        .map_err(|_| MemoryError::Misaligned(gpa))?;
+    Ok(a.compare_exchange(old.to_le(), new.to_le(), Ordering::AcqRel, Ordering::Acquire)
+        .map(|_| ())
+        .map_err(u64::from_le))
+}
+
+/// Reads the 128 bits at `gpa` (16-byte aligned) as two u64 loads, then reads
+/// them again; a difference means the entry was being written: `Torn`.
+pub fn load_u128<M: GuestMemory>(mem: &M, gpa: u64) -> Result<[u64; 2], MemoryError> {
+    if gpa & 15 != 0 {
+        return Err(MemoryError::Misaligned(gpa));
+    }
+    let hi_gpa = gpa.checked_add(8).ok_or(MemoryError::Unbacked(gpa))?;
+    let first = [load_u64(mem, gpa)?, load_u64(mem, hi_gpa)?];
+    let second = [load_u64(mem, gpa)?, load_u64(mem, hi_gpa)?];
+    if first != second {
+        return Err(MemoryError::Torn(gpa));
+    }
+    Ok(first)
+}
+
+/// Reads a whole 4-KiB page into `buf` (for checker snapshots).
+pub fn read_page<M: GuestMemory>(mem: &M, gpa: u64, buf: &mut [u8; 4096]) -> Result<(), MemoryError> {
+    if gpa & 0xfff != 0 {
+        return Err(MemoryError::Misaligned(gpa));
+    }
+    let s = slice(mem, gpa, 4096, Permissions::Read)?;
+    s.copy_to(&mut buf[..]);
+    Ok(())
+}
+
+/// Writes bytes at `gpa` (used for page-request descriptors).
+pub fn write_bytes<M: GuestMemory>(mem: &M, gpa: u64, data: &[u8]) -> Result<(), MemoryError> {
+    let s = slice(mem, gpa, data.len(), Permissions::Write)?;
+    s.copy_from(data);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vm_memory::GuestMemoryMmap;
+
+    fn mem() -> GuestMemoryMmap<()> {
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap()
+    }
+
+    #[test]
+    fn load_store_cmpxchg() {
+        let m = mem();
+        store_u64(&m, 0x1000, 0x1234).unwrap();
+        assert_eq!(load_u64(&m, 0x1000), Ok(0x1234));
+        assert_eq!(cmpxchg_u64(&m, 0x1000, 0x1234, 0x1235), Ok(Ok(())));
+        assert_eq!(cmpxchg_u64(&m, 0x1000, 0x1234, 0x1), Ok(Err(0x1235)));
+        store_u32(&m, 0x2004, 7).unwrap();
+        assert_eq!(load_u64(&m, 0x2000), Ok(7 << 32));
+        assert_eq!(load_u128(&m, 0x1000), Ok([0x1235, 0]));
+    }
+
+    #[test]
+    fn reject_unbacked_and_misaligned() {
+        let m = mem();
+        assert_eq!(load_u64(&m, 0x10000), Err(MemoryError::Unbacked(0x10000)));
+        assert_eq!(load_u64(&m, 0xfffc), Err(MemoryError::Misaligned(0xfffc)));
+        assert_eq!(load_u64(&m, u64::MAX - 7), Err(MemoryError::Unbacked(u64::MAX - 7)));
+        assert_eq!(load_u128(&m, 0xfff0 + 8), Err(MemoryError::Misaligned(0xfff8)));
+        let mut page = [0u8; 4096];
+        assert!(read_page(&m, 0x10000, &mut page).is_err());
+    }
+}

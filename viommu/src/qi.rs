@@ -1,0 +1,764 @@
+//! The invalidation queue: descriptors fetched from the ring at IQA between
+//! IQH and IQT when IQT is written, 256-bit (IQA.DW=1) or 128-bit, all nine
+//! types with every granularity, decoded into [`Descriptor`] and applied to the
+//! caches. Processing is bounded per tail write by the queue size. A malformed
+//! descriptor or tail stops the queue with FSTS.IQE and IQER, leaving IQH at
+//! the offending descriptor, until software clears IQE.
+
+use serde::Serialize;
+use vm_memory::GuestMemory;
+
+use crate::Viommu;
+use crate::cache::Removed;
+use crate::event::Event;
+use crate::fault;
+use crate::memory;
+use crate::regs::{self, fsts, gcmd};
+
+/// Descriptor type codes (qword 0 bits 3:0, with bits 11:9 as the high part).
+pub mod kind {
+    /// Context-cache invalidation.
+    pub const CONTEXT: u8 = 1;
+    /// IOTLB invalidation.
+    pub const IOTLB: u8 = 2;
+    /// Device-TLB invalidation.
+    pub const DEVTLB: u8 = 3;
+    /// Interrupt-entry-cache invalidation.
+    pub const IEC: u8 = 4;
+    /// Invalidation wait.
+    pub const WAIT: u8 = 5;
+    /// PASID-based IOTLB invalidation.
+    pub const PIOTLB: u8 = 6;
+    /// PASID-cache invalidation.
+    pub const PASID_CACHE: u8 = 7;
+    /// PASID-based device-TLB invalidation.
+    pub const PDEVTLB: u8 = 8;
+    /// Page group response.
+    pub const PAGE_RESPONSE: u8 = 9;
+}
+
+/// Most descriptors handled per IQT write: the largest queue (QS=7, 128-bit
+/// descriptors) holds this many, and each is consumed once, so a guest cannot
+/// make one register write run forever.
+pub const MAX_DESCRIPTORS_PER_TAIL_WRITE: u32 = (4096 << 7) / 16;
+
+/// Context-cache invalidation granularity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "granularity", rename_all = "snake_case")]
+pub enum ContextGranularity {
+    /// Everything.
+    Global,
+    /// One domain.
+    Domain {
+        /// Domain id.
+        did: u16,
+    },
+    /// One device (source id with function mask).
+    Device {
+        /// Domain id.
+        did: u16,
+        /// Source id.
+        sid: u16,
+        /// Function mask.
+        fm: u8,
+    },
+}
+
+/// IOTLB invalidation granularity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "granularity", rename_all = "snake_case")]
+pub enum IotlbGranularity {
+    /// Everything.
+    Global,
+    /// One domain.
+    Domain {
+        /// Domain id.
+        did: u16,
+    },
+    /// Pages within a domain.
+    Page {
+        /// Domain id.
+        did: u16,
+        /// Address.
+        addr: u64,
+        /// Address mask (log2 pages).
+        am: u8,
+        /// Invalidation hint: only leaves changed.
+        ih: bool,
+    },
+}
+
+/// PASID-based IOTLB invalidation granularity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "granularity", rename_all = "snake_case")]
+pub enum PiotlbGranularity {
+    /// Every address of the PASID.
+    Pasid,
+    /// Pages within the PASID.
+    Page {
+        /// Address.
+        addr: u64,
+        /// Address mask (log2 pages, up to 63 accepted; >= 52 means everything).
+        am: u8,
+        /// Invalidation hint: only leaves changed.
+        ih: bool,
+    },
+}
+
+/// PASID-cache invalidation granularity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "granularity", rename_all = "snake_case")]
+pub enum PasidCacheGranularity {
+    /// All PASIDs of the domain.
+    Domain,
+    /// One PASID of the domain.
+    Pasid {
+        /// PASID.
+        pasid: u32,
+    },
+    /// Everything.
+    Global,
+}
+
+/// A device-TLB (ATS) invalidation for a device's address translation cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DevTlbInvalidation {
+    /// Source id of the device.
+    pub sid: u16,
+    /// PASID (PASID-based form), `None` for the untagged form.
+    pub pasid: Option<u32>,
+    /// First address.
+    pub addr: u64,
+    /// Size in bytes (`u64::MAX` for everything).
+    pub size: u64,
+    /// PASID-based form's G bit (global mappings too).
+    pub global: bool,
+}
+
+impl DevTlbInvalidation {
+    /// True if `addr` is covered.
+    pub fn covers(&self, addr: u64) -> bool {
+        self.size == u64::MAX || (addr >= self.addr && addr - self.addr < self.size)
+    }
+}
+
+/// A decoded descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Descriptor {
+    /// Type 1.
+    ContextCache {
+        /// Granularity.
+        #[serde(flatten)]
+        granularity: ContextGranularity,
+    },
+    /// Type 2.
+    Iotlb {
+        /// Granularity.
+        #[serde(flatten)]
+        granularity: IotlbGranularity,
+        /// Drain reads.
+        dr: bool,
+        /// Drain writes.
+        dw: bool,
+    },
+    /// Type 3.
+    DevTlb {
+        /// What to invalidate.
+        inv: DevTlbInvalidation,
+        /// Invalidate queue depth.
+        qdep: u8,
+    },
+    /// Type 4.
+    Iec {
+        /// Global (else index-selective).
+        global: bool,
+        /// Interrupt index.
+        index: u16,
+        /// Index mask.
+        im: u8,
+    },
+    /// Type 5.
+    Wait {
+        /// Status write.
+        sw: bool,
+        /// Interrupt.
+        interrupt: bool,
+        /// Fence.
+        fence: bool,
+        /// Page-request drain.
+        pd: bool,
+        /// Status data.
+        status_data: u32,
+        /// Status address.
+        status_addr: u64,
+    },
+    /// Type 6.
+    Piotlb {
+        /// Domain id.
+        did: u16,
+        /// PASID.
+        pasid: u32,
+        /// Granularity.
+        #[serde(flatten)]
+        granularity: PiotlbGranularity,
+    },
+    /// Type 7.
+    PasidCache {
+        /// Domain id.
+        did: u16,
+        /// Granularity.
+        #[serde(flatten)]
+        granularity: PasidCacheGranularity,
+    },
+    /// Type 8.
+    PasidDevTlb {
+        /// What to invalidate.
+        inv: DevTlbInvalidation,
+    },
+    /// Type 9.
+    PageGroupResponse {
+        /// Requester id.
+        rid: u16,
+        /// PASID if present.
+        pasid: Option<u32>,
+        /// Response code.
+        code: u8,
+        /// Page request group index.
+        group_index: u16,
+        /// Last page in group.
+        lpig: bool,
+    },
+}
+
+/// Errors that stop the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QiError {
+    /// IQT beyond the queue or not aligned to the descriptor width.
+    #[error("invalid queue tail {tail:#x} for queue of {size:#x} bytes")]
+    Tail {
+        /// IQT value.
+        tail: u64,
+        /// Queue size in bytes.
+        size: u64,
+    },
+    /// The descriptor could not be fetched.
+    #[error("descriptor at {gpa:#x} not readable")]
+    Fetch {
+        /// Descriptor address.
+        gpa: u64,
+    },
+    /// Unknown descriptor type.
+    #[error("descriptor {qw0:#x} has invalid type")]
+    Type {
+        /// Qword 0.
+        qw0: u64,
+    },
+    /// Reserved granularity or field.
+    #[error("descriptor {qw0:#x} has a reserved field set")]
+    Reserved {
+        /// Qword 0.
+        qw0: u64,
+    },
+    /// The wait descriptor's status write failed.
+    #[error("wait status address {gpa:#x} not writable")]
+    StatusWrite {
+        /// Status address.
+        gpa: u64,
+    },
+}
+
+impl QiError {
+    /// IQER.IQEI for this error.
+    pub fn iqei(&self) -> u64 {
+        match self {
+            QiError::Tail { .. } => 1,
+            QiError::Fetch { .. } => 2,
+            QiError::Type { .. } => 3,
+            QiError::Reserved { .. } => 4,
+            QiError::StatusWrite { .. } => 7,
+        }
+    }
+}
+
+fn bit(v: u64, b: u32) -> bool {
+    v >> b & 1 != 0
+}
+
+fn field(v: u64, lo: u32, width: u32) -> u64 {
+    (v >> lo) & ((1u64 << width) - 1)
+}
+
+/// Decodes the device-TLB size encoding: with S=1 the number of trailing ones
+/// from bit 12 gives 2^(ones+1) pages; all ones means everything.
+fn devtlb_range(addr: u64, s: bool) -> (u64, u64) {
+    let a = addr & !0xfff;
+    if !s {
+        return (a, 4096);
+    }
+    let ones = (a >> 12).trailing_ones();
+    if ones >= 51 {
+        return (0, u64::MAX);
+    }
+    let size = 1u64 << (12 + ones + 1);
+    (a & !(size - 1), size)
+}
+
+/// Decodes one descriptor (qwords 2 and 3 are zero for 128-bit descriptors).
+pub fn decode(qw: [u64; 4]) -> Result<Descriptor, QiError> {
+    let q0 = qw[0];
+    let q1 = qw[1];
+    if field(q0, 9, 3) != 0 {
+        return Err(QiError::Type { qw0: q0 });
+    }
+    let g = field(q0, 4, 2);
+    let did = field(q0, 16, 16) as u16;
+    let reserved = Err(QiError::Reserved { qw0: q0 });
+    let d = match (q0 & 0xf) as u8 {
+        kind::CONTEXT => {
+            let granularity = match g {
+                1 => ContextGranularity::Global,
+                2 => ContextGranularity::Domain { did },
+                3 => ContextGranularity::Device {
+                    did,
+                    sid: field(q0, 32, 16) as u16,
+                    fm: field(q0, 48, 2) as u8,
+                },
+                _ => return reserved,
+            };
+            Descriptor::ContextCache { granularity }
+        }
+        kind::IOTLB => {
+            let granularity = match g {
+                1 => IotlbGranularity::Global,
+                2 => IotlbGranularity::Domain { did },
+                3 => IotlbGranularity::Page {
+                    did,
+                    addr: q1 & !0xfff,
+                    am: field(q1, 0, 6) as u8,
+                    ih: bit(q1, 6),
+                },
+                _ => return reserved,
+            };
+            Descriptor::Iotlb { granularity, dr: bit(q0, 7), dw: bit(q0, 6) }
+        }
+        kind::DEVTLB => {
+            let (addr, size) = devtlb_range(q1, bit(q1, 0));
+            Descriptor::DevTlb {
+                inv: DevTlbInvalidation { sid: field(q0, 32, 16) as u16, pasid: None, addr, size, global: false },
+                qdep: field(q0, 16, 5) as u8,
+            }
+        }
+        kind::IEC => Descriptor::Iec {
+            global: !bit(q0, 4),
+            im: field(q0, 27, 5) as u8,
+            index: field(q0, 32, 16) as u16,
+        },
+        kind::WAIT => Descriptor::Wait {
+            interrupt: bit(q0, 4),
+            sw: bit(q0, 5),
+            fence: bit(q0, 6),
+            pd: bit(q0, 7),
+            status_data: field(q0, 32, 32) as u32,
+            status_addr: q1 & !3,
+        },
+        kind::PIOTLB => {
+            let granularity = match g {
+                2 => PiotlbGranularity::Pasid,
+                3 => PiotlbGranularity::Page { addr: q1 & !0xfff, am: field(q1, 0, 6) as u8, ih: bit(q1, 6) },
+                _ => return reserved,
+            };
+            Descriptor::Piotlb { did, pasid: field(q0, 32, 20) as u32, granularity }
+        }
+        kind::PASID_CACHE => {
+            let granularity = match g {
+                0 => PasidCacheGranularity::Domain,
+                1 => PasidCacheGranularity::Pasid { pasid: field(q0, 32, 20) as u32 },
+                3 => PasidCacheGranularity::Global,
+                _ => return reserved,
+            };
+            Descriptor::PasidCache { did, granularity }
+        }
+        kind::PDEVTLB => {
+            let (addr, size) = devtlb_range(q1, bit(q1, 11));
+            Descriptor::PasidDevTlb {
+                inv: DevTlbInvalidation {
+                    sid: field(q0, 16, 16) as u16,
+                    pasid: Some(field(q0, 32, 20) as u32),
+                    addr,
+                    size,
+                    global: bit(q1, 0),
+                },
+            }
+        }
+        kind::PAGE_RESPONSE => Descriptor::PageGroupResponse {
+            rid: field(q0, 16, 16) as u16,
+            pasid: bit(q0, 4).then_some(field(q0, 32, 20) as u32),
+            code: field(q0, 12, 4) as u8,
+            group_index: field(q1, 3, 9) as u16,
+            lpig: bit(q1, 2),
+        },
+        _ => return Err(QiError::Type { qw0: q0 }),
+    };
+    Ok(d)
+}
+
+/// Encodes a descriptor (the inverse of [`decode`]; for harnesses and tests).
+pub fn encode(d: &Descriptor) -> [u64; 4] {
+    let b = |v: bool, n: u32| u64::from(v) << n;
+    match *d {
+        Descriptor::ContextCache { granularity } => match granularity {
+            ContextGranularity::Global => [1 | (1 << 4), 0, 0, 0],
+            ContextGranularity::Domain { did } => [1 | (2 << 4) | (u64::from(did) << 16), 0, 0, 0],
+            ContextGranularity::Device { did, sid, fm } => [
+                1 | (3 << 4) | (u64::from(did) << 16) | (u64::from(sid) << 32) | (u64::from(fm & 3) << 48),
+                0,
+                0,
+                0,
+            ],
+        },
+        Descriptor::Iotlb { granularity, dr, dw } => {
+            let base = 2 | b(dw, 6) | b(dr, 7);
+            match granularity {
+                IotlbGranularity::Global => [base | (1 << 4), 0, 0, 0],
+                IotlbGranularity::Domain { did } => [base | (2 << 4) | (u64::from(did) << 16), 0, 0, 0],
+                IotlbGranularity::Page { did, addr, am, ih } => [
+                    base | (3 << 4) | (u64::from(did) << 16),
+                    (addr & !0xfff) | b(ih, 6) | u64::from(am & 0x3f),
+                    0,
+                    0,
+                ],
+            }
+        }
+        Descriptor::DevTlb { inv, qdep } => {
+            let (a, s) = devtlb_encode(&inv);
+            [3 | (u64::from(qdep & 0x1f) << 16) | (u64::from(inv.sid) << 32), a | u64::from(s), 0, 0]
+        }
+        Descriptor::Iec { global, index, im } => {
+            [4 | b(!global, 4) | (u64::from(im & 0x1f) << 27) | (u64::from(index) << 32), 0, 0, 0]
+        }
+        Descriptor::Wait { sw, interrupt, fence, pd, status_data, status_addr } => [
+            5 | b(interrupt, 4) | b(sw, 5) | b(fence, 6) | b(pd, 7) | (u64::from(status_data) << 32),
+            status_addr & !3,
+            0,
+            0,
+        ],
+        Descriptor::Piotlb { did, pasid, granularity } => {
+            let base = 6 | (u64::from(did) << 16) | (u64::from(pasid & 0xf_ffff) << 32);
+            match granularity {
+                PiotlbGranularity::Pasid => [base | (2 << 4), 0, 0, 0],
+                PiotlbGranularity::Page { addr, am, ih } => {
+                    [base | (3 << 4), (addr & !0xfff) | b(ih, 6) | u64::from(am & 0x3f), 0, 0]
+                }
+            }
+        }
+        Descriptor::PasidCache { did, granularity } => {
+            let base = 7 | (u64::from(did) << 16);
+            match granularity {
+                PasidCacheGranularity::Domain => [base, 0, 0, 0],
+                PasidCacheGranularity::Pasid { pasid } => {
+                    [base | (1 << 4) | (u64::from(pasid & 0xf_ffff) << 32), 0, 0, 0]
+                }
+                PasidCacheGranularity::Global => [base | (3 << 4), 0, 0, 0],
+            }
+        }
+        Descriptor::PasidDevTlb { inv } => {
+            let (a, s) = devtlb_encode(&inv);
+            [
+                8 | (u64::from(inv.sid) << 16) | (u64::from(inv.pasid.unwrap_or(0) & 0xf_ffff) << 32),
+                a | (u64::from(s) << 11) | u64::from(inv.global),
+                0,
+                0,
+            ]
+        }
+        Descriptor::PageGroupResponse { rid, pasid, code, group_index, lpig } => [
+            9 | b(pasid.is_some(), 4)
+                | (u64::from(code & 0xf) << 12)
+                | (u64::from(rid) << 16)
+                | (u64::from(pasid.unwrap_or(0) & 0xf_ffff) << 32),
+            b(lpig, 2) | (u64::from(group_index & 0x1ff) << 3),
+            0,
+            0,
+        ],
+    }
+}
+
+fn devtlb_encode(inv: &DevTlbInvalidation) -> (u64, bool) {
+    if inv.size == u64::MAX {
+        return (0x7fff_ffff_ffff_f000, true);
+    }
+    if inv.size <= 4096 {
+        return (inv.addr & !0xfff, false);
+    }
+    let size = inv.size.next_power_of_two();
+    ((inv.addr & !(size - 1)) | ((size >> 1) - 1) & !0xfff, true)
+}
+
+impl Viommu {
+    /// Processes descriptors from IQH up to IQT (bounded), stopping on error.
+    pub(crate) fn process_queue<M: GuestMemory>(&mut self, mem: &M) {
+        if self.regs.get32(regs::GSTS) & gcmd::QIE == 0 {
+            return;
+        }
+        if self.regs.get32(regs::FSTS) & (fsts::IQE | fsts::ITE) != 0 {
+            return;
+        }
+        let iqa = self.regs.get64(regs::IQA);
+        let wide = iqa & (1 << 11) != 0;
+        let dsize: u64 = if wide { 32 } else { 16 };
+        let qsize = 4096u64 << (iqa & 7);
+        let base = iqa & !0xfff;
+        let tail = self.regs.get64(regs::IQT) & 0x7fff0;
+        if tail >= qsize || tail % dsize != 0 {
+            self.queue_error(QiError::Tail { tail, size: qsize }, self.regs.get64(regs::IQH));
+            return;
+        }
+        let mut head = self.regs.get64(regs::IQH) % qsize;
+        let mut budget = MAX_DESCRIPTORS_PER_TAIL_WRITE;
+        while head != tail && budget > 0 {
+            budget -= 1;
+            let Some(gpa) = base.checked_add(head) else {
+                self.queue_error(QiError::Fetch { gpa: base }, head);
+                return;
+            };
+            let mut qw = [0u64; 4];
+            let n = if wide { 4 } else { 2 };
+            for (i, q) in qw.iter_mut().take(n).enumerate() {
+                match memory::load_u64(mem, gpa + 8 * i as u64) {
+                    Ok(v) => *q = v,
+                    Err(_) => {
+                        self.queue_error(QiError::Fetch { gpa }, head);
+                        return;
+                    }
+                }
+            }
+            let slot = (head / dsize) as u32;
+            let result = decode(qw).and_then(|d| self.execute(mem, d, Some(slot)).map(|()| d));
+            if let Err(e) = result {
+                self.queue_error(e, head);
+                return;
+            }
+            head = (head + dsize) % qsize;
+            self.regs.set64(regs::IQH, head);
+        }
+    }
+
+    fn queue_error(&mut self, e: QiError, head: u64) {
+        self.regs.set64(regs::IQH, head);
+        let iqer = (self.regs.get64(regs::IQER) & !0xf) | e.iqei();
+        self.regs.set64(regs::IQER, iqer);
+        self.regs.update32(regs::FSTS, fsts::IQE, true);
+        self.counters.queue_errors += 1;
+        self.emit(&Event::QueueError { kind: "iqe", head: (head >> 4) as u32, iqer });
+        self.fault_event();
+    }
+
+    /// Applies one descriptor (from the queue, or built from a register
+    /// write with `slot` None).
+    pub(crate) fn execute<M: GuestMemory>(&mut self, mem: &M, d: Descriptor, slot: Option<u32>) -> Result<(), QiError> {
+        let c = &mut self.counters;
+        let mut removed = Removed::default();
+        match d {
+            Descriptor::ContextCache { granularity } => {
+                c.invalidations.context += 1;
+                removed.context = match granularity {
+                    ContextGranularity::Global => {
+                        c.granularity.context_global += 1;
+                        self.caches.context_global()
+                    }
+                    ContextGranularity::Domain { did } => {
+                        c.granularity.context_domain += 1;
+                        self.caches.context_domain(did)
+                    }
+                    ContextGranularity::Device { sid, fm, .. } => {
+                        c.granularity.context_device += 1;
+                        self.caches.context_device(sid, fm)
+                    }
+                };
+            }
+            Descriptor::Iotlb { granularity, .. } => {
+                c.invalidations.iotlb += 1;
+                removed = match granularity {
+                    IotlbGranularity::Global => {
+                        c.granularity.iotlb_global += 1;
+                        self.caches.iotlb_global()
+                    }
+                    IotlbGranularity::Domain { did } => {
+                        c.granularity.iotlb_domain += 1;
+                        self.caches.iotlb_domain(did)
+                    }
+                    IotlbGranularity::Page { did, addr, am, ih } => {
+                        c.granularity.iotlb_page += 1;
+                        if ih { c.granularity.ih1 += 1 } else { c.granularity.ih0 += 1 }
+                        self.caches.iotlb_page(did, addr, am, ih)
+                    }
+                };
+            }
+            Descriptor::DevTlb { inv, .. } => {
+                c.invalidations.devtlb += 1;
+                if inv.size == u64::MAX {
+                    c.granularity.devtlb_all += 1;
+                }
+                self.push_devtlb(inv);
+            }
+            Descriptor::Iec { .. } => c.invalidations.iec += 1,
+            Descriptor::Wait { sw, interrupt, fence, pd, status_data, status_addr } => {
+                c.invalidations.wait += 1;
+                c.granularity.wait_sw += u64::from(sw);
+                c.granularity.wait_if += u64::from(interrupt);
+                c.granularity.wait_fn += u64::from(fence);
+                c.granularity.wait_pd += u64::from(pd);
+                // Everything before this descriptor is complete (processing
+                // is synchronous), so fence and drain need nothing more.
+                if sw {
+                    memory::store_u32(mem, status_addr, status_data)
+                        .map_err(|_| QiError::StatusWrite { gpa: status_addr })?;
+                }
+                if interrupt && self.regs.get32(regs::ICS) & 1 == 0 {
+                    self.regs.update32(regs::ICS, 1, true);
+                    if let Some(m) = fault::signal(&mut self.regs, regs::IECTL) {
+                        self.push_msi(m);
+                    }
+                }
+            }
+            Descriptor::Piotlb { did, pasid, granularity } => {
+                c.invalidations.piotlb += 1;
+                removed = match granularity {
+                    PiotlbGranularity::Pasid => {
+                        c.granularity.piotlb_pasid += 1;
+                        self.caches.piotlb_pasid(did, pasid)
+                    }
+                    PiotlbGranularity::Page { addr, am, ih } => {
+                        c.granularity.piotlb_page += 1;
+                        if ih { c.granularity.ih1 += 1 } else { c.granularity.ih0 += 1 }
+                        let (_, hi) = crate::cache::page_range_bounds(addr, am);
+                        if hi >= self.config.levels.kernel_half_start() {
+                            c.kva_invalidations += 1;
+                        }
+                        self.caches.piotlb_page(did, pasid, addr, am, ih)
+                    }
+                };
+            }
+            Descriptor::PasidCache { did, granularity } => {
+                c.invalidations.pasid_cache += 1;
+                removed.pasid = match granularity {
+                    PasidCacheGranularity::Domain => {
+                        c.granularity.pasid_cache_domain += 1;
+                        self.caches.pasid_cache_domain(did)
+                    }
+                    PasidCacheGranularity::Pasid { pasid } => {
+                        c.granularity.pasid_cache_pasid += 1;
+                        self.caches.pasid_cache_pasid(did, pasid)
+                    }
+                    PasidCacheGranularity::Global => {
+                        c.granularity.pasid_cache_global += 1;
+                        self.caches.pasid_cache_global()
+                    }
+                };
+            }
+            Descriptor::PasidDevTlb { inv } => {
+                c.invalidations.pdevtlb += 1;
+                if inv.size == u64::MAX {
+                    c.granularity.devtlb_all += 1;
+                }
+                self.push_devtlb(inv);
+            }
+            Descriptor::PageGroupResponse { rid, pasid, code, group_index, .. } => {
+                c.invalidations.page_response += 1;
+                match self.prq.respond(rid, pasid, group_index, code) {
+                    Some(r) => {
+                        self.counters.page_requests.responses += 1;
+                        self.page_responses.push(r);
+                        self.emit(&Event::PageResponse(r));
+                    }
+                    None => self.counters.page_requests.unmatched_responses += 1,
+                }
+            }
+        }
+        self.record_removed(&removed);
+        let total = removed.context + removed.pasid + removed.iotlb + removed.psc.iter().sum::<u64>();
+        self.emit(&Event::Invalidation { slot, descriptor: d, removed: total });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_kinds() -> Vec<Descriptor> {
+        let inv = DevTlbInvalidation { sid: 0x20, pasid: None, addr: 0x4000, size: 0x4000, global: false };
+        vec![
+            Descriptor::ContextCache { granularity: ContextGranularity::Global },
+            Descriptor::ContextCache { granularity: ContextGranularity::Domain { did: 3 } },
+            Descriptor::ContextCache { granularity: ContextGranularity::Device { did: 3, sid: 0x21, fm: 2 } },
+            Descriptor::Iotlb { granularity: IotlbGranularity::Global, dr: true, dw: true },
+            Descriptor::Iotlb { granularity: IotlbGranularity::Domain { did: 9 }, dr: false, dw: false },
+            Descriptor::Iotlb {
+                granularity: IotlbGranularity::Page { did: 9, addr: 0x12_3000, am: 3, ih: true },
+                dr: false,
+                dw: true,
+            },
+            Descriptor::DevTlb { inv, qdep: 4 },
+            Descriptor::DevTlb { inv: DevTlbInvalidation { size: 4096, ..inv }, qdep: 0 },
+            Descriptor::Iec { global: true, index: 0, im: 0 },
+            Descriptor::Iec { global: false, index: 17, im: 2 },
+            Descriptor::Wait { sw: true, interrupt: true, fence: true, pd: true, status_data: 7, status_addr: 0x1000 },
+            Descriptor::Piotlb { did: 1, pasid: 5, granularity: PiotlbGranularity::Pasid },
+            Descriptor::Piotlb {
+                did: 1,
+                pasid: 5,
+                granularity: PiotlbGranularity::Page { addr: 0xffff_8000_0000_0000, am: 52, ih: false },
+            },
+            Descriptor::PasidCache { did: 1, granularity: PasidCacheGranularity::Domain },
+            Descriptor::PasidCache { did: 1, granularity: PasidCacheGranularity::Pasid { pasid: 5 } },
+            Descriptor::PasidCache { did: 1, granularity: PasidCacheGranularity::Global },
+            Descriptor::PasidDevTlb {
+                inv: DevTlbInvalidation { sid: 0x20, pasid: Some(5), addr: 0, size: u64::MAX, global: true },
+            },
+            Descriptor::PageGroupResponse { rid: 0x20, pasid: Some(5), code: 0, group_index: 300, lpig: true },
+            Descriptor::PageGroupResponse { rid: 0x20, pasid: None, code: 0xf, group_index: 1, lpig: false },
+        ]
+    }
+
+    #[test]
+    fn every_descriptor_round_trips() {
+        for d in all_kinds() {
+            assert_eq!(decode(encode(&d)), Ok(d), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn devtlb_size_encoding() {
+        assert_eq!(devtlb_range(0x5000, false), (0x5000, 4096));
+        assert_eq!(devtlb_range(0x4000 | 0x1000, true), (0x4000, 0x2000));
+        assert_eq!(devtlb_range(0x7000, true), (0, 0x8000));
+        assert_eq!(devtlb_range(0x7fff_ffff_ffff_f000, true), (0, u64::MAX));
+    }
+
+    #[test]
+    fn reject_invalid_types_and_granularities() {
+        for qw0 in [0u64, 10, 15, 1 | (1 << 9), 6 | (1 << 11)] {
+            assert_eq!(decode([qw0, 0, 0, 0]), Err(QiError::Type { qw0 }));
+        }
+        for qw0 in [1u64, 2, 6, 6 | (1 << 4), 7 | (2 << 4)] {
+            assert_eq!(decode([qw0, 0, 0, 0]), Err(QiError::Reserved { qw0 }));
+        }
+    }
+
+    #[test]
+    fn decode_linux_style_fields() {
+        // Page-selective PASID-based IOTLB: DID 1, PASID 0x10, addr, AM 2, IH 0.
+        let d = decode([6 | (3 << 4) | (1 << 16) | (0x10 << 32), 0x7f00_1000 | 2, 0, 0]).unwrap();
+        assert_eq!(
+            d,
+            Descriptor::Piotlb {
+                did: 1,
+                pasid: 0x10,
+                granularity: PiotlbGranularity::Page { addr: 0x7f00_1000, am: 2, ih: false }
+            }
+        );
+        let w = decode([5 | (1 << 5) | (0xdead_beef << 32), 0x2004, 0, 0]).unwrap();
+        assert!(matches!(w, Descriptor::Wait { sw: true, status_data: 0xdead_beef, status_addr: 0x2004, .. }));
+    }
+}
