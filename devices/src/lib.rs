@@ -7,6 +7,8 @@
 //! vCPUs or KVM.
 
 pub mod bus;
+pub mod dma;
 pub mod interrupt;
 pub mod legacy;
 pub mod pci;
+pub mod sva;

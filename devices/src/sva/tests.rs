@@ -1,0 +1,747 @@
+//! Tests of the SVA device against a fake IOMMU (a page map per PASID).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::descriptor::tests::raw;
+use super::descriptor::*;
+use super::*;
+use crate::dma::PageRequestRefused;
+use crate::pci::config::{COMMAND, COMMAND_BUS_MASTER, COMMAND_MEMORY};
+use crate::pci::msix::tests::RecordingSink;
+
+const REASON_NOT_PRESENT: u8 = 0x71;
+const REASON_WRITE: u8 = 0x72;
+const REASON_PRIV: u8 = 0x73;
+const RING_IOVA: u64 = 0x8000;
+const RING_GPA: u64 = 0x1_0000;
+const RING_ENTRIES: u32 = 16;
+
+#[derive(Clone, Copy, Debug)]
+struct Pte {
+    gpa: u64,
+    write: bool,
+    user: bool,
+}
+
+#[derive(Debug, Default)]
+struct FakeIommu {
+    map: Mutex<HashMap<(Option<u32>, u64), Pte>>,
+    requests: Mutex<Vec<PageRequest>>,
+    translations: Mutex<Vec<DmaRequest>>,
+}
+
+impl FakeIommu {
+    fn map(&self, pasid: Option<u32>, iova: u64, gpa: u64, write: bool, user: bool) {
+        self.map
+            .lock()
+            .unwrap()
+            .insert((pasid, iova & !0xfff), Pte { gpa, write, user });
+    }
+    fn unmap(&self, pasid: Option<u32>, iova: u64) {
+        self.map.lock().unwrap().remove(&(pasid, iova & !0xfff));
+    }
+}
+
+impl DmaTranslate<GuestMemoryMmap> for FakeIommu {
+    fn translate(&self, _mem: &GuestMemoryMmap, req: &DmaRequest) -> Result<u64, DmaFault> {
+        self.translations.lock().unwrap().push(*req);
+        let fault = |reason| DmaFault {
+            addr: req.addr,
+            reason,
+        };
+        let pte = *self
+            .map
+            .lock()
+            .unwrap()
+            .get(&(req.pasid, req.addr & !0xfff))
+            .ok_or(fault(REASON_NOT_PRESENT))?;
+        if req.access == Access::Write && !pte.write {
+            return Err(fault(REASON_WRITE));
+        }
+        if req.pasid.is_some() && !req.privileged && !pte.user {
+            return Err(fault(REASON_PRIV));
+        }
+        Ok(pte.gpa | (req.addr & 0xfff))
+    }
+    fn page_request(
+        &self,
+        _mem: &GuestMemoryMmap,
+        req: &PageRequest,
+    ) -> Result<(), PageRequestRefused> {
+        self.requests.lock().unwrap().push(*req);
+        Ok(())
+    }
+}
+
+struct Rig {
+    dev: SvaDevice<GuestMemoryMmap>,
+    mem: GuestMemoryMmap,
+    iommu: Arc<FakeIommu>,
+    sink: Arc<RecordingSink>,
+    tail: u32,
+}
+
+fn cfg_write16(dev: &mut SvaDevice<GuestMemoryMmap>, off: u16, v: u16) {
+    dev.config_write(off, &v.to_le_bytes());
+}
+
+fn rig() -> Rig {
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+    let iommu = Arc::new(FakeIommu::default());
+    let sink = Arc::new(RecordingSink::default());
+    let mut dev = SvaDevice::new(4, mem.clone(), iommu.clone(), sink.clone()).unwrap();
+    cfg_write16(&mut dev, COMMAND, COMMAND_MEMORY | COMMAND_BUS_MASTER);
+    cfg_write16(&mut dev, 0x106, PASID_CTRL_ENABLE | PASID_CTRL_PRIV);
+    cfg_write16(&mut dev, 0x80 + 2, 1 << 15);
+    for v in 0..2u64 {
+        dev.bar_write(0, MSIX_TABLE_OFFSET + v * 16, &0xfee0_0000u64.to_le_bytes());
+        dev.bar_write(
+            0,
+            MSIX_TABLE_OFFSET + v * 16 + 8,
+            &(0x40 + u32::try_from(v).unwrap()).to_le_bytes(),
+        );
+        dev.bar_write(0, MSIX_TABLE_OFFSET + v * 16 + 12, &0u32.to_le_bytes());
+    }
+    iommu.map(None, RING_IOVA, RING_GPA, true, true);
+    let mut r = Rig {
+        dev,
+        mem,
+        iommu,
+        sink,
+        tail: 0,
+    };
+    r.w32(regs::RING_BASE, u32::try_from(RING_IOVA).unwrap());
+    r.w32(regs::RING_ENTRIES, RING_ENTRIES);
+    r.w32(regs::CTRL, 1);
+    assert_eq!(r.r32(regs::STATUS), regs::STATUS_ENABLED);
+    r
+}
+
+impl Rig {
+    fn w32(&mut self, off: u64, v: u32) {
+        self.dev.bar_write(0, off, &v.to_le_bytes());
+    }
+    fn r32(&mut self, off: u64) -> u32 {
+        let mut b = [0u8; 4];
+        self.dev.bar_read(0, off, &mut b);
+        u32::from_le_bytes(b)
+    }
+    fn r64(&mut self, off: u64) -> u64 {
+        let mut b = [0u8; 8];
+        self.dev.bar_read(0, off, &mut b);
+        u64::from_le_bytes(b)
+    }
+    /// Places a descriptor in the next slot without ringing.
+    fn queue(&mut self, d: [u8; 64]) -> u32 {
+        let slot = self.tail;
+        self.mem
+            .write_slice(&d, GuestAddress(RING_GPA + u64::from(slot) * 64))
+            .unwrap();
+        self.tail = (self.tail + 1) % RING_ENTRIES;
+        slot
+    }
+    fn ring(&mut self) {
+        let t = self.tail;
+        self.w32(regs::TAIL, t);
+    }
+    fn submit(&mut self, d: [u8; 64]) -> u32 {
+        let s = self.queue(d);
+        self.ring();
+        s
+    }
+    /// (status, reason, flags, result) of a slot.
+    fn done(&self, slot: u32) -> (u8, u8, u16, u64) {
+        let mut c = [0u8; 16];
+        self.mem
+            .read_slice(&mut c, GuestAddress(RING_GPA + u64::from(slot) * 64 + 0x30))
+            .unwrap();
+        (
+            c[0],
+            c[1],
+            u16::from_le_bytes([c[2], c[3]]),
+            u64::from_le_bytes(c[8..16].try_into().unwrap()),
+        )
+    }
+    fn bytes(&self, gpa: u64, n: usize) -> Vec<u8> {
+        let mut v = vec![0u8; n];
+        self.mem.read_slice(&mut v, GuestAddress(gpa)).unwrap();
+        v
+    }
+    fn enable_pri(&mut self) {
+        self.dev.config_write(0x120 + 12, &16u32.to_le_bytes());
+        cfg_write16(&mut self.dev, 0x124, capability::PRI_CTRL_ENABLE);
+    }
+}
+
+const P: u32 = 1;
+
+#[test]
+fn config_space_advertises_the_sva_capabilities() {
+    let r = rig();
+    let c = r.dev.config();
+    assert_eq!(c.read_u32(0), 0x5641_5357);
+    assert_eq!(c.find_capability(0x10), Some(0x40));
+    assert_eq!(c.read_u16(0x42) >> 4 & 0xf, 9, "RC integrated endpoint");
+    assert_ne!(c.read_u32(0x40 + 0x24) & (1 << 21), 0);
+    assert_eq!(c.find_capability(0x11), Some(0x80));
+    assert_eq!(c.find_ext_capability(0x1b), Some(0x100));
+    assert_eq!(c.read_u16(0x104) >> 8 & 0x1f, 20);
+    assert_eq!(c.find_ext_capability(0x0f), Some(0x110));
+    assert_ne!(c.read_u16(0x114) & (1 << 5), 0);
+    assert_eq!(c.find_ext_capability(0x13), Some(0x120));
+    let fresh = SvaDevice::new(5, r.mem.clone(), r.iommu.clone(), r.sink.clone()).unwrap();
+    assert_eq!(
+        fresh.config().read_u16(0x126),
+        (1 << 8) | (1 << 15),
+        "PRI stopped, PASID required"
+    );
+    assert_eq!(fresh.config().bars()[0].size, BAR0_SIZE);
+}
+
+#[test]
+fn identification_registers() {
+    let mut r = rig();
+    assert_eq!(r.r32(regs::ID), ID_VALUE);
+    assert_eq!(r.r32(regs::MAX_RING_ENTRIES), 4096);
+    assert_eq!(r.r32(regs::MAX_TRANSFER), 64 << 20);
+    assert_eq!(r.r32(regs::BATCH_LIMIT), 64);
+    assert_eq!(r.r64(regs::RING_BASE), RING_IOVA);
+}
+
+#[test]
+fn copy_through_a_pasid_crosses_pages() {
+    let mut r = rig();
+    r.iommu.map(Some(P), 0x40_0000, 0x2_0000, false, true);
+    r.iommu.map(Some(P), 0x40_1000, 0x2_1000, false, true);
+    r.iommu.map(Some(P), 0x50_0000, 0x3_0000, true, true);
+    r.iommu.map(Some(P), 0x50_1000, 0x3_1000, true, true);
+    let data: Vec<u8> = (0..0x1800u32)
+        .map(|i| u8::try_from(i % 251).unwrap())
+        .collect();
+    r.mem
+        .write_slice(&data[..0x1000 - 0x10], GuestAddress(0x2_0010))
+        .unwrap();
+    r.mem
+        .write_slice(&data[0x1000 - 0x10..], GuestAddress(0x2_1000))
+        .unwrap();
+    let s = r.submit(raw(
+        OP_COPY,
+        FLAG_PASID | FLAG_IRQ,
+        P,
+        0x40_0010,
+        0x50_0800,
+        0x1800,
+        0,
+    ));
+    assert_eq!(r.done(s), (STATUS_SUCCESS, 0, 0, 0));
+    let mut got = r.bytes(0x3_0800, 0x800);
+    got.extend(r.bytes(0x3_1000, 0x1000));
+    assert_eq!(got, data);
+    assert_eq!(r.sink.take().len(), 1, "completion MSI");
+    assert_eq!(r.r32(regs::HEAD), 1);
+    assert_eq!(r.r64(regs::COUNTERS), 1);
+    let reqs = r.iommu.translations.lock().unwrap().clone();
+    assert!(
+        reqs.iter()
+            .any(|q| q.pasid.is_none() && q.addr == RING_IOVA),
+        "ring fetched without PASID"
+    );
+    assert!(
+        reqs.iter()
+            .any(|q| q.pasid == Some(P) && q.addr == 0x50_0800 && q.access == Access::Write)
+    );
+}
+
+#[test]
+fn fill_repeats_the_pattern_by_offset() {
+    let mut r = rig();
+    r.iommu.map(Some(P), 0x60_0000, 0x4_0000, true, true);
+    r.iommu.map(Some(P), 0x60_1000, 0x4_1000, true, true);
+    let pat = 0x0807_0605_0403_0201u64;
+    let s = r.submit(raw(OP_FILL, FLAG_PASID, P, 0, 0x60_0ffd, 11, pat));
+    assert_eq!(r.done(s).0, STATUS_SUCCESS);
+    assert_eq!(r.bytes(0x4_0ffd, 3), vec![1, 2, 3]);
+    assert_eq!(r.bytes(0x4_1000, 8), vec![4, 5, 6, 7, 8, 1, 2, 3]);
+    assert!(r.sink.take().is_empty(), "no IRQ flag, no MSI");
+}
+
+#[test]
+fn compare_reports_first_difference() {
+    let mut r = rig();
+    r.iommu.map(Some(P), 0x70_0000, 0x5_0000, false, true);
+    r.iommu.map(Some(P), 0x71_0000, 0x6_0000, false, true);
+    r.mem
+        .write_slice(&[7u8; 64], GuestAddress(0x5_0000))
+        .unwrap();
+    r.mem
+        .write_slice(&[7u8; 64], GuestAddress(0x6_0000))
+        .unwrap();
+    let s = r.submit(raw(OP_COMPARE, FLAG_PASID, P, 0x70_0000, 0x71_0000, 64, 0));
+    assert_eq!(r.done(s), (STATUS_SUCCESS, 0, 0, 64));
+    r.mem.write_slice(&[9u8], GuestAddress(0x6_0021)).unwrap();
+    let s = r.submit(raw(OP_COMPARE, FLAG_PASID, P, 0x70_0000, 0x71_0000, 64, 0));
+    assert_eq!(r.done(s), (STATUS_SUCCESS, 0, CFLAG_MISMATCH, 0x21));
+}
+
+#[test]
+fn probe_reads_writes_and_reports_faults() {
+    let mut r = rig();
+    r.iommu.map(Some(P), 0x80_0000, 0x7_0000, true, true);
+    r.iommu
+        .map(Some(P), 0xffff_8000_0000_0000, 0x8_0000, true, false);
+    r.mem.write_slice(&[0x5a], GuestAddress(0x7_0123)).unwrap();
+    let s = r.submit(raw(OP_PROBE, FLAG_PASID, P, 0x80_0123, 0, 0, 0));
+    assert_eq!(r.done(s), (STATUS_SUCCESS, 0, 0, 0x5a));
+    let s = r.submit(raw(
+        OP_PROBE,
+        FLAG_PASID | FLAG_WRITE,
+        P,
+        0x80_0124,
+        0,
+        0,
+        0xc3,
+    ));
+    assert_eq!(r.done(s), (STATUS_SUCCESS, 0, 0, 0xc3));
+    assert_eq!(r.bytes(0x7_0124, 1), vec![0xc3]);
+    // Unmapped user address.
+    let s = r.submit(raw(OP_PROBE, FLAG_PASID, P, 0x90_0000, 0, 0, 0));
+    assert_eq!(r.done(s), (2, REASON_NOT_PRESENT, 0, 0x90_0000));
+    // Kernel address with a user request faults; a supervisor request works.
+    let s = r.submit(raw(OP_PROBE, FLAG_PASID, P, 0xffff_8000_0000_0010, 0, 0, 0));
+    assert_eq!(r.done(s), (2, REASON_PRIV, 0, 0xffff_8000_0000_0010));
+    let s = r.submit(raw(
+        OP_PROBE,
+        FLAG_PASID | FLAG_PRIV,
+        P,
+        0xffff_8000_0000_0010,
+        0,
+        0,
+        0,
+    ));
+    assert_eq!(r.done(s).0, STATUS_SUCCESS);
+    assert_eq!(r.r64(regs::COUNTERS + 8), 2, "two failed ops");
+}
+
+#[test]
+fn probe_never_sends_page_requests() {
+    let mut r = rig();
+    r.enable_pri();
+    let s = r.submit(raw(OP_PROBE, FLAG_PASID, P, 0x90_0000, 0, 0, 0));
+    assert_eq!(r.done(s).0, 2);
+    assert!(r.iommu.requests.lock().unwrap().is_empty());
+}
+
+#[test]
+fn fault_without_pri_writes_nothing() {
+    let mut r = rig();
+    r.iommu.map(Some(P), 0x40_0000, 0x2_0000, false, true);
+    r.iommu.map(Some(P), 0x40_1000, 0x2_1000, false, true);
+    r.iommu.map(Some(P), 0x50_1000, 0x3_1000, true, true);
+    r.mem
+        .write_slice(&[0xee; 0x2000], GuestAddress(0x2_0000))
+        .unwrap();
+    // The destination's first page is unmapped: the mapped second page must
+    // stay untouched as well.
+    let s = r.submit(raw(OP_COPY, FLAG_PASID, P, 0x40_0000, 0x50_0000, 0x2000, 0));
+    assert_eq!(r.done(s), (2, REASON_NOT_PRESENT, 0, 0x50_0000));
+    assert_eq!(r.bytes(0x3_1000, 0x1000), vec![0; 0x1000]);
+    assert_eq!(r.bytes(0x3_0000, 0x1000), vec![0; 0x1000]);
+    // A read-only destination faults the same way.
+    r.iommu.map(Some(P), 0x50_0000, 0x3_0000, false, true);
+    let s = r.submit(raw(OP_FILL, FLAG_PASID, P, 0, 0x50_0000, 16, 1));
+    assert_eq!(r.done(s), (2, REASON_WRITE, 0, 0x50_0000));
+    assert_eq!(r.bytes(0x3_0000, 16), vec![0; 16]);
+}
+
+#[test]
+fn pri_page_request_then_response_completes_the_copy() {
+    let mut r = rig();
+    r.enable_pri();
+    r.iommu.map(Some(P), 0x40_0000, 0x2_0000, false, true);
+    r.mem
+        .write_slice(&[0x11; 0x100], GuestAddress(0x2_0000))
+        .unwrap();
+    let s = r.submit(raw(
+        OP_COPY,
+        FLAG_PASID | FLAG_IRQ,
+        P,
+        0x40_0000,
+        0x50_0000,
+        0x100,
+        0,
+    ));
+    let s2 = r.submit(raw(OP_NOP, FLAG_IRQ, 0, 0, 0, 0, 0));
+    assert_eq!(r.done(s).0, 0, "not complete yet");
+    assert_eq!(r.done(s2).0, 0, "ring parked behind the waiting op");
+    assert_eq!(
+        r.r32(regs::STATUS),
+        regs::STATUS_ENABLED | regs::STATUS_WAITING
+    );
+    assert_eq!(
+        r.dev.config().read_u16(0x126) & (1 << 8),
+        0,
+        "PRI not stopped"
+    );
+    let req = r.iommu.requests.lock().unwrap()[0];
+    assert_eq!(
+        req,
+        PageRequest {
+            rid: 0x20,
+            pasid: Some(P),
+            addr: 0x50_0000,
+            read: false,
+            write: true,
+            privileged: false,
+            prg_index: 0,
+            last: true
+        }
+    );
+    // Doorbells while waiting do nothing.
+    r.ring();
+    assert_eq!(r.iommu.requests.lock().unwrap().len(), 1);
+    // The guest maps the page and responds.
+    r.iommu.map(Some(P), 0x50_0000, 0x3_0000, true, true);
+    r.dev.page_response(&PageResponse {
+        rid: 0x20,
+        pasid: Some(P),
+        prg_index: 0,
+        code: ResponseCode::Success,
+    });
+    assert_eq!(
+        r.done(s),
+        (STATUS_SUCCESS, 0, CFLAG_PAGE_REQUESTED | CFLAG_RETRIED, 0)
+    );
+    assert_eq!(r.bytes(0x3_0000, 0x100), vec![0x11; 0x100]);
+    assert_eq!(r.done(s2).0, STATUS_SUCCESS, "ring resumed");
+    assert_eq!(r.sink.take().len(), 2);
+    assert_eq!(r.r32(regs::STATUS), regs::STATUS_ENABLED);
+    assert_eq!(
+        (r.r64(regs::COUNTERS + 0x10), r.r64(regs::COUNTERS + 0x18)),
+        (1, 1)
+    );
+}
+
+#[test]
+fn pri_retries_once_per_page() {
+    let mut r = rig();
+    r.enable_pri();
+    r.iommu.map(Some(P), 0x40_0000, 0x2_0000, false, true);
+    let s = r.submit(raw(OP_COPY, FLAG_PASID, P, 0x40_0000, 0x50_0000, 0x10, 0));
+    // "Success" without mapping: the retry faults on the same page and the
+    // op completes with the fault.
+    r.dev.page_response(&PageResponse {
+        rid: 0x20,
+        pasid: Some(P),
+        prg_index: 0,
+        code: ResponseCode::Success,
+    });
+    assert_eq!(
+        r.done(s),
+        (2, REASON_NOT_PRESENT, CFLAG_PAGE_REQUESTED, 0x50_0000)
+    );
+    assert_eq!(r.iommu.requests.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn pri_invalid_and_failure_responses() {
+    let mut r = rig();
+    r.enable_pri();
+    let s = r.submit(raw(OP_FILL, FLAG_PASID, P, 0, 0x50_0000, 0x10, 0));
+    r.dev.page_response(&PageResponse {
+        rid: 0x20,
+        pasid: Some(P),
+        prg_index: 0,
+        code: ResponseCode::InvalidRequest,
+    });
+    assert_eq!(
+        r.done(s),
+        (2, REASON_NOT_PRESENT, CFLAG_PAGE_REQUESTED, 0x50_0000)
+    );
+    let s = r.submit(raw(OP_FILL, FLAG_PASID, P, 0, 0x50_0000, 0x10, 0));
+    r.dev.page_response(&PageResponse {
+        rid: 0x20,
+        pasid: Some(P),
+        prg_index: 1,
+        code: ResponseCode::Failure,
+    });
+    assert_eq!(r.done(s), (7, 0, CFLAG_PAGE_REQUESTED, 0x50_0000));
+    assert_ne!(
+        r.dev.config().read_u16(0x126) & 1,
+        0,
+        "response failure latched"
+    );
+    // No further page requests until PRI is reset.
+    let s = r.submit(raw(OP_FILL, FLAG_PASID, P, 0, 0x50_0000, 0x10, 0));
+    assert_eq!(r.done(s).0, 2);
+    assert_eq!(r.iommu.requests.lock().unwrap().len(), 2);
+    cfg_write16(&mut r.dev, 0x124, capability::PRI_CTRL_RESET);
+    assert_eq!(r.dev.config().read_u16(0x126), (1 << 8) | (1 << 15));
+}
+
+#[test]
+fn reject_unexpected_page_responses() {
+    let mut r = rig();
+    r.enable_pri();
+    r.dev.page_response(&PageResponse {
+        rid: 0x20,
+        pasid: None,
+        prg_index: 3,
+        code: ResponseCode::Success,
+    });
+    assert_ne!(r.dev.config().read_u16(0x126) & 2, 0, "UPRGI set");
+    let s = r.submit(raw(OP_FILL, FLAG_PASID, P, 0, 0x50_0000, 0x10, 0));
+    r.dev.page_response(&PageResponse {
+        rid: 0x20,
+        pasid: Some(P),
+        prg_index: 7,
+        code: ResponseCode::Success,
+    });
+    r.dev.page_response(&PageResponse {
+        rid: 0x28,
+        pasid: Some(P),
+        prg_index: 0,
+        code: ResponseCode::Success,
+    });
+    assert_eq!(r.done(s).0, 0, "still waiting");
+    assert_eq!(r.dev.counters().unexpected_responses, 2);
+    // Disabling drops the waiting op and PRI reports stopped again once disabled.
+    r.w32(regs::CTRL, 0);
+    cfg_write16(&mut r.dev, 0x124, 0);
+    assert_ne!(r.dev.config().read_u16(0x126) & (1 << 8), 0);
+    assert_eq!(r.r32(regs::STATUS), 0);
+}
+
+#[test]
+fn ats_translation_is_cached_until_invalidated() {
+    let mut r = rig();
+    r.iommu.map(Some(P), 0x40_0000, 0x2_0000, true, true);
+    let s = r.submit(raw(OP_ATS_TRANSLATE, FLAG_PASID, P, 0x40_0123, 0, 0, 0));
+    assert_eq!(r.done(s).0, 8, "ATS disabled");
+    cfg_write16(&mut r.dev, 0x116, capability::ATS_CTRL_ENABLE);
+    let s = r.submit(raw(OP_ATS_TRANSLATE, FLAG_PASID, P, 0x40_0123, 0, 0, 0));
+    assert_eq!(r.done(s), (STATUS_SUCCESS, 0, 0, 0x2_0000 | 1));
+    let s = r.submit(raw(OP_ATS_TRANSLATE, FLAG_PASID, P, 0x40_0fff, 0, 0, 0));
+    assert_eq!(r.done(s), (STATUS_SUCCESS, 0, CFLAG_ATC_HIT, 0x2_0000 | 1));
+    assert!(
+        r.iommu
+            .translations
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|q| q.kind == RequestKind::AtsTranslation),
+        "sent as a translation request"
+    );
+    assert_eq!(r.r64(regs::COUNTERS + 0x20), 1, "ATC_ENTRIES");
+    // An invalidation for another device or PASID does not touch it.
+    r.dev.devtlb_invalidate(&DevTlbInvalidation {
+        rid: 0x28,
+        pasid: None,
+        addr: 0,
+        size: u64::MAX,
+    });
+    r.dev.devtlb_invalidate(&DevTlbInvalidation {
+        rid: 0x20,
+        pasid: Some(9),
+        addr: 0x40_0000,
+        size: 0x1000,
+    });
+    assert_eq!(r.r64(regs::COUNTERS + 0x20), 1);
+    r.dev.devtlb_invalidate(&DevTlbInvalidation {
+        rid: 0x20,
+        pasid: Some(P),
+        addr: 0x40_0000,
+        size: 0x1000,
+    });
+    assert_eq!(r.r64(regs::COUNTERS + 0x20), 0);
+    assert_eq!(
+        (r.r64(regs::COUNTERS + 0x28), r.r64(regs::COUNTERS + 0x30)),
+        (2, 1)
+    );
+    let s = r.submit(raw(OP_ATS_TRANSLATE, FLAG_PASID, P, 0x40_0123, 0, 0, 0));
+    assert_eq!(r.done(s).2 & CFLAG_ATC_HIT, 0, "miss after invalidation");
+    // A failing translation request is reported and not cached.
+    r.iommu.unmap(Some(P), 0x40_0000);
+    r.dev.devtlb_invalidate(&DevTlbInvalidation {
+        rid: 0x20,
+        pasid: None,
+        addr: 0,
+        size: u64::MAX,
+    });
+    let s = r.submit(raw(OP_ATS_TRANSLATE, FLAG_PASID, P, 0x40_0123, 0, 0, 0));
+    assert_eq!(r.done(s).0, 2);
+    assert_eq!(r.dev.counters().atc_entries, 0);
+}
+
+#[test]
+fn reject_bad_descriptors_and_keep_going() {
+    let mut r = rig();
+    let a = r.submit(raw(0x77, FLAG_IRQ, 0, 0, 0, 0, 0));
+    let b = r.submit(raw(OP_COPY, 0, 0, 0, 0x1000, 0, 0));
+    let c = r.submit(raw(OP_NOP, FLAG_PASID, 1 << 20, 0, 0, 0, 0));
+    let d = r.submit(raw(OP_NOP, 0, 0, 0, 0, 0, 0));
+    assert_eq!(
+        [r.done(a).0, r.done(b).0, r.done(c).0, r.done(d).0],
+        [3, 5, 4, STATUS_SUCCESS]
+    );
+    assert_eq!(
+        r.sink.take().len(),
+        1,
+        "bad descriptor with IRQ still interrupts"
+    );
+}
+
+#[test]
+fn reject_pasid_use_while_disabled() {
+    let mut r = rig();
+    cfg_write16(&mut r.dev, 0x106, PASID_CTRL_ENABLE);
+    let s = r.submit(raw(OP_NOP, FLAG_PASID | FLAG_PRIV, 1, 0, 0, 0, 0));
+    assert_eq!(r.done(s).0, 6, "privileged mode not enabled");
+    cfg_write16(&mut r.dev, 0x106, 0);
+    let s = r.submit(raw(OP_NOP, FLAG_PASID, 1, 0, 0, 0, 0));
+    assert_eq!(r.done(s).0, 6);
+}
+
+#[test]
+fn reject_dma_to_non_memory() {
+    let mut r = rig();
+    r.iommu.map(Some(P), 0x40_0000, 0x7000_0000, true, true);
+    let s = r.submit(raw(OP_FILL, FLAG_PASID, P, 0, 0x40_0000, 8, 0));
+    assert_eq!(r.done(s), (9, 0, 0, 0x7000_0000));
+}
+
+#[test]
+fn reject_ring_out_of_range() {
+    let mut r = rig();
+    r.w32(regs::CTRL, 0);
+    r.w32(regs::RING_BASE, 0x00f0_0000);
+    r.w32(regs::CTRL, 1);
+    r.w32(regs::TAIL, 1);
+    assert_eq!(
+        r.r32(regs::STATUS),
+        regs::STATUS_ENABLED | regs::STATUS_HALTED
+    );
+    assert_eq!(r.r32(regs::ERROR), 3);
+    assert_eq!(r.sink.take().len(), 1, "error vector");
+    r.w32(regs::TAIL, 1);
+    assert_eq!(r.r32(regs::HEAD), 0);
+    // Recover: disable, fix, enable.
+    r.w32(regs::CTRL, 0);
+    r.w32(regs::RING_BASE, u32::try_from(RING_IOVA).unwrap());
+    r.w32(regs::CTRL, 1);
+    r.w32(regs::ERROR, 0);
+    r.tail = 0;
+    let s = r.submit(raw(OP_NOP, 0, 0, 0, 0, 0, 0));
+    assert_eq!(r.done(s).0, STATUS_SUCCESS);
+    assert_eq!(r.r32(regs::ERROR), 0);
+}
+
+#[test]
+fn reject_completion_write_fault() {
+    let mut r = rig();
+    // The ring page is readable but not writable.
+    r.iommu.map(None, RING_IOVA, RING_GPA, false, true);
+    r.submit(raw(OP_NOP, 0, 0, 0, 0, 0, 0));
+    assert_eq!(r.r32(regs::ERROR), 4);
+    assert_ne!(r.r32(regs::STATUS) & regs::STATUS_HALTED, 0);
+}
+
+#[test]
+fn reject_bad_ring_configuration() {
+    let mut r = rig();
+    r.w32(regs::CTRL, 0);
+    for (base, entries) in [
+        (RING_IOVA, 3u32),
+        (RING_IOVA, 8192),
+        (RING_IOVA + 8, 16),
+        (!63, 16),
+        (RING_IOVA, 1),
+    ] {
+        r.w32(regs::RING_BASE, low32(base));
+        r.w32(regs::RING_BASE + 4, high32(base));
+        r.w32(regs::RING_ENTRIES, entries);
+        r.w32(regs::CTRL, 1);
+        assert_eq!(r.r32(regs::STATUS), 0, "{base:#x}/{entries}");
+        assert_eq!(r.r32(regs::ERROR), 1);
+    }
+    // Ring registers are frozen while enabled.
+    r.w32(regs::RING_BASE, u32::try_from(RING_IOVA).unwrap());
+    r.w32(regs::RING_BASE + 4, 0);
+    r.w32(regs::RING_ENTRIES, 16);
+    r.w32(regs::CTRL, 1);
+    r.w32(regs::RING_ENTRIES, 32);
+    assert_eq!(r.r32(regs::RING_ENTRIES), 16);
+}
+
+#[test]
+fn reject_doorbell_storm() {
+    let mut r = rig();
+    let s = r.submit(raw(OP_NOP, FLAG_IRQ, 0, 0, 0, 0, 0));
+    for _ in 0..10_000 {
+        r.ring();
+    }
+    assert_eq!(r.done(s).0, STATUS_SUCCESS);
+    assert_eq!(r.r64(regs::COUNTERS), 1, "one op, however many doorbells");
+    assert_eq!(r.sink.take().len(), 1);
+    r.w32(regs::TAIL, RING_ENTRIES);
+    assert_eq!(r.r32(regs::ERROR), 2);
+    assert_eq!(r.r32(regs::TAIL), 1);
+}
+
+#[test]
+fn reject_more_than_a_batch_per_doorbell() {
+    let mut r = rig();
+    r.w32(regs::CTRL, 0);
+    let big_ring = 128u32;
+    for i in 0..2u64 {
+        r.iommu.map(
+            None,
+            RING_IOVA + i * 0x1000,
+            RING_GPA + i * 0x1000,
+            true,
+            true,
+        );
+    }
+    r.w32(regs::RING_ENTRIES, big_ring);
+    r.w32(regs::CTRL, 1);
+    r.w32(regs::TAIL, 100);
+    assert_eq!(r.r32(regs::HEAD), BATCH_LIMIT);
+    r.w32(regs::TAIL, 100);
+    assert_eq!(r.r32(regs::HEAD), 100);
+}
+
+#[test]
+fn reject_doorbell_with_bus_master_off() {
+    let mut r = rig();
+    cfg_write16(&mut r.dev, COMMAND, COMMAND_MEMORY);
+    let s = r.submit(raw(OP_NOP, 0, 0, 0, 0, 0, 0));
+    assert_eq!(r.done(s).0, 0);
+    assert_eq!(r.r32(regs::ERROR), 5);
+    assert_eq!(r.r64(regs::COUNTERS + 0x38), 1);
+}
+
+#[test]
+fn reject_odd_register_accesses() {
+    let mut r = rig();
+    let mut b = [0xaau8; 2];
+    r.dev.bar_read(0, 0, &mut b);
+    assert_eq!(b, [0, 0]);
+    r.dev.bar_write(0, regs::CTRL + 1, &[0, 0, 0, 0]);
+    r.dev.bar_write(0, regs::CTRL, &[0]);
+    assert_eq!(r.r32(regs::STATUS), regs::STATUS_ENABLED);
+    let mut q = [0u8; 8];
+    r.dev.bar_read(0, 0xffc, &mut q);
+    r.dev.bar_read(0, 0x3ff8, &mut q);
+    r.dev.bar_read(1, 0, &mut q);
+    r.dev.bar_write(1, 0, &q);
+    r.dev.bar_read(0, u64::MAX - 7, &mut q);
+    r.dev.bar_write(0, u64::MAX - 7, &q);
+    assert_eq!(
+        SvaDevice::new(0, r.mem.clone(), r.iommu.clone(), r.sink.clone())
+            .unwrap_err()
+            .to_string(),
+        "invalid device number 0"
+    );
+}
