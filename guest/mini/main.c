@@ -1,0 +1,50 @@
+/* main.c - kmain: boot information, console banner, memory, traps, SMP,
+ * then the scenario named on the command line. */
+#include "bootinfo.h"
+#include "cmdline.h"
+#include "console.h"
+#include "cpu.h"
+#include "exit.h"
+#include "layout.h"
+#include "memory.h"
+#include "scenarios/scenario.h"
+#include "smp.h"
+
+static struct boot_info bi;
+
+__attribute__((noreturn)) void kmain(u32 kind, u32 info)
+{
+    bool ok = bootinfo_parse(kind, info, &bi);
+    console_puts("stalewalk mini guest 0.1\n");
+    if (!ok) {
+        kprintf("stalewalk-guest: error=unknown_boot_info kind=%u\n", kind);
+        guest_exit(EXIT_USAGE);
+    }
+    cmdline_parse(bi.cmdline);
+    idt_load();
+    tss_init();
+    memory_init(&bi);
+    u32 expected = smp_expected_cpus();
+    u32 online = smp_start(expected);
+    kprintf("stalewalk-guest: boot=%s cpus=%u mem_mib=%llu\n", bi.loader, online,
+            memory_total_pages() / 256);
+    if (bi.truncated || cmdline_dropped())
+        kprintf("stalewalk-guest: warning=boot_info_truncated\n");
+    if (online != expected) {
+        kprintf("stalewalk-guest: error=smp expected=%u online=%u\n", expected, online);
+        guest_exit(EXIT_FAIL);
+    }
+    const char *name = cmdline_get("scenario");
+    int status = EXIT_OK;
+    if (name) {
+        const struct scenario *s = scenario_find(name);
+        if (!s) {
+            kprintf("stalewalk-guest: error=unknown_scenario scenario=%s\n", name);
+            scenario_list();
+            guest_exit(EXIT_USAGE);
+        }
+        status = s->run(&bi);
+    }
+    kprintf("stalewalk-guest: exit=%d\n", status);
+    guest_exit((u8)status);
+}

@@ -1,0 +1,26 @@
+/* scenario.h - named test programs selected with scenario=NAME on the
+ * command line. Each returns an exit status (EXIT_OK when it passed) and
+ * reports what it observed as "stalewalk-guest: key=value" lines. */
+#ifndef MINI_SCENARIO_H
+#define MINI_SCENARIO_H
+
+#include "../bootinfo.h"
+
+struct scenario {
+    const char *name;
+    const char *what;
+    int (*run)(const struct boot_info *bi);
+};
+
+/* The scenario called `name`, or NULL. */
+const struct scenario *scenario_find(const char *name);
+/* Prints the known scenario names (for an unknown scenario=). */
+void scenario_list(void);
+
+int scenario_smoke(const struct boot_info *bi);
+int scenario_fault_ud(const struct boot_info *bi);
+int scenario_triple_fault(const struct boot_info *bi);
+int scenario_emulation_failure(const struct boot_info *bi);
+int scenario_reset(const struct boot_info *bi);
+
+#endif

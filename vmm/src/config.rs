@@ -1,0 +1,212 @@
+//! The VM configuration: everything `run` needs, built from the command
+//! line (`cli::RunArgs`) or directly by library users such as the
+//! integration tests.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::cpuid::CpuProfile;
+
+/// Most vCPUs a VM may have: the mini guest's per-CPU tables and the xAPIC
+/// IDs in CPUID leaf 1 (8 bits) are sized for this.
+pub const MAX_VCPUS: u32 = 64;
+/// Least guest memory: boot structures, the kernel and its page tables.
+pub const MIN_MEMORY: u64 = 16 << 20;
+/// Most guest memory accepted, so a typo cannot reserve absurd amounts.
+pub const MAX_MEMORY: u64 = 1 << 40;
+/// The default guest memory size.
+pub const DEFAULT_MEMORY: u64 = 256 << 20;
+
+/// Which kernel to boot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelSource {
+    /// The built-in mini guest (with its PVH note).
+    MiniGuest,
+    /// A file: ELF (with or without a PVH note) or bzImage.
+    Path(PathBuf),
+}
+
+/// Where the guest's serial output goes.
+#[derive(Clone, Debug, Default)]
+pub enum SerialMode {
+    /// The VMM's standard output.
+    #[default]
+    Stdio,
+    /// A file (created or truncated).
+    File(PathBuf),
+    /// Discarded.
+    Off,
+    /// Appended to a shared buffer (for library users and tests).
+    Capture(Arc<Mutex<Vec<u8>>>),
+}
+
+/// A complete VM configuration.
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    /// The kernel to boot.
+    pub kernel: KernelSource,
+    /// An initial ramdisk, if any.
+    pub initrd: Option<PathBuf>,
+    /// The guest command line.
+    pub cmdline: String,
+    /// Guest memory in bytes (a multiple of 4 KiB).
+    pub memory: u64,
+    /// Number of vCPUs.
+    pub cpus: u32,
+    /// Which CPUID features the guest sees.
+    pub cpu_profile: CpuProfile,
+    /// Expose 5-level paging (LA57) in the emulation-safe profile.
+    pub la57: bool,
+    /// Serial output.
+    pub serial: SerialMode,
+    /// Print what the VMM does on standard error.
+    pub verbose: bool,
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        Self {
+            kernel: KernelSource::MiniGuest,
+            initrd: None,
+            cmdline: String::new(),
+            memory: DEFAULT_MEMORY,
+            cpus: 1,
+            cpu_profile: CpuProfile::EmulationSafe,
+            la57: false,
+            serial: SerialMode::Stdio,
+            verbose: false,
+        }
+    }
+}
+
+/// Errors in a configuration (each names the option to fix).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// --memory could not be parsed.
+    #[error("--memory: {0}")]
+    Size(#[from] crate::size::SizeError),
+    /// --memory is outside the accepted range.
+    #[error("--memory {value:#x} bytes is out of range: give between 16M and 1T")]
+    MemoryRange {
+        /// The rejected size.
+        value: u64,
+    },
+    /// --memory is not a whole number of 4 KiB pages.
+    #[error("--memory {value:#x} bytes is not a multiple of 4 KiB")]
+    MemoryAlignment {
+        /// The rejected size.
+        value: u64,
+    },
+    /// --cpus is zero or too many.
+    #[error("--cpus {value}: give between 1 and {max}")]
+    CpuCount {
+        /// The rejected count.
+        value: u32,
+        /// The limit.
+        max: u32,
+    },
+    /// --serial has an unknown form.
+    #[error("--serial {0:?}: use stdio, off or file=PATH")]
+    Serial(String),
+    /// --scenario holds characters that would split the command line.
+    #[error("--scenario {0:?}: a scenario name is one word of letters, digits, '-' and '_'")]
+    Scenario(String),
+}
+
+impl VmConfig {
+    /// Checks the limits of a configuration built by hand.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_memory(self.memory)?;
+        check_cpus(self.cpus)
+    }
+}
+
+/// Checks a guest memory size.
+pub fn check_memory(value: u64) -> Result<(), ConfigError> {
+    if !(MIN_MEMORY..=MAX_MEMORY).contains(&value) {
+        return Err(ConfigError::MemoryRange { value });
+    }
+    if value % 4096 != 0 {
+        return Err(ConfigError::MemoryAlignment { value });
+    }
+    Ok(())
+}
+
+/// Checks a vCPU count.
+pub fn check_cpus(value: u32) -> Result<(), ConfigError> {
+    if value == 0 || value > MAX_VCPUS {
+        return Err(ConfigError::CpuCount {
+            value,
+            max: MAX_VCPUS,
+        });
+    }
+    Ok(())
+}
+
+/// Parses `--serial`.
+pub fn parse_serial(text: &str) -> Result<SerialMode, ConfigError> {
+    match text {
+        "stdio" => Ok(SerialMode::Stdio),
+        "off" | "none" => Ok(SerialMode::Off),
+        _ => match text.strip_prefix("file=") {
+            Some(p) if !p.is_empty() => Ok(SerialMode::File(PathBuf::from(p))),
+            _ => Err(ConfigError::Serial(text.to_string())),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reject_bad_memory_sizes() {
+        assert_eq!(
+            check_memory(1 << 20),
+            Err(ConfigError::MemoryRange { value: 1 << 20 })
+        );
+        assert_eq!(
+            check_memory(2 << 40),
+            Err(ConfigError::MemoryRange { value: 2 << 40 })
+        );
+        assert_eq!(
+            check_memory((64 << 20) + 1),
+            Err(ConfigError::MemoryAlignment {
+                value: (64 << 20) + 1
+            })
+        );
+        assert_eq!(
+            check_memory(1 << 20).unwrap_err().to_string(),
+            "--memory 0x100000 bytes is out of range: give between 16M and 1T"
+        );
+        check_memory(512 << 20).unwrap();
+    }
+
+    #[test]
+    fn reject_bad_cpu_counts() {
+        assert_eq!(
+            check_cpus(0).unwrap_err().to_string(),
+            "--cpus 0: give between 1 and 64"
+        );
+        assert!(check_cpus(65).is_err());
+        check_cpus(2).unwrap();
+    }
+
+    #[test]
+    fn serial_forms() {
+        assert!(matches!(parse_serial("stdio"), Ok(SerialMode::Stdio)));
+        assert!(matches!(parse_serial("off"), Ok(SerialMode::Off)));
+        assert!(
+            matches!(parse_serial("file=/tmp/x"), Ok(SerialMode::File(p)) if p == PathBuf::from("/tmp/x"))
+        );
+    }
+
+    #[test]
+    fn reject_bad_serial_forms() {
+        assert_eq!(
+            parse_serial("file=").unwrap_err().to_string(),
+            "--serial \"file=\": use stdio, off or file=PATH"
+        );
+        assert!(parse_serial("pty").is_err());
+    }
+}

@@ -1,0 +1,541 @@
+//! A VM run from start to end: KVM, guest memory, in-kernel irqchip,
+//! devices, kernel loading, one thread per vCPU, and a clean stop with
+//! every vCPU thread joined.
+//!
+//! Interrupt controller: the full in-kernel irqchip (`KVM_CREATE_IRQCHIP`:
+//! PIC, IOAPIC and every LAPIC in KVM). MSIs from our devices are injected
+//! with `KVM_SIGNAL_MSI` or an irqfd with an MSI route, which work with the
+//! full in-kernel irqchip on these machines (docs: KVM-NOTES.md), so a split
+//! irqchip (IOAPIC in user space) would only add code and exits. The legacy
+//! COM1 line is an irqfd on GSI 4.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::thread::JoinHandleExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use devices::bus::Bus;
+use devices::legacy::debug_exit::{DEBUG_EXIT_LEN, DEBUG_EXIT_PORT, DebugExit};
+use devices::legacy::i8042::{I8042, I8042_DATA_PORT, I8042_LEN};
+use devices::legacy::serial::{COM1_IRQ, COM1_LEN, COM1_PORT, IrqTrigger, Serial, SerialOutput};
+use devices::legacy::{ShutdownReason, ShutdownSignal};
+use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_userspace_memory_region};
+use kvm_ioctls::{Kvm, VmFd};
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+
+use crate::config::{ConfigError, SerialMode, VmConfig};
+use crate::cpuid::{self, CpuProfile};
+use crate::vcpu::{self, VcpuShared, VcpuStop};
+use crate::{boot, loader, memory};
+
+/// The KVM device.
+pub const KVM_PATH: &str = "/dev/kvm";
+/// Where KVM's private TSS pages go (Intel VMX needs three pages of guest
+/// physical space; they sit in the MMIO hole, below the BIOS area).
+const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
+/// Largest capture buffer: a guest printing forever must not grow the
+/// VMM's memory without bound.
+pub const MAX_CAPTURE: usize = 16 << 20;
+/// How often a stopping VM re-kicks vCPUs still inside `KVM_RUN`.
+const KICK_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Errors of a run. Each says what the user can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// /dev/kvm does not exist.
+    #[error(
+        "{path} does not exist: KVM is not available on this host (load the kvm module, enable \
+         virtualization, or in a container pass the device through, e.g. --device /dev/kvm)"
+    )]
+    KvmMissing {
+        /// The device path.
+        path: PathBuf,
+    },
+    /// /dev/kvm exists but cannot be opened.
+    #[error(
+        "no permission to open {path}: add your user to the group owning it (usually 'kvm') or run as root"
+    )]
+    KvmPermission {
+        /// The device path.
+        path: PathBuf,
+    },
+    /// Another error opening /dev/kvm.
+    #[error("cannot open {path}: {source}")]
+    KvmOpen {
+        /// The device path.
+        path: PathBuf,
+        /// The error.
+        source: kvm_ioctls::Error,
+    },
+    /// A KVM VM ioctl failed.
+    #[error("{what} failed: {source}")]
+    Kvm {
+        /// Which operation.
+        what: &'static str,
+        /// The error.
+        source: kvm_ioctls::Error,
+    },
+    /// Guest memory.
+    #[error(transparent)]
+    Memory(#[from] memory::MemoryError),
+    /// Kernel or initrd.
+    #[error(transparent)]
+    Loader(#[from] loader::LoaderError),
+    /// vCPU set-up.
+    #[error(transparent)]
+    Boot(#[from] boot::BootError),
+    /// The serial output file.
+    #[error("cannot create serial output file {path}: {source}")]
+    SerialFile {
+        /// The path given.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Building the device buses.
+    #[error("cannot place a device: {0}")]
+    Bus(#[from] devices::bus::BusError),
+    /// A host resource (eventfd, thread, signal handler).
+    #[error("cannot create {what}: {source}")]
+    Host {
+        /// What.
+        what: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The guest triple-faulted.
+    #[error(
+        "the guest triple-faulted on vCPU {vcpu} at RIP {rip:#x} (KVM_EXIT_SHUTDOWN): it hit an \
+         exception while it could not handle exceptions (no or broken IDT, stack or page tables)"
+    )]
+    TripleFault {
+        /// The vCPU.
+        vcpu: u32,
+        /// Its RIP.
+        rip: u64,
+    },
+    /// KVM could not run an instruction.
+    #[error(
+        "KVM could not emulate an instruction on vCPU {vcpu} at RIP {rip:#x} (KVM_EXIT_INTERNAL_ERROR, \
+         suberror {suberror}); instruction bytes: {bytes}. Hint: {hint}"
+    )]
+    EmulationFailure {
+        /// The vCPU.
+        vcpu: u32,
+        /// Its RIP.
+        rip: u64,
+        /// KVM's suberror.
+        suberror: u32,
+        /// The bytes at RIP, in hex.
+        bytes: String,
+        /// What to try.
+        hint: String,
+    },
+    /// VM entry failed.
+    #[error("KVM could not enter vCPU {vcpu} (KVM_EXIT_FAIL_ENTRY, reason {reason:#x})")]
+    FailEntry {
+        /// The vCPU.
+        vcpu: u32,
+        /// Hardware reason.
+        reason: u64,
+    },
+    /// Any other vCPU stop.
+    #[error("vCPU {vcpu} stopped: {what}")]
+    VcpuStopped {
+        /// The vCPU.
+        vcpu: u32,
+        /// What happened.
+        what: String,
+    },
+}
+
+/// How a run ended when the guest ended it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// The VMM's exit status (the debug-exit value, 0 after a reset).
+    pub exit_status: u8,
+    /// What the guest did.
+    pub reason: ShutdownReason,
+    /// Wall time from the start of `run` to the guest's exit.
+    pub elapsed: Duration,
+}
+
+/// Opens the KVM device at `path`, turning the common failures into
+/// errors that say what to do.
+pub fn open_kvm(path: &Path) -> Result<Kvm, VmError> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| VmError::KvmMissing { path: path.into() })?;
+    Kvm::new_with_path(c).map_err(|e| kvm_open_error(path, e))
+}
+
+/// The error for a failed open of `path`.
+pub fn kvm_open_error(path: &Path, e: kvm_ioctls::Error) -> VmError {
+    match e.errno() {
+        libc::ENOENT | libc::ENODEV | libc::ENXIO => VmError::KvmMissing { path: path.into() },
+        libc::EACCES | libc::EPERM => VmError::KvmPermission { path: path.into() },
+        _ => VmError::KvmOpen {
+            path: path.into(),
+            source: e,
+        },
+    }
+}
+
+/// The hint printed with an emulation failure.
+pub fn emulation_hint(profile: CpuProfile) -> String {
+    match profile {
+        CpuProfile::Host => "this host's KVM emulates guest kernel-mode code and cannot run every \
+                             instruction; retry with --cpu-profile emulation-safe so the guest is \
+                             told not to use them"
+            .to_string(),
+        CpuProfile::EmulationSafe => "this host's KVM emulates guest kernel-mode code; the guest used an \
+                                      instruction its emulator lacks although --cpu-profile emulation-safe \
+                                      hides the CPUID features that announce them (the guest must not use \
+                                      such instructions unconditionally; on a host with hardware \
+                                      virtualization use --cpu-profile host)"
+            .to_string(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "(unreadable)".to_string();
+    }
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A `Write` that appends to a shared buffer, up to [`MAX_CAPTURE`] bytes.
+#[derive(Debug)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let room = MAX_CAPTURE.saturating_sub(v.len());
+        v.extend_from_slice(&buf[..buf.len().min(room)]);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn serial_output(mode: &SerialMode) -> Result<SerialOutput, VmError> {
+    Ok(match mode {
+        SerialMode::Stdio => Box::new(std::io::stdout()),
+        SerialMode::File(p) => Box::new(File::create(p).map_err(|source| VmError::SerialFile {
+            path: p.clone(),
+            source,
+        })?),
+        SerialMode::Off => Box::new(std::io::sink()),
+        SerialMode::Capture(buf) => Box::new(Capture(buf.clone())),
+    })
+}
+
+fn kvm<T>(what: &'static str, r: Result<T, kvm_ioctls::Error>) -> Result<T, VmError> {
+    r.map_err(|source| VmError::Kvm { what, source })
+}
+
+extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+/// The signal that interrupts `KVM_RUN` in a vCPU thread.
+fn kick_signal() -> libc::c_int {
+    vmm_sys_util::signal::SIGRTMIN()
+}
+
+fn install_kick_handler() -> Result<(), VmError> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        result = vmm_sys_util::signal::register_signal_handler(kick_signal(), kick_handler)
+            .map_err(|e| VmError::Host {
+                what: "the vCPU kick signal handler",
+                source: e.into(),
+            });
+    });
+    result
+}
+
+fn register_memory(vm: &VmFd, mem: &vm_memory::GuestMemoryMmap) -> Result<(), VmError> {
+    for (slot, region) in mem.iter().enumerate() {
+        let region_desc = kvm_userspace_memory_region {
+            slot: u32::try_from(slot).unwrap_or(u32::MAX),
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: region.as_ptr() as u64,
+        };
+        // SAFETY: the region is a live mmap owned by `mem`, which outlives
+        // the VM (both are dropped at the end of `run`, the VM first).
+        kvm("KVM_SET_USER_MEMORY_REGION", unsafe {
+            vm.set_user_memory_region(region_desc)
+        })?;
+    }
+    Ok(())
+}
+
+/// Boots the VM described by `cfg` and runs it until the guest ends it.
+pub fn run(cfg: &VmConfig) -> Result<RunOutcome, VmError> {
+    let start = Instant::now();
+    cfg.validate()?;
+    let verbose = |msg: &dyn Fn() -> String| {
+        if cfg.verbose {
+            eprintln!("stalewalk: {}", msg());
+        }
+    };
+    let kvm_sys = open_kvm(Path::new(KVM_PATH))?;
+    let vm = kvm("KVM_CREATE_VM", kvm_sys.create_vm())?;
+    let mem = memory::create_guest_memory(cfg.memory)?;
+    register_memory(&vm, &mem)?;
+    kvm("KVM_SET_TSS_ADDR", vm.set_tss_address(KVM_TSS_ADDRESS))?;
+    kvm("KVM_CREATE_IRQCHIP", vm.create_irq_chip())?;
+
+    let loaded = loader::load(&mem, cfg)?;
+    boot::write_boot_tables(&mem, &loaded.entry)?;
+    verbose(&|| {
+        let name = match &cfg.kernel {
+            crate::config::KernelSource::MiniGuest => "built-in mini guest".to_string(),
+            crate::config::KernelSource::Path(p) => p.display().to_string(),
+        };
+        format!(
+            "kernel {name}: {}, entry {:x?}",
+            loaded.format, loaded.entry
+        )
+    });
+
+    // Devices.
+    let shutdown = Arc::new(ShutdownSignal::new());
+    let serial_irq = EventFd::new(EFD_NONBLOCK).map_err(|e| VmError::Host {
+        what: "the serial interrupt eventfd",
+        source: e,
+    })?;
+    kvm("KVM_IRQFD (COM1)", vm.register_irqfd(&serial_irq, COM1_IRQ))?;
+    let serial = Serial::new(IrqTrigger(serial_irq), serial_output(&cfg.serial)?);
+    let mut pio = Bus::new();
+    pio.insert(Arc::new(Mutex::new(serial)), u64::from(COM1_PORT), COM1_LEN)?;
+    pio.insert(
+        Arc::new(Mutex::new(I8042::new(shutdown.clone()))),
+        u64::from(I8042_DATA_PORT),
+        I8042_LEN,
+    )?;
+    pio.insert(
+        Arc::new(Mutex::new(DebugExit::new(shutdown.clone()))),
+        u64::from(DEBUG_EXIT_PORT),
+        DEBUG_EXIT_LEN,
+    )?;
+
+    // CPUID.
+    let supported = kvm(
+        "KVM_GET_SUPPORTED_CPUID",
+        kvm_sys.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES),
+    )?;
+    let mut base = supported.as_slice().to_vec();
+    let hidden = cpuid::apply_profile(&mut base, cfg.cpu_profile, cfg.la57);
+    verbose(&|| {
+        let what = if hidden.is_empty() {
+            "nothing hidden".to_string()
+        } else {
+            format!("hidden: {}", hidden.join(" "))
+        };
+        format!(
+            "cpu profile {} ({what}); {} vCPUs, {} MiB",
+            cfg.cpu_profile,
+            cfg.cpus,
+            cfg.memory >> 20
+        )
+    });
+
+    let mut vcpus = Vec::new();
+    for id in 0..cfg.cpus {
+        let fd = kvm("KVM_CREATE_VCPU", vm.create_vcpu(u64::from(id)))?;
+        let mut entries = base.clone();
+        cpuid::set_topology(&mut entries, id, cfg.cpus);
+        let cpuid = kvm_bindings::CpuId::from_entries(&entries).map_err(|_| VmError::Kvm {
+            what: "building CPUID",
+            source: kvm_ioctls::Error::new(libc::E2BIG),
+        })?;
+        kvm("KVM_SET_CPUID2", fd.set_cpuid2(&cpuid))?;
+        boot::setup_common(&fd, id)?;
+        if id == 0 {
+            boot::setup_boot_vcpu(&fd, &loaded.entry)?;
+        }
+        vcpus.push(fd);
+    }
+
+    install_kick_handler()?;
+    let shared = Arc::new(VcpuShared {
+        pio,
+        mmio: Bus::new(),
+        shutdown,
+        stop: AtomicBool::new(false),
+        mem: mem.clone(),
+        unclaimed: AtomicU64::new(0),
+    });
+    let (tx, rx) = mpsc::channel::<(u32, VcpuStop)>();
+    let mut threads = Vec::new();
+    for (id, fd) in (0u32..).zip(vcpus) {
+        let shared = shared.clone();
+        let tx = tx.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("vcpu{id}"))
+            .spawn(move || {
+                let stop = vcpu::run(fd, &shared);
+                // The receiver outlives every thread (joined below).
+                let _ = tx.send((id, stop));
+            })
+            .map_err(|e| VmError::Host {
+                what: "a vCPU thread",
+                source: e,
+            })?;
+        threads.push(t);
+    }
+    drop(tx);
+
+    // The first vCPU to stop decides how the run ends.
+    let first = rx.recv().ok();
+    let elapsed = start.elapsed();
+    shared.stop.store(true, Ordering::Release);
+    while threads.iter().any(|t| !t.is_finished()) {
+        for t in threads.iter().filter(|t| !t.is_finished()) {
+            // SAFETY: the thread is alive (not finished, not joined), so its
+            // pthread_t is valid; the signal's handler does nothing.
+            unsafe { libc::pthread_kill(t.as_pthread_t(), kick_signal()) };
+        }
+        std::thread::sleep(KICK_INTERVAL);
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    verbose(&|| {
+        format!(
+            "{} unclaimed I/O accesses; run took {:.1} ms",
+            shared.unclaimed.load(Ordering::Relaxed),
+            elapsed.as_secs_f64() * 1e3
+        )
+    });
+
+    let (vcpu, stop) = first.unwrap_or((0, VcpuStop::Stopped));
+    match stop {
+        VcpuStop::Shutdown(reason) => {
+            let exit_status = match reason {
+                ShutdownReason::DebugExit(s) => s,
+                ShutdownReason::Reset => 0,
+            };
+            verbose(&|| format!("guest ended the run: {reason:?}"));
+            Ok(RunOutcome {
+                exit_status,
+                reason,
+                elapsed,
+            })
+        }
+        VcpuStop::TripleFault { rip } => Err(VmError::TripleFault { vcpu, rip }),
+        VcpuStop::InternalError {
+            suberror,
+            rip,
+            bytes,
+        } => Err(VmError::EmulationFailure {
+            vcpu,
+            rip,
+            suberror,
+            bytes: hex(&bytes),
+            hint: emulation_hint(cfg.cpu_profile),
+        }),
+        VcpuStop::FailEntry { reason } => Err(VmError::FailEntry { vcpu, reason }),
+        other => Err(VmError::VcpuStopped {
+            vcpu,
+            what: format!("{other:?}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reject_missing_kvm_device() {
+        let e = open_kvm(Path::new("/nonexistent/kvm")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/nonexistent/kvm does not exist: KVM is not available on this host (load the kvm module, enable \
+             virtualization, or in a container pass the device through, e.g. --device /dev/kvm)"
+        );
+    }
+
+    #[test]
+    fn reject_kvm_without_permission() {
+        let e = kvm_open_error(Path::new("/dev/kvm"), kvm_ioctls::Error::new(libc::EACCES));
+        assert_eq!(
+            e.to_string(),
+            "no permission to open /dev/kvm: add your user to the group owning it (usually 'kvm') or run as root"
+        );
+    }
+
+    #[test]
+    fn emulation_failure_message_names_vcpu_rip_bytes_and_profile() {
+        let e = VmError::EmulationFailure {
+            vcpu: 1,
+            rip: 0x10_2345,
+            suberror: 1,
+            bytes: hex(&[0xf0, 0x48, 0x0f, 0xc7, 0x0e]),
+            hint: emulation_hint(CpuProfile::Host),
+        };
+        let s = e.to_string();
+        assert!(s.starts_with("KVM could not emulate an instruction on vCPU 1 at RIP 0x102345 (KVM_EXIT_INTERNAL_ERROR, suberror 1); instruction bytes: f0 48 0f c7 0e."), "{s}");
+        assert!(s.contains("retry with --cpu-profile emulation-safe"), "{s}");
+        assert!(emulation_hint(CpuProfile::EmulationSafe).contains("--cpu-profile host"));
+        assert_eq!(hex(&[]), "(unreadable)");
+    }
+
+    #[test]
+    fn triple_fault_message() {
+        let e = VmError::TripleFault {
+            vcpu: 0,
+            rip: 0x100abc,
+        };
+        assert!(
+            e.to_string().starts_with(
+                "the guest triple-faulted on vCPU 0 at RIP 0x100abc (KVM_EXIT_SHUTDOWN)"
+            )
+        );
+    }
+
+    #[test]
+    fn reject_bad_config_before_touching_kvm() {
+        let cfg = VmConfig {
+            cpus: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            run(&cfg).unwrap_err().to_string(),
+            "--cpus 0: give between 1 and 64"
+        );
+        let cfg = VmConfig {
+            memory: 4096,
+            ..Default::default()
+        };
+        assert!(matches!(
+            run(&cfg),
+            Err(VmError::Config(ConfigError::MemoryRange { .. }))
+        ));
+    }
+
+    #[test]
+    fn capture_is_bounded() {
+        let buf = Arc::new(Mutex::new(vec![0u8; MAX_CAPTURE - 2]));
+        let mut c = Capture(buf.clone());
+        assert_eq!(c.write(b"abcd").unwrap(), 4);
+        assert_eq!(buf.lock().unwrap().len(), MAX_CAPTURE);
+    }
+}
