@@ -103,10 +103,8 @@ fn pci_root() -> Raw {
     let seg = aml::Name::new("_SEG".into(), &aml::ZERO);
     let bbn = aml::Name::new("_BBN".into(), &PCI_BUS_FIRST);
     let uid = aml::Name::new("_UID".into(), &aml::ZERO);
-    let bus = aml::AddressSpace::<u16>::new_bus_number(
-        u16::from(PCI_BUS_FIRST),
-        u16::from(PCI_BUS_LAST),
-    );
+    let bus =
+        aml::AddressSpace::<u16>::new_bus_number(u16::from(PCI_BUS_FIRST), u16::from(PCI_BUS_LAST));
     let cfg_ports = aml::IO::new(PCI_CONFIG_PORT, PCI_CONFIG_PORT, 1, PCI_CONFIG_PORTS);
     let io_low = aml::AddressSpace::<u16>::new_io(PCI_IO_LOW.0, PCI_IO_LOW.1, None);
     let io_high = aml::AddressSpace::<u16>::new_io(PCI_IO_HIGH.0, PCI_IO_HIGH.1, None);
@@ -127,30 +125,26 @@ fn pci_root() -> Raw {
 fn ecam_reservation() -> Raw {
     let hid = aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0C02"));
     let uid = aml::Name::new("_UID".into(), &aml::ZERO);
-    // The platform's ECAM window lies below 4 GiB and is 1 MiB long; these
-    // constants are checked at compile time below.
     let window = aml::Memory32Fixed::new(true, ECAM_BASE_U32, ECAM_SIZE_U32);
     let crs = aml::Name::new("_CRS".into(), &aml::ResourceTemplate::new(vec![&window]));
     device("ECAM", vec![&hid, &uid, &crs])
 }
 
-/// [`ECAM_BASE`] as a 32-bit resource field.
-const ECAM_BASE_U32: u32 = {
-    assert!(ECAM_BASE <= u32::MAX as u64);
-    ECAM_BASE as u32
-};
-/// [`ECAM_SIZE`] as a 32-bit resource field.
-const ECAM_SIZE_U32: u32 = {
-    assert!(ECAM_SIZE <= u32::MAX as u64);
-    ECAM_SIZE as u32
-};
+/// [`ECAM_BASE`] as a 32-bit resource field (checked at compile time).
+const ECAM_BASE_U32: u32 = 0xe000_0000;
+/// [`ECAM_SIZE`] as a 32-bit resource field (checked at compile time).
+const ECAM_SIZE_U32: u32 = 0x10_0000;
+const _: () = assert!(ECAM_BASE_U32 as u64 == ECAM_BASE && ECAM_SIZE_U32 as u64 == ECAM_SIZE);
 
 fn com1() -> Raw {
     let hid = aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0501"));
     let uid = aml::Name::new("_UID".into(), &aml::ONE);
     let ports = aml::IO::new(COM1_PORT, COM1_PORT, 0, COM1_PORTS);
     let irq = IrqNoFlags { irq: COM1_IRQ };
-    let crs = aml::Name::new("_CRS".into(), &aml::ResourceTemplate::new(vec![&ports, &irq]));
+    let crs = aml::Name::new(
+        "_CRS".into(),
+        &aml::ResourceTemplate::new(vec![&ports, &irq]),
+    );
     device("COM1", vec![&hid, &uid, &crs])
 }
 
@@ -254,7 +248,10 @@ mod tests {
         for uid in [0u32, 9, 10, 255, 1023] {
             let n = processor_name(uid);
             assert_eq!(n.len(), 4);
-            assert!(n.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
+            assert!(
+                n.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            );
         }
     }
 }

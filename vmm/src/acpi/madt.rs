@@ -217,8 +217,14 @@ mod tests {
             .find(|(k, _)| *k == TYPE_X2APIC)
             .expect("x2APIC entry")
             .1;
-        assert_eq!(u32::from_le_bytes(first_x2[4..8].try_into().expect("4")), 255);
-        assert_eq!(u32::from_le_bytes(first_x2[12..16].try_into().expect("4")), 255);
+        assert_eq!(
+            u32::from_le_bytes(first_x2[4..8].try_into().expect("4")),
+            255
+        );
+        assert_eq!(
+            u32::from_le_bytes(first_x2[12..16].try_into().expect("4")),
+            255
+        );
     }
 
     #[test]
@@ -227,7 +233,13 @@ mod tests {
         let ids: Vec<(u8, u8, u32)> = structures(&t)
             .iter()
             .filter(|(k, _)| *k == TYPE_LAPIC)
-            .map(|(_, s)| (s[2], s[3], u32::from_le_bytes(s[4..8].try_into().expect("4"))))
+            .map(|(_, s)| {
+                (
+                    s[2],
+                    s[3],
+                    u32::from_le_bytes(s[4..8].try_into().expect("4")),
+                )
+            })
             .collect();
         let want: Vec<(u8, u8, u32)> = (0..8u8).map(|i| (i, i, 1)).collect();
         assert_eq!(ids, want);
@@ -238,7 +250,10 @@ mod tests {
         let t = build(1);
         let s = structures(&t);
         let io = s.iter().find(|(k, _)| *k == TYPE_IOAPIC).expect("IOAPIC").1;
-        assert_eq!(u32::from_le_bytes(io[4..8].try_into().expect("4")), 0xfec0_0000);
+        assert_eq!(
+            u32::from_le_bytes(io[4..8].try_into().expect("4")),
+            0xfec0_0000
+        );
         assert_eq!(u32::from_le_bytes(io[8..12].try_into().expect("4")), 0);
         let isos: Vec<(u8, u32, u16)> = s
             .iter()

@@ -34,7 +34,10 @@ mod tests {
         assert_eq!(u32::from_le_bytes([t[4], t[5], t[6], t[7]]), 60);
         assert_eq!(byte_sum(&t), 0);
         let a = &t[ALLOCATION_OFFSET..];
-        assert_eq!(u64::from_le_bytes(a[0..8].try_into().expect("8")), 0xe000_0000);
+        assert_eq!(
+            u64::from_le_bytes(a[0..8].try_into().expect("8")),
+            0xe000_0000
+        );
         assert_eq!(u16::from_le_bytes([a[8], a[9]]), 0, "segment");
         assert_eq!(a[10], 0, "start bus");
         assert_eq!(a[11], 0, "end bus");
