@@ -8,6 +8,7 @@
 //! - [`vcpu`]: the per-vCPU run loop; [`gva`]: guest page walks for
 //!   diagnostics; [`guest`]: the built-in mini guest images.
 
+pub mod acpi;
 pub mod boot;
 pub mod cli;
 pub mod config;
