@@ -9,6 +9,7 @@
 pub mod bus;
 pub mod dma;
 pub mod interrupt;
+pub mod iommu_mmio;
 pub mod legacy;
 pub mod pci;
 pub mod sva;
