@@ -197,7 +197,7 @@ mod tests {
         assert!(matches!(parse_serial("stdio"), Ok(SerialMode::Stdio)));
         assert!(matches!(parse_serial("off"), Ok(SerialMode::Off)));
         assert!(
-            matches!(parse_serial("file=/tmp/x"), Ok(SerialMode::File(p)) if p == PathBuf::from("/tmp/x"))
+            matches!(parse_serial("file=/tmp/x"), Ok(SerialMode::File(p)) if p == std::path::Path::new("/tmp/x"))
         );
     }
 

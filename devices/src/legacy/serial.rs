@@ -125,14 +125,14 @@ mod tests {
     fn raises_the_interrupt_when_enabled() {
         let (mut s, _cap, evt) = serial();
         s.write(0x3f8, 1, &[0x02]); // IER: transmitter holding register empty
-        s.write(0x3f8, 0, &[b'x']);
+        s.write(0x3f8, 0, b"x");
         assert!(evt.read().unwrap() >= 1);
     }
 
     #[test]
     fn reject_out_of_range_and_empty_accesses() {
         let (mut s, cap, _evt) = serial();
-        s.write(0x3f8, 8, &[b'x']);
+        s.write(0x3f8, 8, b"x");
         s.write(0x3f8, 0, &[]);
         let mut b = [0u8; 2];
         s.read(0x3f8, 9, &mut b);
