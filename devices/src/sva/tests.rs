@@ -745,3 +745,259 @@ fn reject_odd_register_accesses() {
         "invalid device number 0"
     );
 }
+
+/// End-to-end tests against the real `viommu::Viommu` through the front
+/// end, with the in-test VT-d driver.
+mod real {
+    use super::*;
+    use crate::iommu_mmio::ViommuPort;
+    use crate::iommu_mmio::tests::GuestVtd;
+    use viommu::qi::Descriptor;
+
+    const RID: u16 = 0x20;
+    const RING: u64 = 0x8000;
+    const PASID: u32 = 1;
+
+    struct E2e {
+        g: GuestVtd,
+        dev: Arc<Mutex<SvaDevice<GuestMemoryMmap>>>,
+        tail: u32,
+    }
+
+    impl E2e {
+        fn new() -> Self {
+            let mut g = GuestVtd::new(RID);
+            g.bind_pasid(PASID);
+            let port = Arc::new(ViommuPort::new(g.viommu.clone(), g.sink.clone()));
+            let dev = Arc::new(Mutex::new(
+                SvaDevice::new(4, g.mem.clone(), port, g.sink.clone()).unwrap(),
+            ));
+            g.mmio.add_endpoint(dev.clone()).unwrap();
+            {
+                let mut d = dev.lock().unwrap();
+                d.config_write(
+                    COMMAND,
+                    &(COMMAND_MEMORY | COMMAND_BUS_MASTER).to_le_bytes(),
+                );
+                d.config_write(0x106, &(PASID_CTRL_ENABLE | PASID_CTRL_PRIV).to_le_bytes());
+                d.config_write(0x116, &ATS_CTRL_ENABLE.to_le_bytes());
+                d.config_write(0x120 + 12, &16u32.to_le_bytes());
+                d.config_write(0x124, &capability::PRI_CTRL_ENABLE.to_le_bytes());
+                d.bar_write(0, regs::RING_BASE, &RING.to_le_bytes());
+                d.bar_write(0, regs::RING_ENTRIES, &16u32.to_le_bytes());
+                d.bar_write(0, regs::CTRL, &1u32.to_le_bytes());
+            }
+            Self { g, dev, tail: 0 }
+        }
+
+        fn submit(&mut self, d: [u8; 64]) -> u32 {
+            let slot = self.tail;
+            self.g
+                .mem
+                .write_slice(&d, GuestAddress(RING + u64::from(slot) * 64))
+                .unwrap();
+            self.tail = (self.tail + 1) % 16;
+            let t = self.tail;
+            self.dev
+                .lock()
+                .unwrap()
+                .bar_write(0, regs::TAIL, &t.to_le_bytes());
+            slot
+        }
+
+        fn done(&self, slot: u32) -> (u8, u8, u16, u64) {
+            let mut c = [0u8; 16];
+            self.g
+                .mem
+                .read_slice(&mut c, GuestAddress(RING + u64::from(slot) * 64 + 0x30))
+                .unwrap();
+            (
+                c[0],
+                c[1],
+                u16::from_le_bytes([c[2], c[3]]),
+                u64::from_le_bytes(c[8..16].try_into().unwrap()),
+            )
+        }
+    }
+
+    #[test]
+    fn copy_and_fill_through_a_bound_pasid() {
+        let mut e = E2e::new();
+        e.g.map(0x40_0000, 0x20_0000, false, true);
+        e.g.map(0x50_0000, 0x21_0000, true, true);
+        e.g.mem
+            .write_slice(b"stalewalk", GuestAddress(0x20_0100))
+            .unwrap();
+        let s = e.submit(raw(OP_COPY, FLAG_PASID, PASID, 0x40_0100, 0x50_0200, 9, 0));
+        assert_eq!(e.done(s).0, STATUS_SUCCESS);
+        let mut got = [0u8; 9];
+        e.g.mem
+            .read_slice(&mut got, GuestAddress(0x21_0200))
+            .unwrap();
+        assert_eq!(&got, b"stalewalk");
+        let s = e.submit(raw(
+            OP_FILL,
+            FLAG_PASID,
+            PASID,
+            0,
+            0x50_0000,
+            16,
+            0x4142_4344_4546_4748,
+        ));
+        assert_eq!(e.done(s).0, STATUS_SUCCESS);
+        e.g.mem
+            .read_slice(&mut got, GuestAddress(0x21_0000))
+            .unwrap();
+        assert_eq!(&got, b"HGFEDCBAH");
+        // With PRI off, writing through a read-only mapping faults and
+        // writes nothing.
+        e.dev
+            .lock()
+            .unwrap()
+            .config_write(0x124, &0u16.to_le_bytes());
+        let s = e.submit(raw(OP_FILL, FLAG_PASID, PASID, 0, 0x40_0100, 16, 0));
+        let (status, reason, _, addr) = e.done(s);
+        assert_eq!((status, addr), (2, 0x40_0100));
+        assert_ne!(reason, 0);
+        e.g.mem
+            .read_slice(&mut got, GuestAddress(0x20_0100))
+            .unwrap();
+        assert_eq!(&got, b"stalewalk");
+        assert!(e.g.take_page_requests().is_empty());
+    }
+
+    #[test]
+    fn user_probe_of_a_kernel_address_faults_and_leaves_walk_cache_entries() {
+        let mut e = E2e::new();
+        e.g.map(0xffff_8880_0000_0000, 0x22_0000, true, false);
+        let before = e.g.viommu.lock().unwrap().caches().sizes();
+        let s = e.submit(raw(
+            OP_PROBE,
+            FLAG_PASID,
+            PASID,
+            0xffff_8880_0000_0000,
+            0,
+            0,
+            0,
+        ));
+        let (status, reason, _, addr) = e.done(s);
+        assert_eq!((status, addr), (2, 0xffff_8880_0000_0000));
+        assert_ne!(reason, 0);
+        let after = e.g.viommu.lock().unwrap().caches().sizes();
+        let psc = |s: (usize, usize, usize, [usize; 4])| s.3.iter().sum::<usize>();
+        assert!(
+            psc(after) > psc(before),
+            "adversarial policy caches the kernel walk: {before:?} -> {after:?}"
+        );
+        assert!(
+            e.g.sink
+                .take()
+                .iter()
+                .any(|m| m.data == crate::iommu_mmio::tests::FAULT_DATA)
+        );
+        // A supervisor probe of the same address succeeds.
+        e.g.mem
+            .write_slice(&[0x99], GuestAddress(0x22_0000))
+            .unwrap();
+        let s = e.submit(raw(
+            OP_PROBE,
+            FLAG_PASID | FLAG_PRIV,
+            PASID,
+            0xffff_8880_0000_0000,
+            0,
+            0,
+            0,
+        ));
+        assert_eq!(e.done(s), (STATUS_SUCCESS, 0, 0, 0x99));
+    }
+
+    #[test]
+    fn pri_copy_into_an_unmapped_page_completes_after_the_response() {
+        let mut e = E2e::new();
+        e.g.map(0x40_0000, 0x20_0000, false, true);
+        e.g.mem
+            .write_slice(&[0x3c; 32], GuestAddress(0x20_0000))
+            .unwrap();
+        let s = e.submit(raw(
+            OP_COPY,
+            FLAG_PASID | FLAG_IRQ,
+            PASID,
+            0x40_0000,
+            0x60_0000,
+            32,
+            0,
+        ));
+        assert_eq!(e.done(s).0, 0);
+        assert!(
+            e.g.sink
+                .take()
+                .iter()
+                .any(|m| m.data == crate::iommu_mmio::tests::PRQ_DATA)
+        );
+        let reqs = e.g.take_page_requests();
+        assert_eq!(reqs.len(), 1);
+        let (qw0, qw1) = reqs[0];
+        assert_eq!(qw1 & !0xfff, 0x60_0000);
+        let group = u16::try_from((qw1 >> 3) & 0x1ff).unwrap();
+        assert_eq!((qw0 >> 16) & 0xffff, u64::from(RID));
+        // The guest maps the page and answers; the front end routes the
+        // response to the device, which finishes the copy.
+        e.g.map(0x60_0000, 0x23_0000, true, true);
+        e.g.submit(&Descriptor::PageGroupResponse {
+            rid: RID,
+            pasid: Some(PASID),
+            code: 0,
+            group_index: group,
+            lpig: true,
+        });
+        assert_eq!(
+            e.done(s),
+            (STATUS_SUCCESS, 0, CFLAG_PAGE_REQUESTED | CFLAG_RETRIED, 0)
+        );
+        let mut got = [0u8; 32];
+        e.g.mem
+            .read_slice(&mut got, GuestAddress(0x23_0000))
+            .unwrap();
+        assert_eq!(got, [0x3c; 32]);
+        assert_eq!(
+            e.g.sink.take().iter().filter(|m| m.data == 0x40).count(),
+            0,
+            "MSI-X not enabled: no vector"
+        );
+        let c = e.dev.lock().unwrap().counters();
+        assert_eq!((c.page_requests, c.page_responses), (1, 1));
+    }
+
+    #[test]
+    fn ats_translation_cached_until_the_guest_invalidates() {
+        let mut e = E2e::new();
+        e.g.map(0x40_0000, 0x20_0000, true, true);
+        let s = e.submit(raw(
+            OP_ATS_TRANSLATE,
+            FLAG_PASID | FLAG_WRITE,
+            PASID,
+            0x40_0000,
+            0,
+            0,
+            0,
+        ));
+        assert_eq!(e.done(s), (STATUS_SUCCESS, 0, 0, 0x20_0000 | 3));
+        let s = e.submit(raw(OP_ATS_TRANSLATE, FLAG_PASID, PASID, 0x40_0000, 0, 0, 0));
+        assert_eq!(e.done(s).2, CFLAG_ATC_HIT);
+        let inv = viommu::DevTlbInvalidation {
+            sid: RID,
+            pasid: Some(PASID),
+            addr: 0x40_0000,
+            size: 0x1000,
+            global: false,
+        };
+        e.g.submit(&Descriptor::PasidDevTlb { inv });
+        let c = e.dev.lock().unwrap().counters();
+        assert_eq!(
+            (c.atc_entries, c.atc_invalidations, c.atc_removed),
+            (0, 1, 1)
+        );
+        let s = e.submit(raw(OP_ATS_TRANSLATE, FLAG_PASID, PASID, 0x40_0000, 0, 0, 0));
+        assert_eq!(e.done(s).2 & CFLAG_ATC_HIT, 0);
+    }
+}
