@@ -880,6 +880,72 @@ mod tests {
         );
     }
 
+    /// Every table of a placed layout sums to zero, states its length, and
+    /// every pointer (RSDP -> XSDT -> tables, FADT -> DSDT) lands on the
+    /// table it names; tables never overlap each other or the RSDP.
+    fn check_layout(l: &AcpiLayout) {
+        for t in l.tables() {
+            assert_eq!(byte_sum(t.bytes()), 0, "{}", t.signature());
+        }
+        let rsdp = l.table("RSDP").expect("RSDP").bytes();
+        let xsdt = l.table("XSDT").expect("XSDT");
+        assert_eq!(le64(rsdp, 24), xsdt.gpa());
+        for entry in xsdt.bytes()[36..].chunks(8) {
+            let gpa = u64::from_le_bytes(entry.try_into().expect("8"));
+            let t = l
+                .tables()
+                .find(|t| t.gpa() == gpa)
+                .expect("XSDT entry resolves");
+            assert_eq!(&t.bytes()[..4], t.signature().as_bytes());
+        }
+        let fadt = l.table("FACP").expect("FACP").bytes();
+        assert_eq!(
+            le64(fadt, fadt::X_DSDT_OFFSET),
+            l.table("DSDT").expect("DSDT").gpa()
+        );
+        let mut ranges: Vec<(u64, u64)> = l
+            .tables()
+            .map(|t| (t.gpa(), t.gpa() + t.bytes().len() as u64))
+            .collect();
+        ranges.sort_unstable();
+        for w in ranges.windows(2) {
+            assert!(w[0].1 <= w[1].0, "{w:x?} overlap");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 48,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        #[test]
+        fn any_valid_config_and_placement_lays_out_consistently(
+            cpus in 1u32..=MAX_CPUS,
+            viommu in proptest::option::of((0u64..0x10_0000, 12u8..=64)),
+            serial in proptest::bool::ANY,
+            rsdp_slot in 0u64..0x1000,
+            tables_gpa in 0x1_0000u64..0x1_0000_0000,
+        ) {
+            let c = AcpiConfig {
+                cpus,
+                viommu: viommu.map(|(page, bits)| ViommuAcpi {
+                    base: page << 12,
+                    host_address_width_bits: bits,
+                }),
+                serial,
+            };
+            let p = Placement {
+                rsdp_gpa: rsdp_slot * 16,
+                tables_gpa,
+                tables_limit: u64::MAX,
+            };
+            let l = build_tables(&c).expect("valid").layout(&p).expect("fits");
+            check_layout(&l);
+            proptest::prop_assert_eq!(l.rsdp_gpa(), rsdp_slot * 16);
+        }
+    }
+
     /// The exact line printed when iasl is missing.
     const IASL_SKIP: &str = "SKIPPED: acpi_iasl: iasl not installed (apt-get install acpica-tools)";
 
