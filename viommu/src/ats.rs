@@ -134,8 +134,8 @@ mod tests {
         h.bind(1, false);
         let mem: GuestMemoryMmap<()> = h.mem.clone();
         let unit = Arc::new(Mutex::new(std::mem::replace(&mut h.unit, Viommu::new(Config::default()))));
-        let iommu = Arc::new(RequesterIommu::new(unit.clone(), mem.clone(), crate::tests::RID, Some(1)));
-        let dma = IommuMemory::new(mem.clone(), iommu, true, Default::default());
+        let iommu = RequesterIommu::new(unit.clone(), mem.clone(), crate::tests::RID, Some(1));
+        let dma = IommuMemory::new(mem.clone(), iommu, true, ());
         dma.write_obj(0x1122_3344u32, GuestAddress(0x7000_0ffe)).unwrap_err();
         dma.write_obj(0x1122_3344u32, GuestAddress(0x7000_0010)).unwrap();
         let v: u32 = mem.read_obj(GuestAddress(0x30_0010)).unwrap();

@@ -112,12 +112,19 @@ pub fn check<M: GuestMemory>(
         }
         Used::Psc(level, e) => {
             let mem_entry = path.entries().iter().find(|p| p.level == *level).map(|p| p.value);
+            // The entry at that level now: a link (in the path), a leaf, or
+            // something that ended the walk there.
+            let mem_value = mem_entry.or(match &fresh {
+                Ok(l) if l.level == *level => Some(l.value),
+                Err(WalkError::Reserved { level: l, value, .. }) if l == level => Some(*value),
+                _ => None,
+            });
             let pointer_differs = mem_entry.is_none_or(|v| v & PTE_ADDR != e.table);
             if !pointer_differs && same_outcome(&fresh, cached_outcome) {
                 return None;
             }
             let class = if page_hash(mem, e.table) != e.snapshot { StaleClass::Reused } else { StaleClass::Unlinked };
-            Some((class, *level, e.value, mem_entry.unwrap_or(0), e.table))
+            Some((class, *level, e.value, mem_value.unwrap_or(0), e.table))
         }
     }
 }

@@ -257,7 +257,7 @@ mod tests {
         regs.set64(regs::PQA, 0);
         assert_eq!(u.submit(&mut regs, &mem, &req(0, true)), Err(PrqError::NoQueue));
         regs.set64(regs::PQA, 0x10000 | 7);
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x100000)]).unwrap();
+        let mem: GuestMemoryMmap<()> = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x100000)]).unwrap();
         for i in 0..MAX_OUTSTANDING_GROUPS {
             let mut r = req((i % 512) as u16, true);
             r.rid = (i / 512) as u16;

@@ -731,8 +731,9 @@ mod tests {
     #[test]
     fn devtlb_size_encoding() {
         assert_eq!(devtlb_range(0x5000, false), (0x5000, 4096));
-        assert_eq!(devtlb_range(0x4000 | 0x1000, true), (0x4000, 0x2000));
-        assert_eq!(devtlb_range(0x7000, true), (0, 0x8000));
+        assert_eq!(devtlb_range(0x4000, true), (0x4000, 0x2000));
+        assert_eq!(devtlb_range(0x5000, true), (0x4000, 0x4000));
+        assert_eq!(devtlb_range(0x7000, true), (0, 0x10000));
         assert_eq!(devtlb_range(0x7fff_ffff_ffff_f000, true), (0, u64::MAX));
     }
 
