@@ -7,6 +7,7 @@
 pub mod capability;
 pub mod config;
 pub mod host_bridge;
+pub mod msi;
 pub mod msix;
 pub mod root;
 

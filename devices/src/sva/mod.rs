@@ -30,6 +30,7 @@ use crate::pci::capability::{
     PRI_STATUS_RESPONSE_FAILURE, PRI_STATUS_UPRGI,
 };
 use crate::pci::config::{BarKind, ConfigError, PciConfig, PciIdentity};
+use crate::pci::msi::Msi;
 use crate::pci::msix::{Msix, MsixError};
 use atc::Atc;
 use descriptor::{
@@ -198,6 +199,7 @@ struct Waiting {
 pub struct SvaDevice<M> {
     config: PciConfig,
     msix: Msix,
+    msi: Msi,
     pasid_cap: u16,
     ats_cap: u16,
     pri_cap: u16,
@@ -261,12 +263,14 @@ impl<M: GuestMemory + Send + Sync> SvaDevice<M> {
         let table = u32::try_from(MSIX_TABLE_OFFSET).unwrap_or(0);
         let pba = u32::try_from(MSIX_PBA_OFFSET).unwrap_or(0);
         let msix = Msix::new(&mut config, 2, 0, table, 0, pba)?;
+        let msi = Msi::new(&mut config)?;
         let pasid_cap = capability::add_pasid(&mut config, 20, true)?;
         let ats_cap = capability::add_ats(&mut config)?;
         let pri_cap = capability::add_pri(&mut config, PRI_CAPACITY)?;
         Ok(Self {
             config,
             msix,
+            msi,
             pasid_cap,
             ats_cap,
             pri_cap,
@@ -331,7 +335,17 @@ impl<M: GuestMemory + Send + Sync> SvaDevice<M> {
         if halt {
             self.halted = true;
         }
-        self.msix.notify(VECTOR_ERROR, &*self.sink);
+        self.interrupt(VECTOR_ERROR);
+    }
+
+    /// Signals `vector` through MSI-X when it is enabled, else through the
+    /// single MSI vector (shared by completion and error), else not at all.
+    fn interrupt(&mut self, vector: u16) {
+        if self.msix.enabled() {
+            self.msix.notify(vector, &*self.sink);
+        } else {
+            self.msi.notify(&mut self.config, &*self.sink);
+        }
     }
 
     fn slot_addr(&self, slot: u32) -> Option<u64> {
@@ -404,7 +418,7 @@ impl<M: GuestMemory + Send + Sync> SvaDevice<M> {
         }
         self.head = (slot + 1) % self.ring_entries.max(1);
         if irq {
-            self.msix.notify(VECTOR_COMPLETION, &*self.sink);
+            self.interrupt(VECTOR_COMPLETION);
         }
     }
 
@@ -703,6 +717,7 @@ impl<M: GuestMemory + Send + Sync> PciDevice for SvaDevice<M> {
     fn config_write(&mut self, offset: u16, data: &[u8]) {
         self.config.write(offset, data);
         self.msix.config_written(&self.config, &*self.sink);
+        self.msi.config_written(&mut self.config, &*self.sink);
         self.sync_pri();
     }
     fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {

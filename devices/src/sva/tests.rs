@@ -187,6 +187,7 @@ fn config_space_advertises_the_sva_capabilities() {
     assert_eq!(c.read_u16(0x42) >> 4 & 0xf, 9, "RC integrated endpoint");
     assert_ne!(c.read_u32(0x40 + 0x24) & (1 << 21), 0);
     assert_eq!(c.find_capability(0x11), Some(0x80));
+    assert_eq!(c.find_capability(0x05), Some(0x90));
     assert_eq!(c.find_ext_capability(0x1b), Some(0x100));
     assert_eq!(c.read_u16(0x104) >> 8 & 0x1f, 20);
     assert_eq!(c.find_ext_capability(0x0f), Some(0x110));
@@ -1000,4 +1001,21 @@ mod real {
         let s = e.submit(raw(OP_ATS_TRANSLATE, FLAG_PASID, PASID, 0x40_0000, 0, 0, 0));
         assert_eq!(e.done(s).2 & CFLAG_ATC_HIT, 0);
     }
+}
+
+#[test]
+fn msi_is_used_when_msix_is_off() {
+    let mut r = rig();
+    cfg_write16(&mut r.dev, 0x82, 0);
+    r.dev.config_write(0x94, &0xfee0_0000u32.to_le_bytes());
+    cfg_write16(&mut r.dev, 0x9c, 0x61);
+    cfg_write16(&mut r.dev, 0x92, 1);
+    r.submit(raw(OP_NOP, FLAG_IRQ, 0, 0, 0, 0, 0));
+    assert_eq!(
+        r.sink.take(),
+        vec![crate::interrupt::MsiMessage {
+            address: 0xfee0_0000,
+            data: 0x61
+        }]
+    );
 }
