@@ -2,3 +2,4 @@
 //! `viommu` model (`stalewalk replay`).
 
 pub mod replay;
+pub use replay::replay_command;

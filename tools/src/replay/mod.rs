@@ -4,10 +4,209 @@
 //!
 //! - [`parser`]: text to a checked [`Scenario`];
 //! - [`tables`]: the harness area and the root/context/PASID tables;
-//! - [`descriptors`]: invalidation descriptors as written into the queue.
+//! - [`descriptors`]: invalidation descriptors as written into the queue;
+//! - [`harness`]: guest memory, the unit, and the commands run against it;
+//! - [`report`]: the counters as JSON and as a summary.
+//!
+//! This file holds the entry points: [`run`] for the library and
+//! [`replay_command`] for `stalewalk replay FILE [--report json]`.
 
 pub mod descriptors;
+pub mod harness;
 pub mod parser;
+pub mod report;
 pub mod tables;
 
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use thiserror::Error;
+
+pub use harness::{HarnessError, Mismatch};
 pub use parser::{ParseError, Scenario};
+pub use report::Report;
+
+impl Scenario {
+    /// Parses and checks a scenario; `expect` keys are checked against the
+    /// model's report keys.
+    pub fn parse(text: &str) -> Result<Scenario, ParseError> {
+        parser::parse_with(text, &report::is_report_key)
+    }
+}
+
+/// Exit status: every line ran and every expectation held.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: an `expect` line did not hold.
+pub const EXIT_EXPECT_FAILED: u8 = 1;
+/// Exit status: malformed scenario, unreadable file or harness failure.
+pub const EXIT_BAD_SCENARIO: u8 = 2;
+
+/// A scenario that ran to its end with every expectation holding.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The counters at the end.
+    pub report: Report,
+    /// Commands run.
+    pub commands: usize,
+    /// `expect` lines checked.
+    pub expectations: usize,
+}
+
+/// An `expect` line that did not hold.
+#[derive(Debug, Clone)]
+pub struct ExpectFailure {
+    /// 1-based line number.
+    pub line: usize,
+    /// Every key of the line that differed.
+    pub mismatches: Vec<Mismatch>,
+    /// The counters at that line.
+    pub report: Report,
+}
+
+/// Why a replay did not succeed.
+#[derive(Debug, Error)]
+pub enum ReplayError {
+    /// The scenario file could not be read.
+    #[error("line 0: cannot read {path}: {reason}")]
+    Read {
+        /// File.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The scenario is malformed.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// Setting up memory or the unit failed.
+    #[error("line 0: cannot set up the harness: {0}")]
+    Setup(HarnessError),
+    /// A command could not be carried out.
+    #[error("line {line}: {source}")]
+    Command {
+        /// 1-based line number.
+        line: usize,
+        /// What failed.
+        source: HarnessError,
+    },
+    /// An expectation did not hold.
+    #[error("line {}: expectation failed", .0.line)]
+    Expect(Box<ExpectFailure>),
+}
+
+impl ReplayError {
+    /// The process exit status for this error.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            ReplayError::Expect(_) => EXIT_EXPECT_FAILED,
+            _ => EXIT_BAD_SCENARIO,
+        }
+    }
+}
+
+/// Runs a parsed scenario on a fresh unit and guest memory.
+pub fn run(scenario: &Scenario) -> Result<Outcome, ReplayError> {
+    let mut harness = harness::Harness::new(scenario).map_err(ReplayError::Setup)?;
+    let mut expectations = 0usize;
+    for line in &scenario.lines {
+        let step = harness
+            .execute(&line.command)
+            .map_err(|source| ReplayError::Command {
+                line: line.number,
+                source,
+            })?;
+        if let parser::Command::Expect(_) = line.command {
+            expectations = expectations.saturating_add(1);
+        }
+        if let harness::Step::ExpectFailed(mismatches) = step {
+            let report = harness.report().map_err(|source| ReplayError::Command {
+                line: line.number,
+                source,
+            })?;
+            return Err(ReplayError::Expect(Box::new(ExpectFailure {
+                line: line.number,
+                mismatches,
+                report,
+            })));
+        }
+    }
+    let report = harness.report().map_err(ReplayError::Setup)?;
+    Ok(Outcome {
+        report,
+        commands: scenario.lines.len(),
+        expectations,
+    })
+}
+
+/// Reads at most [`parser::MAX_SCENARIO_BYTES`] (+1, to detect larger files)
+/// of a scenario file.
+fn read_scenario(file: &Path) -> Result<String, ReplayError> {
+    let read_error = |reason: String| ReplayError::Read {
+        path: file.display().to_string(),
+        reason,
+    };
+    let handle = std::fs::File::open(file).map_err(|e| read_error(e.to_string()))?;
+    let limit = u64::try_from(parser::MAX_SCENARIO_BYTES)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    let mut bytes = Vec::new();
+    handle
+        .take(limit)
+        .read_to_end(&mut bytes)
+        .map_err(|e| read_error(e.to_string()))?;
+    String::from_utf8(bytes).map_err(|e| read_error(format!("not UTF-8 text: {e}")))
+}
+
+/// Replays `file`, printing the report to `out` and diagnostics to `err`;
+/// returns the exit status (0, 1 or 2, see `docs/SCENARIOS.md`).
+pub fn replay_to(file: &Path, report_json: bool, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let result = read_scenario(file)
+        .and_then(|text| Scenario::parse(&text).map_err(ReplayError::from))
+        .and_then(|scenario| run(&scenario));
+    let print_report = |out: &mut dyn Write, report: &Report| {
+        let text = if report_json {
+            report.to_json_string()
+        } else {
+            report.human()
+        };
+        // A closed stdout is no reason to change the exit status.
+        let _ = writeln!(out, "{}", text.trim_end());
+    };
+    match result {
+        Ok(outcome) => {
+            print_report(out, &outcome.report);
+            EXIT_OK
+        }
+        Err(ReplayError::Expect(failure)) => {
+            for m in &failure.mismatches {
+                let actual = m
+                    .actual
+                    .map_or_else(|| "not a number".to_string(), |a| a.to_string());
+                let _ = writeln!(
+                    err,
+                    "{}: line {}: expect {}: expected {}, actual {}",
+                    file.display(),
+                    failure.line,
+                    m.key,
+                    m.expected,
+                    actual
+                );
+            }
+            print_report(out, &failure.report);
+            EXIT_EXPECT_FAILED
+        }
+        Err(other) => {
+            let _ = writeln!(err, "{}: {other}", file.display());
+            other.exit_status()
+        }
+    }
+}
+
+/// `stalewalk replay FILE [--report json]`: replays `file`, prints the report
+/// on stdout (JSON with `report_json`) and diagnostics on stderr.
+pub fn replay_command(file: &Path, report_json: bool) -> ExitCode {
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let status = replay_to(file, report_json, &mut stdout.lock(), &mut stderr.lock());
+    ExitCode::from(status)
+}
