@@ -40,7 +40,14 @@ impl<M: GuestMemoryBackend> std::fmt::Debug for RequesterIommu<M> {
 impl<M: GuestMemoryBackend> RequesterIommu<M> {
     /// A view for requester `rid` with `pasid` (None: requests without PASID).
     pub fn new(viommu: Arc<Mutex<Viommu>>, mem: M, rid: u16, pasid: Option<u32>) -> Self {
-        RequesterIommu { viommu, mem, rid, pasid, privileged: false, iotlb: Mutex::new(Iotlb::new()) }
+        RequesterIommu {
+            viommu,
+            mem,
+            rid,
+            pasid,
+            privileged: false,
+            iotlb: Mutex::new(Iotlb::new()),
+        }
     }
 
     /// Makes later requests privileged (supervisor) ones.
@@ -50,7 +57,10 @@ impl<M: GuestMemoryBackend> RequesterIommu<M> {
     }
 
     fn fail(iova: GuestAddress, length: usize, reason: String) -> IommuError {
-        IommuError::CannotResolve { iova_range: IovaRange { base: iova, length }, reason }
+        IommuError::CannotResolve {
+            iova_range: IovaRange { base: iova, length },
+            reason,
+        }
     }
 }
 
@@ -75,7 +85,8 @@ impl<M: GuestMemoryBackend + Send + Sync> Iommu for RequesterIommu<M> {
         length: usize,
         access: Permissions,
     ) -> Result<vm_memory::iommu::IotlbIterator<Self::IotlbGuard<'_>>, IommuError> {
-        let len64 = u64::try_from(length).map_err(|_| Self::fail(iova, length, "length too large".into()))?;
+        let len64 = u64::try_from(length)
+            .map_err(|_| Self::fail(iova, length, "length too large".into()))?;
         let end = iova
             .0
             .checked_add(len64)
@@ -83,23 +94,37 @@ impl<M: GuestMemoryBackend + Send + Sync> Iommu for RequesterIommu<M> {
         let mut tlb = self
             .iotlb
             .lock()
-            .map_err(|_| IommuError::IommuMisconfigured { reason: "IOTLB lock poisoned".into() })?;
+            .map_err(|_| IommuError::IommuMisconfigured {
+                reason: "IOTLB lock poisoned".into(),
+            })?;
         tlb.invalidate_all();
         {
             let mut unit = self
                 .viommu
                 .lock()
-                .map_err(|_| IommuError::IommuMisconfigured { reason: "vIOMMU lock poisoned".into() })?;
+                .map_err(|_| IommuError::IommuMisconfigured {
+                    reason: "vIOMMU lock poisoned".into(),
+                })?;
             let mut addr = iova.0;
             let mut pages = 0usize;
             while addr < end {
                 pages += 1;
                 if pages > MAX_PAGES_PER_CALL {
-                    return Err(Self::fail(iova, length, format!("more than {MAX_PAGES_PER_CALL} pages")));
+                    return Err(Self::fail(
+                        iova,
+                        length,
+                        format!("more than {MAX_PAGES_PER_CALL} pages"),
+                    ));
                 }
                 let mut chunk: Option<(u64, u64, bool)> = None;
                 for acc in accesses(access) {
-                    let req = DmaRequest { rid: self.rid, pasid: self.pasid, addr, access: *acc, privileged: self.privileged };
+                    let req = DmaRequest {
+                        rid: self.rid,
+                        pasid: self.pasid,
+                        addr,
+                        access: *acc,
+                        privileged: self.privileged,
+                    };
                     let t = unit
                         .translate(&self.mem, &req)
                         .map_err(|e| Self::fail(GuestAddress(addr), length, e.to_string()))?;
@@ -109,13 +134,18 @@ impl<M: GuestMemoryBackend + Send + Sync> Iommu for RequesterIommu<M> {
                 let Some((out, n, _)) = chunk else {
                     return Err(Self::fail(iova, length, "no access requested".into()));
                 };
-                let n_usize = usize::try_from(n).map_err(|_| Self::fail(iova, length, "page too large".into()))?;
+                let n_usize = usize::try_from(n)
+                    .map_err(|_| Self::fail(iova, length, "page too large".into()))?;
                 tlb.set_mapping(GuestAddress(addr), GuestAddress(out), n_usize, access)?;
                 addr += n;
             }
         }
         Iotlb::lookup(tlb, iova, length, access).map_err(|fails| {
-            Self::fail(iova, length, format!("unresolved after translation: {fails:?}"))
+            Self::fail(
+                iova,
+                length,
+                format!("unresolved after translation: {fails:?}"),
+            )
         })
     }
 }
@@ -133,11 +163,16 @@ mod tests {
         h.map_user(0x7000_0000, 0x30_0000, true);
         h.bind(1, false);
         let mem: GuestMemoryMmap<()> = h.mem.clone();
-        let unit = Arc::new(Mutex::new(std::mem::replace(&mut h.unit, Viommu::new(Config::default()))));
+        let unit = Arc::new(Mutex::new(std::mem::replace(
+            &mut h.unit,
+            Viommu::new(Config::default()),
+        )));
         let iommu = RequesterIommu::new(unit.clone(), mem.clone(), crate::tests::RID, Some(1));
         let dma = IommuMemory::new(mem.clone(), iommu, true, ());
-        dma.write_obj(0x1122_3344u32, GuestAddress(0x7000_0ffe)).unwrap_err();
-        dma.write_obj(0x1122_3344u32, GuestAddress(0x7000_0010)).unwrap();
+        dma.write_obj(0x1122_3344u32, GuestAddress(0x7000_0ffe))
+            .unwrap_err();
+        dma.write_obj(0x1122_3344u32, GuestAddress(0x7000_0010))
+            .unwrap();
         let v: u32 = mem.read_obj(GuestAddress(0x30_0010)).unwrap();
         assert_eq!(v, 0x1122_3344);
         let back: u32 = dma.read_obj(GuestAddress(0x7000_0010)).unwrap();
@@ -154,7 +189,15 @@ mod tests {
         let h = Harness::new(Config::default());
         let unit = Arc::new(Mutex::new(Viommu::new(Config::default())));
         let iommu = RequesterIommu::new(unit, h.mem.clone(), 0x20, None);
-        assert!(iommu.translate(GuestAddress(u64::MAX - 1), 4, Permissions::Read).is_err());
-        assert!(iommu.translate(GuestAddress(0), usize::MAX, Permissions::Read).is_err());
+        assert!(
+            iommu
+                .translate(GuestAddress(u64::MAX - 1), 4, Permissions::Read)
+                .is_err()
+        );
+        assert!(
+            iommu
+                .translate(GuestAddress(0), usize::MAX, Permissions::Read)
+                .is_err()
+        );
     }
 }

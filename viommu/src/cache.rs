@@ -139,7 +139,13 @@ impl<K: Ord + Hash + Copy, V> Store<K, V> {
             return;
         }
         self.stamp += 1;
-        if let Some(old) = self.map.insert(k, Slot { value: v, stamp: self.stamp }) {
+        if let Some(old) = self.map.insert(
+            k,
+            Slot {
+                value: v,
+                stamp: self.stamp,
+            },
+        ) {
             self.order.remove(&old.stamp);
             evicted.push((k, old.value));
         } else {
@@ -149,7 +155,9 @@ impl<K: Ord + Hash + Copy, V> Store<K, V> {
         // Bounded: each pass removes one entry and the map holds at most
         // capacity + 1 entries here.
         while self.map.len() > self.capacity {
-            let Some((_, victim)) = self.order.pop_first() else { break };
+            let Some((_, victim)) = self.order.pop_first() else {
+                break;
+            };
             if let Some(slot) = self.map.remove(&victim) {
                 self.index.remove(&victim);
                 evicted.push((victim, slot.value));
@@ -269,7 +277,11 @@ pub fn region_shift(level: u8) -> u32 {
 /// Paging-structure-cache tag for `addr` at `level`.
 #[inline]
 pub fn psc_tag(did: u16, pasid: u32, addr: u64, level: u8) -> PscTag {
-    PscTag { did, pasid, prefix: (addr & TAG_ADDR_MASK) >> region_shift(level) }
+    PscTag {
+        did,
+        pasid,
+        prefix: (addr & TAG_ADDR_MASK) >> region_shift(level),
+    }
 }
 
 /// Leaf levels and their page shifts.
@@ -313,7 +325,12 @@ impl Caches {
             pasid: Store::new(policy),
             iotlb: Store::new(policy),
             iotlb_sizes: [0; 3],
-            psc: [Store::new(policy), Store::new(policy), Store::new(policy), Store::new(policy)],
+            psc: [
+                Store::new(policy),
+                Store::new(policy),
+                Store::new(policy),
+                Store::new(policy),
+            ],
             table_refs: FastMap::default(),
         }
     }
@@ -385,7 +402,8 @@ impl Caches {
             _ => 0b111,
         };
         let mut out = Vec::new();
-        self.context.remove_where(|rid, _| rid & !mask == sid & !mask, &mut out);
+        self.context
+            .remove_where(|rid, _| rid & !mask == sid & !mask, &mut out);
         out.len() as u64
     }
 
@@ -440,14 +458,29 @@ impl Caches {
 
     /// IOTLB lookup for the page holding `addr`.
     #[inline]
-    pub fn iotlb_lookup(&mut self, did: u16, pasid: u32, addr: u64, touch: bool) -> Option<IotlbEntry> {
+    pub fn iotlb_lookup(
+        &mut self,
+        did: u16,
+        pasid: u32,
+        addr: u64,
+        touch: bool,
+    ) -> Option<IotlbEntry> {
         let a = addr & TAG_ADDR_MASK;
         for (i, (level, shift)) in LEAF_LEVELS.iter().enumerate() {
             if self.iotlb_sizes[i] == 0 {
                 continue;
             }
-            let tag = IotlbTag { did, pasid, vpn: (a >> shift) << (shift - 12), level: *level };
-            let hit = if touch { self.iotlb.lookup(&tag) } else { self.iotlb.peek(&tag) };
+            let tag = IotlbTag {
+                did,
+                pasid,
+                vpn: (a >> shift) << (shift - 12),
+                level: *level,
+            };
+            let hit = if touch {
+                self.iotlb.lookup(&tag)
+            } else {
+                self.iotlb.peek(&tag)
+            };
             if let Some(e) = hit {
                 return Some(*e);
             }
@@ -462,7 +495,12 @@ impl Caches {
         }
         let level = e.leaf.level.clamp(1, 3);
         let shift = 12 + 9 * u32::from(level - 1);
-        let tag = IotlbTag { did, pasid, vpn: ((addr & TAG_ADDR_MASK) >> shift) << (shift - 12), level };
+        let tag = IotlbTag {
+            did,
+            pasid,
+            vpn: ((addr & TAG_ADDR_MASK) >> shift) << (shift - 12),
+            level,
+        };
         let mut ev = Vec::new();
         let existed = self.iotlb.peek(&tag).is_some();
         self.iotlb.insert(tag, e, &mut ev);
@@ -498,10 +536,21 @@ impl Caches {
 
     /// Paging-structure cache lookup at `level` (5..2).
     #[inline]
-    pub fn psc_lookup(&mut self, level: u8, did: u16, pasid: u32, addr: u64, touch: bool) -> Option<PscEntry> {
+    pub fn psc_lookup(
+        &mut self,
+        level: u8,
+        did: u16,
+        pasid: u32,
+        addr: u64,
+        touch: bool,
+    ) -> Option<PscEntry> {
         let store = self.psc.get_mut(usize::from(level.wrapping_sub(2)))?;
         let tag = psc_tag(did, pasid, addr, level);
-        let hit = if touch { store.lookup(&tag) } else { store.peek(&tag) };
+        let hit = if touch {
+            store.lookup(&tag)
+        } else {
+            store.peek(&tag)
+        };
         hit.copied()
     }
 
@@ -526,7 +575,10 @@ impl Caches {
 
     /// All paging-structure entries at `level` (for the hint and tests).
     pub fn psc_entries(&self, level: u8) -> impl Iterator<Item = (&PscTag, &PscEntry)> {
-        self.psc.get(usize::from(level.wrapping_sub(2))).into_iter().flat_map(|s| s.iter())
+        self.psc
+            .get(usize::from(level.wrapping_sub(2)))
+            .into_iter()
+            .flat_map(|s| s.iter())
     }
 
     /// Entries held: (context, PASID, IOTLB, paging-structure per level 2..5).
@@ -535,14 +587,26 @@ impl Caches {
             self.context.len(),
             self.pasid.len(),
             self.iotlb.len(),
-            [self.psc[0].len(), self.psc[1].len(), self.psc[2].len(), self.psc[3].len()],
+            [
+                self.psc[0].len(),
+                self.psc[1].len(),
+                self.psc[2].len(),
+                self.psc[3].len(),
+            ],
         )
     }
 
     /// Removes IOTLB and (unless `leaf_only`) paging-structure entries of
     /// `did` (all PASIDs when `pasid` is None) intersecting `[lo, hi]`
     /// (masked input addresses, inclusive).
-    fn remove_span(&mut self, did: u16, pasid: Option<u32>, lo: u64, hi: u64, leaf_only: bool) -> Removed {
+    fn remove_span(
+        &mut self,
+        did: u16,
+        pasid: Option<u32>,
+        lo: u64,
+        hi: u64,
+        leaf_only: bool,
+    ) -> Removed {
         let mut removed = Removed::default();
         let (p_lo, p_hi) = match pasid {
             Some(p) => (p, p),
@@ -552,8 +616,18 @@ impl Caches {
         // A leaf up to 1 GiB may start before `lo` and still cover it.
         let vlo = (lo >> 30) << 18;
         let vhi = hi >> 12;
-        let span_lo = IotlbTag { did, pasid: p_lo, vpn: if pasid.is_some() { vlo } else { 0 }, level: 0 };
-        let span_hi = IotlbTag { did, pasid: p_hi, vpn: if pasid.is_some() { vhi } else { u64::MAX }, level: u8::MAX };
+        let span_lo = IotlbTag {
+            did,
+            pasid: p_lo,
+            vpn: if pasid.is_some() { vlo } else { 0 },
+            level: 0,
+        };
+        let span_hi = IotlbTag {
+            did,
+            pasid: p_hi,
+            vpn: if pasid.is_some() { vhi } else { u64::MAX },
+            level: u8::MAX,
+        };
         self.iotlb.remove_range(
             span_lo,
             span_hi,
@@ -571,8 +645,16 @@ impl Caches {
         for level in 2..=5u8 {
             let shift = region_shift(level);
             let (klo, khi) = (lo >> shift, hi >> shift);
-            let span_lo = PscTag { did, pasid: p_lo, prefix: if pasid.is_some() { klo } else { 0 } };
-            let span_hi = PscTag { did, pasid: p_hi, prefix: if pasid.is_some() { khi } else { u64::MAX } };
+            let span_lo = PscTag {
+                did,
+                pasid: p_lo,
+                prefix: if pasid.is_some() { klo } else { 0 },
+            };
+            let span_hi = PscTag {
+                did,
+                pasid: p_hi,
+                prefix: if pasid.is_some() { khi } else { u64::MAX },
+            };
             let mut out = Vec::new();
             self.psc[usize::from(level - 2)].remove_range(
                 span_lo,
@@ -591,12 +673,19 @@ impl Caches {
             return vec![(0, TAG_ADDR_MASK)];
         }
         let (a, b) = (lo & TAG_ADDR_MASK, hi & TAG_ADDR_MASK);
-        if a <= b { vec![(a, b)] } else { vec![(a, TAG_ADDR_MASK), (0, b)] }
+        if a <= b {
+            vec![(a, b)]
+        } else {
+            vec![(a, TAG_ADDR_MASK), (0, b)]
+        }
     }
 
     /// IOTLB invalidation, global: IOTLB and all paging-structure caches.
     pub fn iotlb_global(&mut self) -> Removed {
-        let mut removed = Removed { iotlb: self.iotlb.len() as u64, ..Removed::default() };
+        let mut removed = Removed {
+            iotlb: self.iotlb.len() as u64,
+            ..Removed::default()
+        };
         self.iotlb = Store::new(self.policy);
         self.iotlb_sizes = [0; 3];
         for (i, s) in self.psc.iter_mut().enumerate() {
@@ -667,22 +756,69 @@ mod tests {
 
     fn leaf(level: u8, page: u64) -> Leaf {
         let size = 1u64 << (12 + 9 * u32::from(level - 1));
-        Leaf { level, gpa: 0x1000, value: page | 7, page, size, rights: Rights::ALL }
+        Leaf {
+            level,
+            gpa: 0x1000,
+            value: page | 7,
+            page,
+            size,
+            rights: Rights::ALL,
+        }
     }
 
     fn psc(table: u64) -> PscEntry {
-        PscEntry { value: table | 7, gpa: 0x2000, table, rights: Rights::ALL, snapshot: 0, filled: 0 }
+        PscEntry {
+            value: table | 7,
+            gpa: 0x2000,
+            table,
+            rights: Rights::ALL,
+            snapshot: 0,
+            filled: 0,
+        }
     }
 
     #[test]
     fn iotlb_hits_each_page_size() {
         let mut c = Caches::new(CachePolicy::Adversarial);
-        c.iotlb_fill(1, 5, 0x1000, IotlbEntry { leaf: leaf(1, 0xa000), filled: 0 });
-        c.iotlb_fill(1, 5, 0x40_0000, IotlbEntry { leaf: leaf(2, 0x20_0000), filled: 0 });
-        c.iotlb_fill(1, 5, 0x8000_0000, IotlbEntry { leaf: leaf(3, 0x4000_0000), filled: 0 });
-        assert_eq!(c.iotlb_lookup(1, 5, 0x1fff, false).unwrap().leaf.page, 0xa000);
-        assert_eq!(c.iotlb_lookup(1, 5, 0x5f_ffff, false).unwrap().leaf.page, 0x20_0000);
-        assert_eq!(c.iotlb_lookup(1, 5, 0xbfff_ffff, false).unwrap().leaf.page, 0x4000_0000);
+        c.iotlb_fill(
+            1,
+            5,
+            0x1000,
+            IotlbEntry {
+                leaf: leaf(1, 0xa000),
+                filled: 0,
+            },
+        );
+        c.iotlb_fill(
+            1,
+            5,
+            0x40_0000,
+            IotlbEntry {
+                leaf: leaf(2, 0x20_0000),
+                filled: 0,
+            },
+        );
+        c.iotlb_fill(
+            1,
+            5,
+            0x8000_0000,
+            IotlbEntry {
+                leaf: leaf(3, 0x4000_0000),
+                filled: 0,
+            },
+        );
+        assert_eq!(
+            c.iotlb_lookup(1, 5, 0x1fff, false).unwrap().leaf.page,
+            0xa000
+        );
+        assert_eq!(
+            c.iotlb_lookup(1, 5, 0x5f_ffff, false).unwrap().leaf.page,
+            0x20_0000
+        );
+        assert_eq!(
+            c.iotlb_lookup(1, 5, 0xbfff_ffff, false).unwrap().leaf.page,
+            0x4000_0000
+        );
         assert!(c.iotlb_lookup(1, 6, 0x1000, false).is_none());
         assert!(c.iotlb_lookup(2, 5, 0x1000, false).is_none());
         assert!(c.iotlb_lookup(1, 5, 0x2000, false).is_none());
@@ -691,7 +827,15 @@ mod tests {
     #[test]
     fn piotlb_page_ih_controls_psc() {
         let mut c = Caches::new(CachePolicy::Adversarial);
-        c.iotlb_fill(1, 5, 0x1000, IotlbEntry { leaf: leaf(1, 0xa000), filled: 0 });
+        c.iotlb_fill(
+            1,
+            5,
+            0x1000,
+            IotlbEntry {
+                leaf: leaf(1, 0xa000),
+                filled: 0,
+            },
+        );
         c.psc_fill(2, 1, 5, 0x1000, psc(0x13000));
         c.psc_fill(4, 1, 5, 0x1000, psc(0x11000));
         assert!(c.points_at(0x13000));
@@ -707,7 +851,15 @@ mod tests {
     fn range_invalidation_scales_with_entries() {
         let mut c = Caches::new(CachePolicy::Adversarial);
         for i in 0..100u64 {
-            c.iotlb_fill(1, 1, i << 12, IotlbEntry { leaf: leaf(1, i << 12), filled: 0 });
+            c.iotlb_fill(
+                1,
+                1,
+                i << 12,
+                IotlbEntry {
+                    leaf: leaf(1, i << 12),
+                    filled: 0,
+                },
+            );
         }
         // A huge range over the kernel half removes nothing and is cheap.
         let r = c.piotlb_page(1, 1, 0xffff_8000_0000_0000, 30, false);
@@ -722,7 +874,15 @@ mod tests {
     #[test]
     fn large_leaf_starting_before_range_is_removed() {
         let mut c = Caches::new(CachePolicy::Adversarial);
-        c.iotlb_fill(1, 1, 0x4000_0000, IotlbEntry { leaf: leaf(3, 0x4000_0000), filled: 0 });
+        c.iotlb_fill(
+            1,
+            1,
+            0x4000_0000,
+            IotlbEntry {
+                leaf: leaf(3, 0x4000_0000),
+                filled: 0,
+            },
+        );
         let r = c.piotlb_page(1, 1, 0x4010_0000, 0, true);
         assert_eq!(r.iotlb, 1);
     }
@@ -731,10 +891,26 @@ mod tests {
     fn domain_and_pasid_selective() {
         let mut c = Caches::new(CachePolicy::Adversarial);
         for p in 1..4 {
-            c.iotlb_fill(1, p, 0x1000, IotlbEntry { leaf: leaf(1, 0xa000), filled: 0 });
+            c.iotlb_fill(
+                1,
+                p,
+                0x1000,
+                IotlbEntry {
+                    leaf: leaf(1, 0xa000),
+                    filled: 0,
+                },
+            );
             c.psc_fill(2, 1, p, 0x1000, psc(0x13000));
         }
-        c.iotlb_fill(2, 1, 0x1000, IotlbEntry { leaf: leaf(1, 0xa000), filled: 0 });
+        c.iotlb_fill(
+            2,
+            1,
+            0x1000,
+            IotlbEntry {
+                leaf: leaf(1, 0xa000),
+                filled: 0,
+            },
+        );
         let r = c.piotlb_pasid(1, 2);
         assert_eq!((r.iotlb, r.psc[0]), (1, 1));
         let r = c.iotlb_domain(1);
@@ -754,9 +930,15 @@ mod tests {
             c.context_fill(rid, ctx);
         }
         assert_eq!(c.context_device(0x20, 0), 1);
-        assert_eq!(c.context_device(0x21, 1), 2, "0x21 and 0x25 differ only in bit 2");
+        assert_eq!(
+            c.context_device(0x21, 1),
+            2,
+            "0x21 and 0x25 differ only in bit 2"
+        );
         assert_eq!(c.context_domain(1), 1);
-        let pe = PasidEntry::decode([1 | (1 << 6), 3, 0x9000, 0], 1).unwrap().unwrap();
+        let pe = PasidEntry::decode([1 | (1 << 6), 3, 0x9000, 0], 1)
+            .unwrap()
+            .unwrap();
         c.pasid_fill(0x20, 1, pe);
         c.pasid_fill(0x20, 2, pe);
         assert!(c.points_at(0x9000));
@@ -769,10 +951,37 @@ mod tests {
     #[test]
     fn lru_evicts_least_recently_used() {
         let mut c = Caches::new(CachePolicy::Lru(NonZeroUsize::new(2).unwrap()));
-        c.iotlb_fill(1, 1, 0x1000, IotlbEntry { leaf: leaf(1, 0xa000), filled: 0 });
-        c.iotlb_fill(1, 1, 0x2000, IotlbEntry { leaf: leaf(1, 0xb000), filled: 0 });
+        c.iotlb_fill(
+            1,
+            1,
+            0x1000,
+            IotlbEntry {
+                leaf: leaf(1, 0xa000),
+                filled: 0,
+            },
+        );
+        c.iotlb_fill(
+            1,
+            1,
+            0x2000,
+            IotlbEntry {
+                leaf: leaf(1, 0xb000),
+                filled: 0,
+            },
+        );
         assert!(c.iotlb_lookup(1, 1, 0x1000, true).is_some());
-        assert_eq!(c.iotlb_fill(1, 1, 0x3000, IotlbEntry { leaf: leaf(1, 0xc000), filled: 0 }), 1);
+        assert_eq!(
+            c.iotlb_fill(
+                1,
+                1,
+                0x3000,
+                IotlbEntry {
+                    leaf: leaf(1, 0xc000),
+                    filled: 0
+                }
+            ),
+            1
+        );
         assert!(c.iotlb_lookup(1, 1, 0x1000, false).is_some());
         assert!(c.iotlb_lookup(1, 1, 0x2000, false).is_none());
     }
@@ -780,7 +989,15 @@ mod tests {
     #[test]
     fn none_policy_caches_nothing() {
         let mut c = Caches::new(CachePolicy::None);
-        c.iotlb_fill(1, 1, 0x1000, IotlbEntry { leaf: leaf(1, 0xa000), filled: 0 });
+        c.iotlb_fill(
+            1,
+            1,
+            0x1000,
+            IotlbEntry {
+                leaf: leaf(1, 0xa000),
+                filled: 0,
+            },
+        );
         c.psc_fill(2, 1, 1, 0x1000, psc(0x13000));
         assert!(c.iotlb_lookup(1, 1, 0x1000, false).is_none());
         assert!(c.psc_lookup(2, 1, 1, 0x1000, false).is_none());
@@ -789,8 +1006,14 @@ mod tests {
 
     #[test]
     fn page_range_bounds_align_and_saturate() {
-        assert_eq!(page_range_bounds(0x1234_5000, 0), (0x1234_5000, 0x1234_5fff));
-        assert_eq!(page_range_bounds(0x1234_5000, 4), (0x1234_0000, 0x1234_ffff));
+        assert_eq!(
+            page_range_bounds(0x1234_5000, 0),
+            (0x1234_5000, 0x1234_5fff)
+        );
+        assert_eq!(
+            page_range_bounds(0x1234_5000, 4),
+            (0x1234_0000, 0x1234_ffff)
+        );
         assert_eq!(page_range_bounds(0xffff_8000_0000_0000, 52), (0, u64::MAX));
         assert_eq!(page_range_bounds(5, 63), (0, u64::MAX));
     }

@@ -13,7 +13,7 @@ use vm_memory::GuestMemory;
 
 use crate::cache::{IotlbEntry, PscEntry};
 use crate::memory;
-use crate::walk::{self, Geometry, Leaf, Path, WalkError, PTE_A, PTE_ADDR, PTE_D};
+use crate::walk::{self, Geometry, Leaf, PTE_A, PTE_ADDR, PTE_D, Path, WalkError};
 
 /// Under `sampled`, one candidate translation in this many is checked.
 pub const SAMPLE_PERIOD: u64 = 16;
@@ -104,26 +104,44 @@ pub fn check<M: GuestMemory>(
     match used {
         Used::Iotlb(e) => {
             let stale = match &fresh {
-                Ok(l) => l.page != e.leaf.page || l.size != e.leaf.size || l.rights != e.leaf.rights,
+                Ok(l) => {
+                    l.page != e.leaf.page || l.size != e.leaf.size || l.rights != e.leaf.rights
+                }
                 Err(_) => true,
             };
             let mem_value = fresh.as_ref().map(|l| l.value).unwrap_or(0);
-            stale.then_some((StaleClass::Leaf, e.leaf.level, e.leaf.value, mem_value, e.leaf.gpa & !0xfff))
+            stale.then_some((
+                StaleClass::Leaf,
+                e.leaf.level,
+                e.leaf.value,
+                mem_value,
+                e.leaf.gpa & !0xfff,
+            ))
         }
         Used::Psc(level, e) => {
-            let mem_entry = path.entries().iter().find(|p| p.level == *level).map(|p| p.value);
+            let mem_entry = path
+                .entries()
+                .iter()
+                .find(|p| p.level == *level)
+                .map(|p| p.value);
             // The entry at that level now: a link (in the path), a leaf, or
             // something that ended the walk there.
             let mem_value = mem_entry.or(match &fresh {
                 Ok(l) if l.level == *level => Some(l.value),
-                Err(WalkError::Reserved { level: l, value, .. }) if l == level => Some(*value),
+                Err(WalkError::Reserved {
+                    level: l, value, ..
+                }) if l == level => Some(*value),
                 _ => None,
             });
             let pointer_differs = mem_entry.is_none_or(|v| v & PTE_ADDR != e.table);
             if !pointer_differs && same_outcome(&fresh, cached_outcome) {
                 return None;
             }
-            let class = if page_hash(mem, e.table) != e.snapshot { StaleClass::Reused } else { StaleClass::Unlinked };
+            let class = if page_hash(mem, e.table) != e.snapshot {
+                StaleClass::Reused
+            } else {
+                StaleClass::Unlinked
+            };
             Some((class, *level, e.value, mem_value.unwrap_or(0), e.table))
         }
     }
@@ -166,14 +184,24 @@ mod tests {
             filled: 0,
         };
         let mut path = Path::default();
-        let start = walk::WalkStart { level: 1, table: 0x13000, rights: Rights::ALL };
+        let start = walk::WalkStart {
+            level: 1,
+            table: 0x13000,
+            rights: Rights::ALL,
+        };
         let cached = walk::walk(&m, &geo, start, va, &mut path);
-        assert_eq!(check(&m, &geo, 0x10000, va, &Used::Psc(2, pde), &cached), None);
+        assert_eq!(
+            check(&m, &geo, 0x10000, va, &Used::Psc(2, pde), &cached),
+            None
+        );
         // Unlink: the PDE now points elsewhere, old page untouched.
         store_u64(&m, 0x14000 + index(va, 1) * 8, 0x50000 | 7).unwrap();
         store_u64(&m, 0x12000, 0x14000 | 7).unwrap();
         let r = check(&m, &geo, 0x10000, va, &Used::Psc(2, pde), &cached).unwrap();
-        assert_eq!((r.0, r.1, r.3, r.4), (StaleClass::Unlinked, 2, 0x14000 | 7, 0x13000));
+        assert_eq!(
+            (r.0, r.1, r.3, r.4),
+            (StaleClass::Unlinked, 2, 0x14000 | 7, 0x13000)
+        );
         // Reuse: the old page gets new contents.
         store_u64(&m, 0x13000 + 8, 0x66000 | 7).unwrap();
         let r = check(&m, &geo, 0x10000, va, &Used::Psc(2, pde), &cached).unwrap();

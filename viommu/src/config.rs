@@ -16,7 +16,8 @@ pub const MAX_LRU_ENTRIES: usize = 1 << 20;
 
 /// Most fault recording registers: they must fit in the 4-KiB register block
 /// after [`FAULT_RECORD_OFFSET`].
-pub const MAX_FAULT_RECORDS: u16 = ((4096 - FAULT_RECORD_OFFSET) / 16) as u16;
+pub const MAX_FAULT_RECORDS: u16 = 224;
+const _: () = assert!(FAULT_RECORD_OFFSET + 16 * MAX_FAULT_RECORDS as u64 <= 4096);
 
 /// Number of fault recording registers when the configuration does not say.
 pub const DEFAULT_FAULT_RECORDS: u8 = 8;
@@ -290,14 +291,20 @@ mod tests {
             "lru:64".parse(),
             Ok(CachePolicy::Lru(NonZeroUsize::new(64).unwrap()))
         );
-        assert_eq!(CachePolicy::Lru(NonZeroUsize::new(64).unwrap()).to_string(), "lru:64");
+        assert_eq!(
+            CachePolicy::Lru(NonZeroUsize::new(64).unwrap()).to_string(),
+            "lru:64"
+        );
     }
 
     #[test]
     fn reject_bad_cache_policies() {
         for s in ["lru:0", "lru:", "lru:x", "lru", "fifo", "lru:99999999999"] {
             let err = s.parse::<CachePolicy>().unwrap_err();
-            assert!(err.to_string().contains("expected adversarial"), "{s}: {err}");
+            assert!(
+                err.to_string().contains("expected adversarial"),
+                "{s}: {err}"
+            );
         }
     }
 
@@ -312,7 +319,10 @@ mod tests {
     #[test]
     fn reject_bad_levels_and_records() {
         assert_eq!("3".parse::<Levels>(), Err(ConfigError::Levels(3)));
-        let c = Config { fault_records: 0, ..Config::default() };
+        let c = Config {
+            fault_records: 0,
+            ..Config::default()
+        };
         assert!(c.validate().is_err());
     }
 
@@ -334,7 +344,11 @@ mod tests {
         assert_ne!(cap & (1 << 56), 0);
         assert_eq!(cap & (1 << 60), 0);
         assert_eq!(cap & (1 << 7), 0);
-        let c5 = Config { levels: Levels::Five, caching_mode: true, ..Config::default() };
+        let c5 = Config {
+            levels: Levels::Five,
+            caching_mode: true,
+            ..Config::default()
+        };
         assert_eq!((c5.cap() >> 16) & 0x3f, 56);
         assert_ne!(c5.cap() & (1 << 60), 0);
         assert_ne!(c5.cap() & (1 << 7), 0);

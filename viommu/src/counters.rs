@@ -193,15 +193,35 @@ mod tests {
 
     #[test]
     fn json_has_report_keys() {
-        let c = Counters { checker: Some(CheckMode::All), ..Counters::default() };
+        let c = Counters {
+            checker: Some(CheckMode::All),
+            ..Counters::default()
+        };
         let v = serde_json::to_value(&c).unwrap();
-        for k in ["translations", "faults", "freed_while_cached", "kva_invalidations", "page_requests", "cache"] {
+        for k in [
+            "translations",
+            "faults",
+            "freed_while_cached",
+            "kva_invalidations",
+            "page_requests",
+            "cache",
+        ] {
             assert!(v.get(k).is_some(), "{k}");
         }
         for k in ["unlinked", "reused", "leaf"] {
             assert_eq!(v["stale_walks"][k], 0);
         }
-        for k in ["context", "iotlb", "devtlb", "iec", "wait", "piotlb", "pasid_cache", "pdevtlb", "page_response"] {
+        for k in [
+            "context",
+            "iotlb",
+            "devtlb",
+            "iec",
+            "wait",
+            "piotlb",
+            "pasid_cache",
+            "pdevtlb",
+            "page_response",
+        ] {
             assert_eq!(v["invalidations"][k], 0, "{k}");
         }
         assert_eq!(v["checker"], "all");

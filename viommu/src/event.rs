@@ -175,7 +175,10 @@ mod tests {
 
     #[test]
     fn events_serialize_with_tags() {
-        let e = Event::Hint { gpa: 0x1000, cached: true };
+        let e = Event::Hint {
+            gpa: 0x1000,
+            cached: true,
+        };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["event"], "hint");
         assert_eq!(v["gpa"], 0x1000);
@@ -190,7 +193,10 @@ mod tests {
             privileged: false,
             speculative: false,
             result: TranslationOutcome::Fault { reason: 0x81 },
-            hits: HitLevels { psc_level: Some(2), ..HitLevels::default() },
+            hits: HitLevels {
+                psc_level: Some(2),
+                ..HitLevels::default()
+            },
         };
         let v = serde_json::to_value(&t).unwrap();
         assert_eq!(v["result"]["outcome"], "fault");

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::regs::{self, fsts, RegisterFile, CTL_IM, CTL_IP};
+use crate::regs::{self, CTL_IM, CTL_IP, RegisterFile, fsts};
 use crate::walk::Access;
 
 /// A message-signalled interrupt the unit wants delivered.
@@ -110,7 +110,7 @@ pub fn refresh_pending(regs: &mut RegisterFile) {
     let first = (0..n).find(|i| regs.get64(record_offset(*i) + 8) >> 63 != 0);
     let mut v = regs.get32(regs::FSTS) & !(fsts::PPF | (0xff << fsts::FRI_SHIFT));
     if let Some(i) = first {
-        v |= fsts::PPF | (u32::from(i as u8) << fsts::FRI_SHIFT);
+        v |= fsts::PPF | (u32::from(i & 0xff) << fsts::FRI_SHIFT);
     }
     regs.set32(regs::FSTS, v);
 }
@@ -159,11 +159,21 @@ mod tests {
     use crate::config::Config;
 
     fn info(reason: u8) -> FaultInfo {
-        FaultInfo { rid: 0x20, pasid: Some(7), addr: 0xdead_b123, reason, access: Access::Read, privileged: true }
+        FaultInfo {
+            rid: 0x20,
+            pasid: Some(7),
+            addr: 0xdead_b123,
+            reason,
+            access: Access::Read,
+            privileged: true,
+        }
     }
 
     fn regs(n: u16) -> RegisterFile {
-        RegisterFile::new(&Config { fault_records: n, ..Config::default() })
+        RegisterFile::new(&Config {
+            fault_records: n,
+            ..Config::default()
+        })
     }
 
     #[test]
@@ -187,13 +197,20 @@ mod tests {
         assert_eq!(r.get32(regs::FSTS) & fsts::PPF, fsts::PPF);
         assert_eq!((r.get32(regs::FSTS) >> 8) & 0xff, 0);
         assert_eq!(u.record(&mut r, &info(2)), Ok(1));
-        assert_eq!(u.record(&mut r, &info(3)), Err(FaultError::Overflow { index: 0 }));
+        assert_eq!(
+            u.record(&mut r, &info(3)),
+            Err(FaultError::Overflow { index: 0 })
+        );
         assert_ne!(r.get32(regs::FSTS) & fsts::PFO, 0);
         assert_eq!(u.record(&mut r, &info(4)), Err(FaultError::OverflowPending));
         // Software clears record 0 and PFO.
         r.write(regs::FRCD + 12, &(1u32 << 31).to_le_bytes());
         refresh_pending(&mut r);
-        assert_eq!((r.get32(regs::FSTS) >> 8) & 0xff, 1, "FRI points at record 1");
+        assert_eq!(
+            (r.get32(regs::FSTS) >> 8) & 0xff,
+            1,
+            "FRI points at record 1"
+        );
         r.write(regs::FSTS, &fsts::PFO.to_le_bytes());
         assert_eq!(u.record(&mut r, &info(5)), Ok(0));
     }
@@ -208,9 +225,18 @@ mod tests {
         r.write(regs::FECTL, &0u32.to_le_bytes());
         assert_eq!(
             on_control_write(&mut r, regs::FECTL, true),
-            Some(Msi { address: 0xfee0_0000, data: 0x41 })
+            Some(Msi {
+                address: 0xfee0_0000,
+                data: 0x41
+            })
         );
         assert_eq!(r.get32(regs::FECTL) & CTL_IP, 0);
-        assert_eq!(signal(&mut r, regs::FECTL), Some(Msi { address: 0xfee0_0000, data: 0x41 }));
+        assert_eq!(
+            signal(&mut r, regs::FECTL),
+            Some(Msi {
+                address: 0xfee0_0000,
+                data: 0x41
+            })
+        );
     }
 }

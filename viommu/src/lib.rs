@@ -49,7 +49,7 @@ pub use crate::counters::Counters;
 pub use crate::event::{Event, EventSink, HitLevels};
 pub use crate::fault::Msi;
 pub use crate::prq::{PageRequest, PageResponse};
-pub use crate::qi::{DevTlbInvalidation, Descriptor};
+pub use crate::qi::{Descriptor, DevTlbInvalidation};
 pub use crate::regs::REGISTER_BLOCK_SIZE;
 pub use crate::walk::Access;
 
@@ -198,7 +198,10 @@ impl Viommu {
     pub fn new(config: Config) -> Self {
         let haw = u32::try_from(config.mgaw()).unwrap_or(47) + 1;
         let fl1gp = config.first_level_1g;
-        let counters = Counters { checker: Some(config.check), ..Counters::default() };
+        let counters = Counters {
+            checker: Some(config.check),
+            ..Counters::default()
+        };
         Viommu {
             geo4: Geometry::new(4, haw, fl1gp),
             geo5: Geometry::new(5, haw, fl1gp),
@@ -263,7 +266,13 @@ impl Viommu {
             sids.dedup();
             self.devtlb = sids
                 .into_iter()
-                .map(|sid| DevTlbInvalidation { sid, pasid: None, addr: 0, size: u64::MAX, global: true })
+                .map(|sid| DevTlbInvalidation {
+                    sid,
+                    pasid: None,
+                    addr: 0,
+                    size: u64::MAX,
+                    global: true,
+                })
                 .collect();
         }
         self.devtlb.push(inv);
@@ -281,7 +290,9 @@ impl Viommu {
         c.pasid.invalidated += r.pasid;
         c.iotlb.invalidated += r.iotlb;
         for (i, n) in r.psc.iter().enumerate() {
-            c.level_mut(i as u8 + 2).invalidated += n;
+            if let Ok(level) = u8::try_from(i + 2) {
+                c.level_mut(level).invalidated += n;
+            }
         }
     }
 
@@ -373,7 +384,11 @@ impl Viommu {
         let granularity = match cirg {
             1 => Some(qi::ContextGranularity::Global),
             2 => Some(qi::ContextGranularity::Domain { did }),
-            3 => Some(qi::ContextGranularity::Device { did, sid: (v >> 16) as u16, fm: ((v >> 32) & 3) as u8 }),
+            3 => Some(qi::ContextGranularity::Device {
+                did,
+                sid: ((v >> 16) & 0xffff) as u16,
+                fm: ((v >> 32) & 3) as u8,
+            }),
             _ => None,
         };
         let caig = match granularity {
@@ -404,7 +419,11 @@ impl Viommu {
         };
         let iaig = match granularity {
             Some(granularity) => {
-                let d = Descriptor::Iotlb { granularity, dr: v & (1 << 49) != 0, dw: v & (1 << 48) != 0 };
+                let d = Descriptor::Iotlb {
+                    granularity,
+                    dr: v & (1 << 49) != 0,
+                    dw: v & (1 << 48) != 0,
+                };
                 let _ = self.execute(mem, d, None);
                 iirg
             }
@@ -421,14 +440,22 @@ impl Viommu {
     pub fn devtlb_invalidation_failed(&mut self, sid: u16, timeout: bool) {
         let iqer = self.regs.get64(regs::IQER);
         let (bit, iqer, kind) = if timeout {
-            (fsts::ITE, (iqer & !(0xffff << 32)) | (u64::from(sid) << 32), "ite")
+            (
+                fsts::ITE,
+                (iqer & !(0xffff << 32)) | (u64::from(sid) << 32),
+                "ite",
+            )
         } else {
-            (fsts::ICE, (iqer & !(0xffff << 48)) | (u64::from(sid) << 48), "ice")
+            (
+                fsts::ICE,
+                (iqer & !(0xffff << 48)) | (u64::from(sid) << 48),
+                "ice",
+            )
         };
         self.regs.set64(regs::IQER, iqer);
         self.regs.update32(regs::FSTS, bit, true);
         self.counters.queue_errors += 1;
-        let head = (self.regs.get64(regs::IQH) >> 4) as u32;
+        let head = u32::try_from(self.regs.get64(regs::IQH) >> 4).unwrap_or(u32::MAX);
         self.emit(&Event::QueueError { kind, head, iqer });
         self.fault_event();
     }
@@ -438,13 +465,21 @@ impl Viommu {
     /// Translates a device access: caches per policy, the checker, fault
     /// recording (unless the context or PASID entry sets FPD) and the fault
     /// event.
-    pub fn translate<M: GuestMemory>(&mut self, mem: &M, req: &DmaRequest) -> Result<Translation, TranslationFault> {
+    pub fn translate<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        req: &DmaRequest,
+    ) -> Result<Translation, TranslationFault> {
         self.translate_mode(mem, req, Mode::Dma)
     }
 
     /// An ATS translation request: like [`translate`](Self::translate) but a
     /// fault goes back to the device only (it is counted, not recorded).
-    pub fn translate_ats<M: GuestMemory>(&mut self, mem: &M, req: &DmaRequest) -> Result<Translation, TranslationFault> {
+    pub fn translate_ats<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        req: &DmaRequest,
+    ) -> Result<Translation, TranslationFault> {
         self.translate_mode(mem, req, Mode::Ats)
     }
 
@@ -472,7 +507,11 @@ impl Viommu {
         let result = self.resolve(mem, req, mode, &mut hits, &mut fpd);
         let speculative = mode == Mode::Speculative;
         let outcome = match &result {
-            Ok(t) => event::TranslationOutcome::Ok { output: t.addr, size: t.page_size, pass_through: t.pass_through },
+            Ok(t) => event::TranslationOutcome::Ok {
+                output: t.addr,
+                size: t.page_size,
+                pass_through: t.pass_through,
+            },
             Err(r) => event::TranslationOutcome::Fault { reason: r.code() },
         };
         if self.sink.is_some() {
@@ -504,7 +543,14 @@ impl Viommu {
                         recorded,
                     });
                 }
-                Err(TranslationFault { rid: req.rid, pasid: req.pasid, addr: req.addr, access: req.access, reason, recorded })
+                Err(TranslationFault {
+                    rid: req.rid,
+                    pasid: req.pasid,
+                    addr: req.addr,
+                    access: req.access,
+                    reason,
+                    recorded,
+                })
             }
         }
     }
@@ -535,7 +581,12 @@ impl Viommu {
         }
     }
 
-    fn context<M: GuestMemory>(&mut self, mem: &M, rid: u16, hits: &mut HitLevels) -> Result<ContextEntry, FaultReason> {
+    fn context<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        rid: u16,
+        hits: &mut HitLevels,
+    ) -> Result<ContextEntry, FaultReason> {
         if self.caches.enabled() {
             if let Some(c) = self.caches.context_lookup(rid) {
                 self.counters.cache.context.hits += 1;
@@ -604,7 +655,11 @@ impl Viommu {
         *fpd = ctx.fpd;
         let pasid = match req.pasid {
             Some(p) if !ctx.pasid_enable => {
-                return Err(TableError::PasidDisabled { rid: req.rid, pasid: p }.into());
+                return Err(TableError::PasidDisabled {
+                    rid: req.rid,
+                    pasid: p,
+                }
+                .into());
             }
             Some(p) => p,
             None => ctx.rid_pasid,
@@ -628,7 +683,7 @@ impl Viommu {
             addr: leaf.output(req.addr),
             page_size: leaf.size,
             writable: leaf.rights.write || (privileged && !pe.wpe),
-            executable: !leaf.rights.no_exec && !(privileged && leaf.rights.user),
+            executable: !leaf.rights.no_exec && (!privileged || !leaf.rights.user),
             user: leaf.rights.user,
             pass_through: false,
             hits: *hits,
@@ -649,19 +704,33 @@ impl Viommu {
         let geo = if pe.levels == 5 { self.geo5 } else { self.geo4 };
         let addr = req.addr;
         if !geo.canonical(addr) {
-            return Err(WalkError::NonCanonical { addr, levels: geo.levels }.into());
+            return Err(WalkError::NonCanonical {
+                addr,
+                levels: geo.levels,
+            }
+            .into());
         }
         if privileged && !pe.sre {
             return Err(WalkError::SupervisorDisabled.into());
         }
         let did = pe.did;
         let touch = !matches!(self.config.cache, CachePolicy::Adversarial);
-        let check = |rights: &Leaf| walk::check_rights(rights, addr, req.access, privileged, pe.wpe);
+        let check =
+            |rights: &Leaf| walk::check_rights(rights, addr, req.access, privileged, pe.wpe);
         if self.caches.enabled() {
             if let Some(e) = self.caches.iotlb_lookup(did, pasid, addr, touch) {
                 self.counters.cache.iotlb.hits += 1;
                 hits.iotlb = true;
-                self.maybe_check(mem, &geo, pe.fs_root, req.rid, pasid, addr, &Used::Iotlb(e), &Ok(e.leaf));
+                self.maybe_check(
+                    mem,
+                    &geo,
+                    pe.fs_root,
+                    req.rid,
+                    pasid,
+                    addr,
+                    &Used::Iotlb(e),
+                    &Ok(e.leaf),
+                );
                 if mode != Mode::Speculative {
                     check(&e.leaf)?;
                 }
@@ -676,7 +745,11 @@ impl Viommu {
                 if let Some(e) = self.caches.psc_lookup(level, did, pasid, addr, touch) {
                     self.counters.cache.level_mut(level).hits += 1;
                     hits.psc_level = Some(level);
-                    start = WalkStart { level: level - 1, table: e.table, rights: e.rights };
+                    start = WalkStart {
+                        level: level - 1,
+                        table: e.table,
+                        rights: e.rights,
+                    };
                     used = Some(Used::Psc(level, e));
                     break;
                 }
@@ -707,7 +780,10 @@ impl Viommu {
                 false => return Err(WalkError::AdUpdate { gpa: leaf.gpa }.into()),
             }
             if self.caches.enabled() {
-                let e = IotlbEntry { leaf, filled: self.seq };
+                let e = IotlbEntry {
+                    leaf,
+                    filled: self.seq,
+                };
                 self.counters.cache.iotlb.fills += 1;
                 self.counters.cache.iotlb.evictions += self.caches.iotlb_fill(did, pasid, addr, e);
             }
@@ -715,7 +791,15 @@ impl Viommu {
         }
     }
 
-    fn fill_psc<M: GuestMemory>(&mut self, mem: &M, did: u16, pasid: u32, addr: u64, start: WalkStart, path: &Path) {
+    fn fill_psc<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        did: u16,
+        pasid: u32,
+        addr: u64,
+        start: WalkStart,
+        path: &Path,
+    ) {
         if !self.caches.enabled() {
             return;
         }
@@ -723,8 +807,19 @@ impl Viommu {
         for e in path.entries() {
             rights = rights.and_entry(e.value);
             let table = e.value & walk::PTE_ADDR;
-            let snapshot = if self.config.check == CheckMode::Off { 0 } else { checker::page_hash(mem, table) };
-            let entry = PscEntry { value: e.value, gpa: e.gpa, table, rights, snapshot, filled: self.seq };
+            let snapshot = if self.config.check == CheckMode::Off {
+                0
+            } else {
+                checker::page_hash(mem, table)
+            };
+            let entry = PscEntry {
+                value: e.value,
+                gpa: e.gpa,
+                table,
+                rights,
+                snapshot,
+                filled: self.seq,
+            };
             let stats = self.counters.cache.level_mut(e.level);
             stats.fills += 1;
             let ev = self.caches.psc_fill(e.level, did, pasid, addr, entry);
@@ -755,7 +850,8 @@ impl Viommu {
             CheckMode::All => {}
         }
         self.counters.checked += 1;
-        let Some((class, level, cached, memory, table_page)) = checker::check(mem, geo, root, addr, used, outcome)
+        let Some((class, level, cached, memory, table_page)) =
+            checker::check(mem, geo, root, addr, used, outcome)
         else {
             return;
         };
@@ -765,7 +861,17 @@ impl Viommu {
             StaleClass::Reused => s.reused += 1,
             StaleClass::Leaf => s.leaf += 1,
         }
-        let w = StaleWalk { seq: self.seq, class, rid, pasid, addr, level, cached, memory, table_page };
+        let w = StaleWalk {
+            seq: self.seq,
+            class,
+            rid,
+            pasid,
+            addr,
+            level,
+            cached,
+            memory,
+            table_page,
+        };
         self.emit(&Event::StaleWalk(w));
     }
 
@@ -775,7 +881,11 @@ impl Viommu {
     /// (PRS.PPR, page-request MSI). A full queue sets PRO and, for a
     /// last-in-group request, answers it at once with Success (so the device
     /// retries), as hardware does.
-    pub fn page_request<M: GuestMemory>(&mut self, mem: &M, req: PageRequest) -> Result<(), PrqError> {
+    pub fn page_request<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        req: PageRequest,
+    ) -> Result<(), PrqError> {
         let res = self.page_request_inner(mem, &req);
         match res {
             Ok(fire) => {
@@ -799,11 +909,18 @@ impl Viommu {
             }
             Err(_) => self.counters.page_requests.refused += 1,
         }
-        self.emit(&Event::PageRequest { request: req, queued: res.is_ok() });
+        self.emit(&Event::PageRequest {
+            request: req,
+            queued: res.is_ok(),
+        });
         res.map(|_| ())
     }
 
-    fn page_request_inner<M: GuestMemory>(&mut self, mem: &M, req: &PageRequest) -> Result<bool, PrqError> {
+    fn page_request_inner<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        req: &PageRequest,
+    ) -> Result<bool, PrqError> {
         if !self.config.page_requests {
             return Err(PrqError::NotSupported);
         }
@@ -811,7 +928,9 @@ impl Viommu {
             return Err(PrqError::NotEnabled { rid: req.rid });
         }
         let mut hits = HitLevels::default();
-        let ctx = self.context(mem, req.rid, &mut hits).map_err(|_| PrqError::NotEnabled { rid: req.rid })?;
+        let ctx = self
+            .context(mem, req.rid, &mut hits)
+            .map_err(|_| PrqError::NotEnabled { rid: req.rid })?;
         if !ctx.pre {
             return Err(PrqError::NotEnabled { rid: req.rid });
         }

@@ -85,9 +85,14 @@ pub fn cmpxchg_u64<M: GuestMemory>(
     let a = s
         .get_atomic_ref::<AtomicU64>(0)
         .map_err(|_| MemoryError::Misaligned(gpa))?;
-    Ok(a.compare_exchange(old.to_le(), new.to_le(), Ordering::AcqRel, Ordering::Acquire)
-        .map(|_| ())
-        .map_err(u64::from_le))
+    Ok(a.compare_exchange(
+        old.to_le(),
+        new.to_le(),
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    )
+    .map(|_| ())
+    .map_err(u64::from_le))
 }
 
 /// Reads the 128 bits at `gpa` (16-byte aligned) as two u64 loads, then reads
@@ -106,7 +111,11 @@ pub fn load_u128<M: GuestMemory>(mem: &M, gpa: u64) -> Result<[u64; 2], MemoryEr
 }
 
 /// Reads a whole 4-KiB page into `buf` (for checker snapshots).
-pub fn read_page<M: GuestMemory>(mem: &M, gpa: u64, buf: &mut [u8; 4096]) -> Result<(), MemoryError> {
+pub fn read_page<M: GuestMemory>(
+    mem: &M,
+    gpa: u64,
+    buf: &mut [u8; 4096],
+) -> Result<(), MemoryError> {
     if gpa & 0xfff != 0 {
         return Err(MemoryError::Misaligned(gpa));
     }
@@ -148,8 +157,14 @@ mod tests {
         let m = mem();
         assert_eq!(load_u64(&m, 0x10000), Err(MemoryError::Unbacked(0x10000)));
         assert_eq!(load_u64(&m, 0xfffc), Err(MemoryError::Misaligned(0xfffc)));
-        assert_eq!(load_u64(&m, u64::MAX - 7), Err(MemoryError::Unbacked(u64::MAX - 7)));
-        assert_eq!(load_u128(&m, 0xfff0 + 8), Err(MemoryError::Misaligned(0xfff8)));
+        assert_eq!(
+            load_u64(&m, u64::MAX - 7),
+            Err(MemoryError::Unbacked(u64::MAX - 7))
+        );
+        assert_eq!(
+            load_u128(&m, 0xfff0 + 8),
+            Err(MemoryError::Misaligned(0xfff8))
+        );
         let mut page = [0u8; 4096];
         assert!(read_page(&m, 0x10000, &mut page).is_err());
     }

@@ -152,7 +152,10 @@ impl PageRequestUnit {
             return Err(PrqError::NoQueue);
         }
         let key = (req.rid, req.pasid, req.group_index & 0x1ff);
-        if req.last && !self.outstanding.contains(&key) && self.outstanding.len() >= MAX_OUTSTANDING_GROUPS {
+        if req.last
+            && !self.outstanding.contains(&key)
+            && self.outstanding.len() >= MAX_OUTSTANDING_GROUPS
+        {
             return Err(PrqError::TooManyOutstanding);
         }
         let size = 4096u64 << (pqa & 7);
@@ -164,7 +167,9 @@ impl PageRequestUnit {
             regs.update32(regs::FSTS, regs::fsts::PRO, true);
             return Err(PrqError::Overflow { head, tail });
         }
-        let slot = base.checked_add(tail).ok_or(PrqError::Memory { gpa: base })?;
+        let slot = base
+            .checked_add(tail)
+            .ok_or(PrqError::Memory { gpa: base })?;
         let d = req.encode();
         let mut bytes = [0u8; 32];
         for (i, q) in d.iter().enumerate() {
@@ -181,9 +186,20 @@ impl PageRequestUnit {
     }
 
     /// Matches a page group response to an outstanding group.
-    pub fn respond(&mut self, rid: u16, pasid: Option<u32>, group_index: u16, code: u8) -> Option<PageResponse> {
+    pub fn respond(
+        &mut self,
+        rid: u16,
+        pasid: Option<u32>,
+        group_index: u16,
+        code: u8,
+    ) -> Option<PageResponse> {
         let key = (rid, pasid, group_index & 0x1ff);
-        self.outstanding.remove(&key).then_some(PageResponse { rid, pasid, group_index: key.2, code })
+        self.outstanding.remove(&key).then_some(PageResponse {
+            rid,
+            pasid,
+            group_index: key.2,
+            code,
+        })
     }
 }
 
@@ -212,7 +228,10 @@ mod tests {
     fn setup() -> (RegisterFile, GuestMemoryMmap<()>) {
         let mut regs = RegisterFile::new(&Config::default());
         regs.set64(regs::PQA, 0x10000);
-        (regs, GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x20000)]).unwrap())
+        (
+            regs,
+            GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x20000)]).unwrap(),
+        )
     }
 
     #[test]
@@ -234,7 +253,10 @@ mod tests {
         assert_eq!(u.submit(&mut regs, &mem, &req(4, false)), Ok(false));
         assert_eq!(u.outstanding(), 1);
         assert_eq!(u.respond(0x20, Some(5), 4, 0), None);
-        assert_eq!(u.respond(0x20, Some(5), 3, 0).map(|r| r.group_index), Some(3));
+        assert_eq!(
+            u.respond(0x20, Some(5), 3, 0).map(|r| r.group_index),
+            Some(3)
+        );
         assert_eq!(u.respond(0x20, Some(5), 3, 0), None, "answered once");
     }
 
@@ -245,7 +267,10 @@ mod tests {
         for i in 0..127 {
             u.submit(&mut regs, &mem, &req(i, false)).unwrap();
         }
-        assert!(matches!(u.submit(&mut regs, &mem, &req(0, false)), Err(PrqError::Overflow { .. })));
+        assert!(matches!(
+            u.submit(&mut regs, &mem, &req(0, false)),
+            Err(PrqError::Overflow { .. })
+        ));
         assert_eq!(regs.get32(regs::PRS) & 2, 2);
         assert_ne!(regs.get32(regs::FSTS) & regs::fsts::PRO, 0);
     }
@@ -255,17 +280,24 @@ mod tests {
         let (mut regs, mem) = setup();
         let mut u = PageRequestUnit::default();
         regs.set64(regs::PQA, 0);
-        assert_eq!(u.submit(&mut regs, &mem, &req(0, true)), Err(PrqError::NoQueue));
+        assert_eq!(
+            u.submit(&mut regs, &mem, &req(0, true)),
+            Err(PrqError::NoQueue)
+        );
         regs.set64(regs::PQA, 0x10000 | 7);
-        let mem: GuestMemoryMmap<()> = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x100000)]).unwrap();
+        let mem: GuestMemoryMmap<()> =
+            GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x100000)]).unwrap();
         for i in 0..MAX_OUTSTANDING_GROUPS {
-            let mut r = req((i % 512) as u16, true);
-            r.rid = (i / 512) as u16;
+            let mut r = req(u16::try_from(i % 512).unwrap(), true);
+            r.rid = u16::try_from(i / 512).unwrap();
             u.submit(&mut regs, &mem, &r).unwrap();
             regs.set64(regs::PQH, regs.get64(regs::PQT));
         }
         let mut r = req(0, true);
         r.rid = 0x99;
-        assert_eq!(u.submit(&mut regs, &mem, &r), Err(PrqError::TooManyOutstanding));
+        assert_eq!(
+            u.submit(&mut regs, &mem, &r),
+            Err(PrqError::TooManyOutstanding)
+        );
     }
 }

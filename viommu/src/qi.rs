@@ -285,8 +285,9 @@ fn bit(v: u64, b: u32) -> bool {
     v >> b & 1 != 0
 }
 
-fn field(v: u64, lo: u32, width: u32) -> u64 {
-    (v >> lo) & ((1u64 << width) - 1)
+/// Bits `lo..lo+width` of `v` as `T` (the width always fits `T`).
+fn field<T: TryFrom<u64> + Default>(v: u64, lo: u32, width: u32) -> T {
+    T::try_from((v >> lo) & ((1u64 << width) - 1)).unwrap_or_default()
 }
 
 /// Decodes the device-TLB size encoding: with S=1 the number of trailing ones
@@ -308,21 +309,21 @@ fn devtlb_range(addr: u64, s: bool) -> (u64, u64) {
 pub fn decode(qw: [u64; 4]) -> Result<Descriptor, QiError> {
     let q0 = qw[0];
     let q1 = qw[1];
-    if field(q0, 9, 3) != 0 {
+    if field::<u64>(q0, 9, 3) != 0 {
         return Err(QiError::Type { qw0: q0 });
     }
-    let g = field(q0, 4, 2);
-    let did = field(q0, 16, 16) as u16;
+    let g: u64 = field(q0, 4, 2);
+    let did = field::<u16>(q0, 16, 16);
     let reserved = Err(QiError::Reserved { qw0: q0 });
-    let d = match (q0 & 0xf) as u8 {
+    let d = match field::<u8>(q0, 0, 4) {
         kind::CONTEXT => {
             let granularity = match g {
                 1 => ContextGranularity::Global,
                 2 => ContextGranularity::Domain { did },
                 3 => ContextGranularity::Device {
                     did,
-                    sid: field(q0, 32, 16) as u16,
-                    fm: field(q0, 48, 2) as u8,
+                    sid: field::<u16>(q0, 32, 16),
+                    fm: field::<u8>(q0, 48, 2),
                 },
                 _ => return reserved,
             };
@@ -335,45 +336,65 @@ pub fn decode(qw: [u64; 4]) -> Result<Descriptor, QiError> {
                 3 => IotlbGranularity::Page {
                     did,
                     addr: q1 & !0xfff,
-                    am: field(q1, 0, 6) as u8,
+                    am: field::<u8>(q1, 0, 6),
                     ih: bit(q1, 6),
                 },
                 _ => return reserved,
             };
-            Descriptor::Iotlb { granularity, dr: bit(q0, 7), dw: bit(q0, 6) }
+            Descriptor::Iotlb {
+                granularity,
+                dr: bit(q0, 7),
+                dw: bit(q0, 6),
+            }
         }
         kind::DEVTLB => {
             let (addr, size) = devtlb_range(q1, bit(q1, 0));
             Descriptor::DevTlb {
-                inv: DevTlbInvalidation { sid: field(q0, 32, 16) as u16, pasid: None, addr, size, global: false },
-                qdep: field(q0, 16, 5) as u8,
+                inv: DevTlbInvalidation {
+                    sid: field::<u16>(q0, 32, 16),
+                    pasid: None,
+                    addr,
+                    size,
+                    global: false,
+                },
+                qdep: field::<u8>(q0, 16, 5),
             }
         }
         kind::IEC => Descriptor::Iec {
             global: !bit(q0, 4),
-            im: field(q0, 27, 5) as u8,
-            index: field(q0, 32, 16) as u16,
+            im: field::<u8>(q0, 27, 5),
+            index: field::<u16>(q0, 32, 16),
         },
         kind::WAIT => Descriptor::Wait {
             interrupt: bit(q0, 4),
             sw: bit(q0, 5),
             fence: bit(q0, 6),
             pd: bit(q0, 7),
-            status_data: field(q0, 32, 32) as u32,
+            status_data: field::<u32>(q0, 32, 32),
             status_addr: q1 & !3,
         },
         kind::PIOTLB => {
             let granularity = match g {
                 2 => PiotlbGranularity::Pasid,
-                3 => PiotlbGranularity::Page { addr: q1 & !0xfff, am: field(q1, 0, 6) as u8, ih: bit(q1, 6) },
+                3 => PiotlbGranularity::Page {
+                    addr: q1 & !0xfff,
+                    am: field::<u8>(q1, 0, 6),
+                    ih: bit(q1, 6),
+                },
                 _ => return reserved,
             };
-            Descriptor::Piotlb { did, pasid: field(q0, 32, 20) as u32, granularity }
+            Descriptor::Piotlb {
+                did,
+                pasid: field::<u32>(q0, 32, 20),
+                granularity,
+            }
         }
         kind::PASID_CACHE => {
             let granularity = match g {
                 0 => PasidCacheGranularity::Domain,
-                1 => PasidCacheGranularity::Pasid { pasid: field(q0, 32, 20) as u32 },
+                1 => PasidCacheGranularity::Pasid {
+                    pasid: field::<u32>(q0, 32, 20),
+                },
                 3 => PasidCacheGranularity::Global,
                 _ => return reserved,
             };
@@ -383,8 +404,8 @@ pub fn decode(qw: [u64; 4]) -> Result<Descriptor, QiError> {
             let (addr, size) = devtlb_range(q1, bit(q1, 11));
             Descriptor::PasidDevTlb {
                 inv: DevTlbInvalidation {
-                    sid: field(q0, 16, 16) as u16,
-                    pasid: Some(field(q0, 32, 20) as u32),
+                    sid: field::<u16>(q0, 16, 16),
+                    pasid: Some(field::<u32>(q0, 32, 20)),
                     addr,
                     size,
                     global: bit(q1, 0),
@@ -392,10 +413,10 @@ pub fn decode(qw: [u64; 4]) -> Result<Descriptor, QiError> {
             }
         }
         kind::PAGE_RESPONSE => Descriptor::PageGroupResponse {
-            rid: field(q0, 16, 16) as u16,
-            pasid: bit(q0, 4).then_some(field(q0, 32, 20) as u32),
-            code: field(q0, 12, 4) as u8,
-            group_index: field(q1, 3, 9) as u16,
+            rid: field::<u16>(q0, 16, 16),
+            pasid: bit(q0, 4).then_some(field::<u32>(q0, 32, 20)),
+            code: field::<u8>(q0, 12, 4),
+            group_index: field::<u16>(q1, 3, 9),
             lpig: bit(q1, 2),
         },
         _ => return Err(QiError::Type { qw0: q0 }),
@@ -411,17 +432,26 @@ pub fn encode(d: &Descriptor) -> [u64; 4] {
             ContextGranularity::Global => [1 | (1 << 4), 0, 0, 0],
             ContextGranularity::Domain { did } => [1 | (2 << 4) | (u64::from(did) << 16), 0, 0, 0],
             ContextGranularity::Device { did, sid, fm } => [
-                1 | (3 << 4) | (u64::from(did) << 16) | (u64::from(sid) << 32) | (u64::from(fm & 3) << 48),
+                1 | (3 << 4)
+                    | (u64::from(did) << 16)
+                    | (u64::from(sid) << 32)
+                    | (u64::from(fm & 3) << 48),
                 0,
                 0,
                 0,
             ],
         },
-        Descriptor::Iotlb { granularity, dr, dw } => {
+        Descriptor::Iotlb {
+            granularity,
+            dr,
+            dw,
+        } => {
             let base = 2 | b(dw, 6) | b(dr, 7);
             match granularity {
                 IotlbGranularity::Global => [base | (1 << 4), 0, 0, 0],
-                IotlbGranularity::Domain { did } => [base | (2 << 4) | (u64::from(did) << 16), 0, 0, 0],
+                IotlbGranularity::Domain { did } => {
+                    [base | (2 << 4) | (u64::from(did) << 16), 0, 0, 0]
+                }
                 IotlbGranularity::Page { did, addr, am, ih } => [
                     base | (3 << 4) | (u64::from(did) << 16),
                     (addr & !0xfff) | b(ih, 6) | u64::from(am & 0x3f),
@@ -432,46 +462,82 @@ pub fn encode(d: &Descriptor) -> [u64; 4] {
         }
         Descriptor::DevTlb { inv, qdep } => {
             let (a, s) = devtlb_encode(&inv);
-            [3 | (u64::from(qdep & 0x1f) << 16) | (u64::from(inv.sid) << 32), a | u64::from(s), 0, 0]
+            [
+                3 | (u64::from(qdep & 0x1f) << 16) | (u64::from(inv.sid) << 32),
+                a | u64::from(s),
+                0,
+                0,
+            ]
         }
-        Descriptor::Iec { global, index, im } => {
-            [4 | b(!global, 4) | (u64::from(im & 0x1f) << 27) | (u64::from(index) << 32), 0, 0, 0]
-        }
-        Descriptor::Wait { sw, interrupt, fence, pd, status_data, status_addr } => [
-            5 | b(interrupt, 4) | b(sw, 5) | b(fence, 6) | b(pd, 7) | (u64::from(status_data) << 32),
+        Descriptor::Iec { global, index, im } => [
+            4 | b(!global, 4) | (u64::from(im & 0x1f) << 27) | (u64::from(index) << 32),
+            0,
+            0,
+            0,
+        ],
+        Descriptor::Wait {
+            sw,
+            interrupt,
+            fence,
+            pd,
+            status_data,
+            status_addr,
+        } => [
+            5 | b(interrupt, 4)
+                | b(sw, 5)
+                | b(fence, 6)
+                | b(pd, 7)
+                | (u64::from(status_data) << 32),
             status_addr & !3,
             0,
             0,
         ],
-        Descriptor::Piotlb { did, pasid, granularity } => {
+        Descriptor::Piotlb {
+            did,
+            pasid,
+            granularity,
+        } => {
             let base = 6 | (u64::from(did) << 16) | (u64::from(pasid & 0xf_ffff) << 32);
             match granularity {
                 PiotlbGranularity::Pasid => [base | (2 << 4), 0, 0, 0],
-                PiotlbGranularity::Page { addr, am, ih } => {
-                    [base | (3 << 4), (addr & !0xfff) | b(ih, 6) | u64::from(am & 0x3f), 0, 0]
-                }
+                PiotlbGranularity::Page { addr, am, ih } => [
+                    base | (3 << 4),
+                    (addr & !0xfff) | b(ih, 6) | u64::from(am & 0x3f),
+                    0,
+                    0,
+                ],
             }
         }
         Descriptor::PasidCache { did, granularity } => {
             let base = 7 | (u64::from(did) << 16);
             match granularity {
                 PasidCacheGranularity::Domain => [base, 0, 0, 0],
-                PasidCacheGranularity::Pasid { pasid } => {
-                    [base | (1 << 4) | (u64::from(pasid & 0xf_ffff) << 32), 0, 0, 0]
-                }
+                PasidCacheGranularity::Pasid { pasid } => [
+                    base | (1 << 4) | (u64::from(pasid & 0xf_ffff) << 32),
+                    0,
+                    0,
+                    0,
+                ],
                 PasidCacheGranularity::Global => [base | (3 << 4), 0, 0, 0],
             }
         }
         Descriptor::PasidDevTlb { inv } => {
             let (a, s) = devtlb_encode(&inv);
             [
-                8 | (u64::from(inv.sid) << 16) | (u64::from(inv.pasid.unwrap_or(0) & 0xf_ffff) << 32),
+                8 | (u64::from(inv.sid) << 16)
+                    | (u64::from(inv.pasid.unwrap_or(0) & 0xf_ffff) << 32),
                 a | (u64::from(s) << 11) | u64::from(inv.global),
                 0,
                 0,
             ]
         }
-        Descriptor::PageGroupResponse { rid, pasid, code, group_index, lpig } => [
+        Descriptor::PageGroupResponse {
+            rid,
+            pasid,
+            code,
+            group_index,
+            lpig,
+        } => [
             9 | b(pasid.is_some(), 4)
                 | (u64::from(code & 0xf) << 12)
                 | (u64::from(rid) << 16)
@@ -510,7 +576,10 @@ impl Viommu {
         let base = iqa & !0xfff;
         let tail = self.regs.get64(regs::IQT) & 0x7fff0;
         if tail >= qsize || tail % dsize != 0 {
-            self.queue_error(QiError::Tail { tail, size: qsize }, self.regs.get64(regs::IQH));
+            self.queue_error(
+                QiError::Tail { tail, size: qsize },
+                self.regs.get64(regs::IQH),
+            );
             return;
         }
         let mut head = self.regs.get64(regs::IQH) % qsize;
@@ -532,7 +601,7 @@ impl Viommu {
                     }
                 }
             }
-            let slot = (head / dsize) as u32;
+            let slot = u32::try_from(head / dsize).unwrap_or(u32::MAX);
             let result = decode(qw).and_then(|d| self.execute(mem, d, Some(slot)).map(|()| d));
             if let Err(e) = result {
                 self.queue_error(e, head);
@@ -549,13 +618,22 @@ impl Viommu {
         self.regs.set64(regs::IQER, iqer);
         self.regs.update32(regs::FSTS, fsts::IQE, true);
         self.counters.queue_errors += 1;
-        self.emit(&Event::QueueError { kind: "iqe", head: (head >> 4) as u32, iqer });
+        self.emit(&Event::QueueError {
+            kind: "iqe",
+            head: u32::try_from(head >> 4).unwrap_or(u32::MAX),
+            iqer,
+        });
         self.fault_event();
     }
 
     /// Applies one descriptor (from the queue, or built from a register
     /// write with `slot` None).
-    pub(crate) fn execute<M: GuestMemory>(&mut self, mem: &M, d: Descriptor, slot: Option<u32>) -> Result<(), QiError> {
+    pub(crate) fn execute<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        d: Descriptor,
+        slot: Option<u32>,
+    ) -> Result<(), QiError> {
         let c = &mut self.counters;
         let mut removed = Removed::default();
         match d {
@@ -589,7 +667,11 @@ impl Viommu {
                     }
                     IotlbGranularity::Page { did, addr, am, ih } => {
                         c.granularity.iotlb_page += 1;
-                        if ih { c.granularity.ih1 += 1 } else { c.granularity.ih0 += 1 }
+                        if ih {
+                            c.granularity.ih1 += 1
+                        } else {
+                            c.granularity.ih0 += 1
+                        }
                         self.caches.iotlb_page(did, addr, am, ih)
                     }
                 };
@@ -602,7 +684,14 @@ impl Viommu {
                 self.push_devtlb(inv);
             }
             Descriptor::Iec { .. } => c.invalidations.iec += 1,
-            Descriptor::Wait { sw, interrupt, fence, pd, status_data, status_addr } => {
+            Descriptor::Wait {
+                sw,
+                interrupt,
+                fence,
+                pd,
+                status_data,
+                status_addr,
+            } => {
                 c.invalidations.wait += 1;
                 c.granularity.wait_sw += u64::from(sw);
                 c.granularity.wait_if += u64::from(interrupt);
@@ -621,7 +710,11 @@ impl Viommu {
                     }
                 }
             }
-            Descriptor::Piotlb { did, pasid, granularity } => {
+            Descriptor::Piotlb {
+                did,
+                pasid,
+                granularity,
+            } => {
                 c.invalidations.piotlb += 1;
                 removed = match granularity {
                     PiotlbGranularity::Pasid => {
@@ -630,7 +723,11 @@ impl Viommu {
                     }
                     PiotlbGranularity::Page { addr, am, ih } => {
                         c.granularity.piotlb_page += 1;
-                        if ih { c.granularity.ih1 += 1 } else { c.granularity.ih0 += 1 }
+                        if ih {
+                            c.granularity.ih1 += 1
+                        } else {
+                            c.granularity.ih0 += 1
+                        }
                         let (_, hi) = crate::cache::page_range_bounds(addr, am);
                         if hi >= self.config.levels.kernel_half_start() {
                             c.kva_invalidations += 1;
@@ -663,7 +760,13 @@ impl Viommu {
                 }
                 self.push_devtlb(inv);
             }
-            Descriptor::PageGroupResponse { rid, pasid, code, group_index, .. } => {
+            Descriptor::PageGroupResponse {
+                rid,
+                pasid,
+                code,
+                group_index,
+                ..
+            } => {
                 c.invalidations.page_response += 1;
                 match self.prq.respond(rid, pasid, group_index, code) {
                     Some(r) => {
@@ -676,8 +779,13 @@ impl Viommu {
             }
         }
         self.record_removed(&removed);
-        let total = removed.context + removed.pasid + removed.iotlb + removed.psc.iter().sum::<u64>();
-        self.emit(&Event::Invalidation { slot, descriptor: d, removed: total });
+        let total =
+            removed.context + removed.pasid + removed.iotlb + removed.psc.iter().sum::<u64>();
+        self.emit(&Event::Invalidation {
+            slot,
+            descriptor: d,
+            removed: total,
+        });
         Ok(())
     }
 }
@@ -687,37 +795,119 @@ mod tests {
     use super::*;
 
     fn all_kinds() -> Vec<Descriptor> {
-        let inv = DevTlbInvalidation { sid: 0x20, pasid: None, addr: 0x4000, size: 0x4000, global: false };
+        let inv = DevTlbInvalidation {
+            sid: 0x20,
+            pasid: None,
+            addr: 0x4000,
+            size: 0x4000,
+            global: false,
+        };
         vec![
-            Descriptor::ContextCache { granularity: ContextGranularity::Global },
-            Descriptor::ContextCache { granularity: ContextGranularity::Domain { did: 3 } },
-            Descriptor::ContextCache { granularity: ContextGranularity::Device { did: 3, sid: 0x21, fm: 2 } },
-            Descriptor::Iotlb { granularity: IotlbGranularity::Global, dr: true, dw: true },
-            Descriptor::Iotlb { granularity: IotlbGranularity::Domain { did: 9 }, dr: false, dw: false },
+            Descriptor::ContextCache {
+                granularity: ContextGranularity::Global,
+            },
+            Descriptor::ContextCache {
+                granularity: ContextGranularity::Domain { did: 3 },
+            },
+            Descriptor::ContextCache {
+                granularity: ContextGranularity::Device {
+                    did: 3,
+                    sid: 0x21,
+                    fm: 2,
+                },
+            },
             Descriptor::Iotlb {
-                granularity: IotlbGranularity::Page { did: 9, addr: 0x12_3000, am: 3, ih: true },
+                granularity: IotlbGranularity::Global,
+                dr: true,
+                dw: true,
+            },
+            Descriptor::Iotlb {
+                granularity: IotlbGranularity::Domain { did: 9 },
+                dr: false,
+                dw: false,
+            },
+            Descriptor::Iotlb {
+                granularity: IotlbGranularity::Page {
+                    did: 9,
+                    addr: 0x12_3000,
+                    am: 3,
+                    ih: true,
+                },
                 dr: false,
                 dw: true,
             },
             Descriptor::DevTlb { inv, qdep: 4 },
-            Descriptor::DevTlb { inv: DevTlbInvalidation { size: 4096, ..inv }, qdep: 0 },
-            Descriptor::Iec { global: true, index: 0, im: 0 },
-            Descriptor::Iec { global: false, index: 17, im: 2 },
-            Descriptor::Wait { sw: true, interrupt: true, fence: true, pd: true, status_data: 7, status_addr: 0x1000 },
-            Descriptor::Piotlb { did: 1, pasid: 5, granularity: PiotlbGranularity::Pasid },
+            Descriptor::DevTlb {
+                inv: DevTlbInvalidation { size: 4096, ..inv },
+                qdep: 0,
+            },
+            Descriptor::Iec {
+                global: true,
+                index: 0,
+                im: 0,
+            },
+            Descriptor::Iec {
+                global: false,
+                index: 17,
+                im: 2,
+            },
+            Descriptor::Wait {
+                sw: true,
+                interrupt: true,
+                fence: true,
+                pd: true,
+                status_data: 7,
+                status_addr: 0x1000,
+            },
             Descriptor::Piotlb {
                 did: 1,
                 pasid: 5,
-                granularity: PiotlbGranularity::Page { addr: 0xffff_8000_0000_0000, am: 52, ih: false },
+                granularity: PiotlbGranularity::Pasid,
             },
-            Descriptor::PasidCache { did: 1, granularity: PasidCacheGranularity::Domain },
-            Descriptor::PasidCache { did: 1, granularity: PasidCacheGranularity::Pasid { pasid: 5 } },
-            Descriptor::PasidCache { did: 1, granularity: PasidCacheGranularity::Global },
+            Descriptor::Piotlb {
+                did: 1,
+                pasid: 5,
+                granularity: PiotlbGranularity::Page {
+                    addr: 0xffff_8000_0000_0000,
+                    am: 52,
+                    ih: false,
+                },
+            },
+            Descriptor::PasidCache {
+                did: 1,
+                granularity: PasidCacheGranularity::Domain,
+            },
+            Descriptor::PasidCache {
+                did: 1,
+                granularity: PasidCacheGranularity::Pasid { pasid: 5 },
+            },
+            Descriptor::PasidCache {
+                did: 1,
+                granularity: PasidCacheGranularity::Global,
+            },
             Descriptor::PasidDevTlb {
-                inv: DevTlbInvalidation { sid: 0x20, pasid: Some(5), addr: 0, size: u64::MAX, global: true },
+                inv: DevTlbInvalidation {
+                    sid: 0x20,
+                    pasid: Some(5),
+                    addr: 0,
+                    size: u64::MAX,
+                    global: true,
+                },
             },
-            Descriptor::PageGroupResponse { rid: 0x20, pasid: Some(5), code: 0, group_index: 300, lpig: true },
-            Descriptor::PageGroupResponse { rid: 0x20, pasid: None, code: 0xf, group_index: 1, lpig: false },
+            Descriptor::PageGroupResponse {
+                rid: 0x20,
+                pasid: Some(5),
+                code: 0,
+                group_index: 300,
+                lpig: true,
+            },
+            Descriptor::PageGroupResponse {
+                rid: 0x20,
+                pasid: None,
+                code: 0xf,
+                group_index: 1,
+                lpig: false,
+            },
         ]
     }
 
@@ -750,16 +940,34 @@ mod tests {
     #[test]
     fn decode_linux_style_fields() {
         // Page-selective PASID-based IOTLB: DID 1, PASID 0x10, addr, AM 2, IH 0.
-        let d = decode([6 | (3 << 4) | (1 << 16) | (0x10 << 32), 0x7f00_1000 | 2, 0, 0]).unwrap();
+        let d = decode([
+            6 | (3 << 4) | (1 << 16) | (0x10 << 32),
+            0x7f00_1000 | 2,
+            0,
+            0,
+        ])
+        .unwrap();
         assert_eq!(
             d,
             Descriptor::Piotlb {
                 did: 1,
                 pasid: 0x10,
-                granularity: PiotlbGranularity::Page { addr: 0x7f00_1000, am: 2, ih: false }
+                granularity: PiotlbGranularity::Page {
+                    addr: 0x7f00_1000,
+                    am: 2,
+                    ih: false
+                }
             }
         );
         let w = decode([5 | (1 << 5) | (0xdead_beef << 32), 0x2004, 0, 0]).unwrap();
-        assert!(matches!(w, Descriptor::Wait { sw: true, status_data: 0xdead_beef, status_addr: 0x2004, .. }));
+        assert!(matches!(
+            w,
+            Descriptor::Wait {
+                sw: true,
+                status_data: 0xdead_beef,
+                status_addr: 0x2004,
+                ..
+            }
+        ));
     }
 }

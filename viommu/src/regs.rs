@@ -170,7 +170,8 @@ impl RegisterFile {
         r.words[word(ECAP)] = config.ecap();
         r.rw[word(RTADDR)] = !0x3ff;
         r.rw[word(CCMD)] = !0;
-        r.w1c[word(0x30)] = u64::from(fsts::PFO | fsts::IQE | fsts::ICE | fsts::ITE | fsts::PRO) << 32;
+        r.w1c[word(0x30)] =
+            u64::from(fsts::PFO | fsts::IQE | fsts::ICE | fsts::ITE | fsts::PRO) << 32;
         for ctl in [FECTL, IECTL, PECTL] {
             // IM in the low dword, the whole data register in the high one.
             r.rw[word(ctl)] = u64::from(CTL_IM) | (0xffff_ffff << 32);
@@ -217,7 +218,7 @@ impl RegisterFile {
     /// Reads the 32-bit register at a 4-aligned offset.
     pub fn get32(&self, off: u64) -> u32 {
         let w = self.get64(off & !7);
-        (if off & 4 != 0 { w >> 32 } else { w & 0xffff_ffff }) as u32
+        (if off & 4 != 0 { w >> 32 } else { w } & 0xffff_ffff) as u32
     }
 
     /// Writes a 32-bit register (hardware side).
@@ -283,7 +284,15 @@ impl RegisterFile {
         let old = self.words[i];
         self.words[i] = (old & !rw) | (value & rw);
         self.words[i] &= !(value & w1c);
-        let touched = |off: u64| lanes & if off & 4 != 0 { 0xffff_ffff << 32 } else { 0xffff_ffff } != 0;
+        let touched = |off: u64| {
+            lanes
+                & if off & 4 != 0 {
+                    0xffff_ffff << 32
+                } else {
+                    0xffff_ffff
+                }
+                != 0
+        };
         match base {
             CCMD if self.words[i] & (1 << 63) != 0 => WriteEffect::ContextCommand(self.words[i]),
             IOTLB if self.words[i] & (1 << 63) != 0 => WriteEffect::IotlbCommand(self.words[i]),
@@ -292,7 +301,10 @@ impl RegisterFile {
             FECTL if touched(FECTL) => WriteEffect::FaultControl,
             IECTL if touched(IECTL) => WriteEffect::InvalidationControl,
             PECTL if touched(PECTL) => WriteEffect::PageRequestControl,
-            b if b >= FRCD && b < FRCD + u64::from(self.fault_records) * 16 && (b - FRCD) % 16 == 8 => {
+            b if b >= FRCD
+                && b < FRCD + u64::from(self.fault_records) * 16
+                && (b - FRCD) % 16 == 8 =>
+            {
                 WriteEffect::FaultRecord
             }
             _ => WriteEffect::None,
@@ -341,7 +353,10 @@ mod tests {
     #[test]
     fn gcmd_is_write_only_and_reports_command() {
         let mut r = rf();
-        assert_eq!(r.write(GCMD, &gcmd::TE.to_le_bytes()), WriteEffect::Gcmd(gcmd::TE));
+        assert_eq!(
+            r.write(GCMD, &gcmd::TE.to_le_bytes()),
+            WriteEffect::Gcmd(gcmd::TE)
+        );
         assert_eq!(r32(&r, GCMD), 0);
         r.update32(GSTS, gcmd::TE, true);
         assert_eq!(r32(&r, GSTS), gcmd::TE);
@@ -360,7 +375,10 @@ mod tests {
     fn fsts_is_write_one_to_clear() {
         let mut r = rf();
         r.update32(FSTS, fsts::PFO | fsts::IQE | fsts::PPF, true);
-        assert_eq!(r.write(FSTS, &fsts::IQE.to_le_bytes()), WriteEffect::FaultStatus);
+        assert_eq!(
+            r.write(FSTS, &fsts::IQE.to_le_bytes()),
+            WriteEffect::FaultStatus
+        );
         assert_eq!(r32(&r, FSTS), fsts::PFO | fsts::PPF);
         r.write(FSTS, &fsts::PPF.to_le_bytes());
         assert_eq!(r32(&r, FSTS), fsts::PFO | fsts::PPF, "PPF is read-only");
@@ -421,11 +439,20 @@ mod tests {
     #[test]
     fn command_registers_report_commands() {
         let mut r = rf();
-        assert_eq!(r.write(CCMD, &(1u64 << 61).to_le_bytes()), WriteEffect::None);
+        assert_eq!(
+            r.write(CCMD, &(1u64 << 61).to_le_bytes()),
+            WriteEffect::None
+        );
         let v = (1u64 << 63) | (1 << 61);
-        assert_eq!(r.write(CCMD, &v.to_le_bytes()), WriteEffect::ContextCommand(v));
+        assert_eq!(
+            r.write(CCMD, &v.to_le_bytes()),
+            WriteEffect::ContextCommand(v)
+        );
         let v = (1u64 << 63) | (1 << 60);
-        assert_eq!(r.write(IOTLB, &v.to_le_bytes()), WriteEffect::IotlbCommand(v));
+        assert_eq!(
+            r.write(IOTLB, &v.to_le_bytes()),
+            WriteEffect::IotlbCommand(v)
+        );
         r.write(IVA, &(0x5000u64 | 0x43).to_le_bytes());
         assert_eq!(r64(&r, IVA), 0x5043);
     }
@@ -435,7 +462,10 @@ mod tests {
         let mut r = rf();
         let hi = FRCD + 8;
         r.set64(hi, (1 << 63) | 0x71 << 32);
-        assert_eq!(r.write(hi + 4, &(1u32 << 31).to_le_bytes()), WriteEffect::FaultRecord);
+        assert_eq!(
+            r.write(hi + 4, &(1u32 << 31).to_le_bytes()),
+            WriteEffect::FaultRecord
+        );
         assert_eq!(r64(&r, hi), 0x71 << 32);
         let past = FRCD + u64::from(r.fault_records()) * 16 + 8;
         assert_eq!(r.write(past, &0u64.to_le_bytes()), WriteEffect::None);

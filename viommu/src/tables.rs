@@ -254,7 +254,11 @@ impl PasidEntry {
 }
 
 /// Reads the context entry for `rid` from the scalable-mode root table at `root`.
-pub fn read_context<M: GuestMemory>(mem: &M, root: u64, rid: u16) -> Result<ContextEntry, TableError> {
+pub fn read_context<M: GuestMemory>(
+    mem: &M,
+    root: u64,
+    rid: u16,
+) -> Result<ContextEntry, TableError> {
     let bus = (rid >> 8) as u8;
     let devfn = (rid & 0xff) as u8;
     let root_gpa = (root & ADDR_MASK)
@@ -301,7 +305,8 @@ pub fn read_pasid_entry<M: GuestMemory>(
         .pasid_dir
         .checked_add(dir_index * 8)
         .ok_or(TableError::PasidDirAccess { gpa: ctx.pasid_dir })?;
-    let dire = memory::load_u64(mem, dir_gpa).map_err(|_| TableError::PasidDirAccess { gpa: dir_gpa })?;
+    let dire =
+        memory::load_u64(mem, dir_gpa).map_err(|_| TableError::PasidDirAccess { gpa: dir_gpa })?;
     if dire & 1 == 0 {
         return Err(TableError::PasidDirNotPresent { pasid });
     }
@@ -320,7 +325,8 @@ pub fn read_pasid_entry<M: GuestMemory>(
     if read(pe_gpa)? != a {
         return Err(TableError::PasidNotPresent { pasid });
     }
-    PasidEntry::decode([a[0], a[1], b[0], b[1]], pasid)?.ok_or(TableError::PasidNotPresent { pasid })
+    PasidEntry::decode([a[0], a[1], b[0], b[1]], pasid)?
+        .ok_or(TableError::PasidNotPresent { pasid })
 }
 
 #[cfg(test)]
@@ -369,20 +375,38 @@ mod tests {
         setup(&m, 0x01a0, 64);
         let ctx = read_context(&m, 0x1000, 0x01a0).unwrap();
         assert_eq!(read_pasid_entry(&m, &ctx, 64).unwrap().did, 7);
-        assert_eq!(read_context(&m, 0x1000, 0x0120), Err(TableError::RootNotPresent { bus: 1 }));
+        assert_eq!(
+            read_context(&m, 0x1000, 0x0120),
+            Err(TableError::RootNotPresent { bus: 1 })
+        );
     }
 
     #[test]
     fn reject_not_present_entries() {
         let m = mem();
-        assert_eq!(read_context(&m, 0x1000, 0x20), Err(TableError::RootNotPresent { bus: 0 }));
+        assert_eq!(
+            read_context(&m, 0x1000, 0x20),
+            Err(TableError::RootNotPresent { bus: 0 })
+        );
         store_u64(&m, 0x1000, 0x2000 | 1).unwrap();
-        assert_eq!(read_context(&m, 0x1000, 0x20), Err(TableError::ContextNotPresent { rid: 0x20 }));
+        assert_eq!(
+            read_context(&m, 0x1000, 0x20),
+            Err(TableError::ContextNotPresent { rid: 0x20 })
+        );
         setup(&m, 0x20, 1);
         let ctx = read_context(&m, 0x1000, 0x20).unwrap();
-        assert_eq!(read_pasid_entry(&m, &ctx, 64), Err(TableError::PasidDirNotPresent { pasid: 64 }));
-        assert_eq!(read_pasid_entry(&m, &ctx, 2), Err(TableError::PasidNotPresent { pasid: 2 }));
-        assert_eq!(read_pasid_entry(&m, &ctx, 1 << 19), Err(TableError::PasidTooLarge { pasid: 1 << 19 }));
+        assert_eq!(
+            read_pasid_entry(&m, &ctx, 64),
+            Err(TableError::PasidDirNotPresent { pasid: 64 })
+        );
+        assert_eq!(
+            read_pasid_entry(&m, &ctx, 2),
+            Err(TableError::PasidNotPresent { pasid: 2 })
+        );
+        assert_eq!(
+            read_pasid_entry(&m, &ctx, 1 << 19),
+            Err(TableError::PasidTooLarge { pasid: 1 << 19 })
+        );
     }
 
     #[test]
@@ -391,7 +415,10 @@ mod tests {
         setup(&m, 0x20, 1);
         store_u64(&m, 0x4000 + 64 + 16, 0).unwrap();
         let ctx = read_context(&m, 0x1000, 0x20).unwrap();
-        assert_eq!(read_pasid_entry(&m, &ctx, 1), Err(TableError::PasidNotPresent { pasid: 1 }));
+        assert_eq!(
+            read_pasid_entry(&m, &ctx, 1),
+            Err(TableError::PasidNotPresent { pasid: 1 })
+        );
     }
 
     #[test]
@@ -400,14 +427,22 @@ mod tests {
         setup(&m, 0x20, 1);
         store_u64(&m, 0x4000 + 64, 1 | (2 << 6)).unwrap();
         let ctx = read_context(&m, 0x1000, 0x20).unwrap();
-        assert_eq!(read_pasid_entry(&m, &ctx, 1), Err(TableError::PasidInvalid { pasid: 1, pgtt: 2 }));
+        assert_eq!(
+            read_pasid_entry(&m, &ctx, 1),
+            Err(TableError::PasidInvalid { pasid: 1, pgtt: 2 })
+        );
         store_u64(&m, 0x2000 + 0x20 * 32, 0x3000 | 0x20 | 1).unwrap();
-        assert_eq!(read_context(&m, 0x1000, 0x20), Err(TableError::ContextReserved { rid: 0x20 }));
+        assert_eq!(
+            read_context(&m, 0x1000, 0x20),
+            Err(TableError::ContextReserved { rid: 0x20 })
+        );
     }
 
     #[test]
     fn pass_through_entry_decodes() {
-        let e = PasidEntry::decode([1 | (4 << 6), 3, 0, 0], 0).unwrap().unwrap();
+        let e = PasidEntry::decode([1 | (4 << 6), 3, 0, 0], 0)
+            .unwrap()
+            .unwrap();
         assert_eq!(e.pgtt, pgtt::PASS_THROUGH);
         assert_eq!(PasidEntry::decode([0, 3, 0, 0], 0), Ok(None));
         assert!(PasidEntry::decode([1 | (1 << 6), 0, 0x1000 | (3 << 2), 0], 0).is_err());

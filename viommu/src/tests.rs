@@ -9,9 +9,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::*;
 use crate::event::SharedSink;
-use crate::qi::{
-    ContextGranularity, IotlbGranularity, PasidCacheGranularity, PiotlbGranularity,
-};
+use crate::qi::{ContextGranularity, IotlbGranularity, PasidCacheGranularity, PiotlbGranularity};
 use crate::walk::{PTE_P, PTE_PS, PTE_RW, PTE_US, PTE_XD, index};
 
 /// The default requester, 00:04.0.
@@ -42,12 +40,24 @@ pub(crate) struct Harness {
 impl Harness {
     pub fn new(config: Config) -> Self {
         let levels = config.levels.count();
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap();
-        let mut h = Harness { mem, unit: Viommu::new(config), pgd: 0, next_page: TABLES, tail: 0, levels };
+        let mem =
+            GuestMemoryMmap::from_ranges(&[(GuestAddress(0), usize::try_from(MEM_SIZE).unwrap())])
+                .unwrap();
+        let mut h = Harness {
+            mem,
+            unit: Viommu::new(config),
+            pgd: 0,
+            next_page: TABLES,
+            tail: 0,
+            levels,
+        };
         h.pgd = h.alloc_page();
         h.w64(ROOT, CTX | 1);
         // Context entry for RID: PASID dir, PDTS 0 (128 entries), PRE, PASIDE, DTE, P.
-        h.w64(CTX + u64::from(RID & 0x7f) * 32, PASID_DIR | 0x10 | 0x8 | 0x4 | 1);
+        h.w64(
+            CTX + u64::from(RID & 0x7f) * 32,
+            PASID_DIR | 0x10 | 0x8 | 0x4 | 1,
+        );
         h.reg64(regs::RTADDR, ROOT | (1 << 10));
         h.reg32(regs::GCMD, gcmd::SRTP);
         h.reg64(regs::IQA, QUEUE | (1 << 11));
@@ -183,17 +193,45 @@ impl Harness {
     }
 
     pub fn piotlb_page(&mut self, pasid: u32, addr: u64, am: u8, ih: bool) {
-        self.submit(&[Descriptor::Piotlb { did: 1, pasid, granularity: PiotlbGranularity::Page { addr, am, ih } }]);
+        self.submit(&[Descriptor::Piotlb {
+            did: 1,
+            pasid,
+            granularity: PiotlbGranularity::Page { addr, am, ih },
+        }]);
     }
 
-    pub fn dma(&mut self, pasid: Option<u32>, addr: u64, access: Access, privileged: bool) -> Result<Translation, TranslationFault> {
+    pub fn dma(
+        &mut self,
+        pasid: Option<u32>,
+        addr: u64,
+        access: Access,
+        privileged: bool,
+    ) -> Result<Translation, TranslationFault> {
         let mem = self.mem.clone();
-        self.unit.translate(&mem, &DmaRequest { rid: RID, pasid, addr, access, privileged })
+        self.unit.translate(
+            &mem,
+            &DmaRequest {
+                rid: RID,
+                pasid,
+                addr,
+                access,
+                privileged,
+            },
+        )
     }
 
     pub fn walk(&mut self, pasid: u32, addr: u64) {
         let mem = self.mem.clone();
-        self.unit.speculative_walk(&mem, &DmaRequest { rid: RID, pasid: Some(pasid), addr, access: Access::Read, privileged: false });
+        self.unit.speculative_walk(
+            &mem,
+            &DmaRequest {
+                rid: RID,
+                pasid: Some(pasid),
+                addr,
+                access: Access::Read,
+                privileged: false,
+            },
+        );
     }
 }
 
@@ -207,7 +245,10 @@ fn read(h: &mut Harness, pasid: u32, va: u64) -> Result<Translation, Translation
 fn gcmd_reflects_in_gsts() {
     let mut h = Harness::new(Config::default());
     let gsts = h.rd32(regs::GSTS);
-    assert_eq!(gsts & (gcmd::TE | gcmd::QIE | gcmd::SRTP), gcmd::TE | gcmd::QIE | gcmd::SRTP);
+    assert_eq!(
+        gsts & (gcmd::TE | gcmd::QIE | gcmd::SRTP),
+        gcmd::TE | gcmd::QIE | gcmd::SRTP
+    );
     // Linux rewrites persistent bits: turning TE off keeps QIE.
     h.reg32(regs::GCMD, gcmd::QIE);
     assert_eq!(h.rd32(regs::GSTS) & (gcmd::TE | gcmd::QIE), gcmd::QIE);
@@ -223,7 +264,11 @@ fn gcmd_reflects_in_gsts() {
 #[test]
 fn qie_enable_resets_head() {
     let mut h = Harness::new(Config::default());
-    h.submit(&[Descriptor::Iec { global: true, index: 0, im: 0 }]);
+    h.submit(&[Descriptor::Iec {
+        global: true,
+        index: 0,
+        im: 0,
+    }]);
     assert_eq!(h.rd64(regs::IQH), 32);
     h.reg32(regs::GCMD, gcmd::TE);
     h.reg64(regs::IQT, 0);
@@ -239,9 +284,14 @@ fn reject_legacy_root_table() {
     h.bind(1, false);
     h.reg64(regs::RTADDR, ROOT);
     h.reg32(regs::GCMD, gcmd::TE | gcmd::QIE | gcmd::SRTP);
-    h.submit(&[Descriptor::ContextCache { granularity: ContextGranularity::Global }]);
+    h.submit(&[Descriptor::ContextCache {
+        granularity: ContextGranularity::Global,
+    }]);
     let f = read(&mut h, 1, 0x1000).unwrap_err();
-    assert_eq!(f.reason, FaultReason::Table(TableError::NotScalableMode { ttm: 0 }));
+    assert_eq!(
+        f.reason,
+        FaultReason::Table(TableError::NotScalableMode { ttm: 0 })
+    );
 }
 
 #[test]
@@ -254,11 +304,19 @@ fn register_based_invalidations() {
     assert_eq!((ctx, iotlb), (1, 1));
     h.reg64(regs::CCMD, (1 << 63) | (1 << 61));
     let ccmd = h.rd64(regs::CCMD);
-    assert_eq!((ccmd >> 63, (ccmd >> 59) & 3), (0, 1), "ICC clear, CAIG = global");
+    assert_eq!(
+        (ccmd >> 63, (ccmd >> 59) & 3),
+        (0, 1),
+        "ICC clear, CAIG = global"
+    );
     h.reg64(regs::IVA, 0x1000);
     h.reg64(regs::IOTLB, (1 << 63) | (3 << 60) | (1 << 32));
     let iotlb = h.rd64(regs::IOTLB);
-    assert_eq!((iotlb >> 63, (iotlb >> 57) & 3), (0, 3), "IVT clear, IAIG = page");
+    assert_eq!(
+        (iotlb >> 63, (iotlb >> 57) & 3),
+        (0, 3),
+        "IVT clear, IAIG = page"
+    );
     let (ctx, _, iotlb, _) = h.unit.caches().sizes();
     assert_eq!((ctx, iotlb), (0, 0));
     assert_eq!(h.unit.counters().invalidations.context, 1);
@@ -273,16 +331,25 @@ fn translate_user_pages_and_fill_caches() {
     h.map_user(0x7000_0000, 0x40_0000, true);
     h.bind(1, false);
     let t = h.dma(Some(1), 0x7000_0123, Access::Write, false).unwrap();
-    assert_eq!((t.addr, t.page_size, t.writable, t.pass_through), (0x40_0123, 4096, true, false));
+    assert_eq!(
+        (t.addr, t.page_size, t.writable, t.pass_through),
+        (0x40_0123, 4096, true, false)
+    );
     assert!(!t.hits.iotlb);
     let t = read(&mut h, 1, 0x7000_0456).unwrap();
     assert!(t.hits.iotlb && t.hits.context && t.hits.pasid);
     let c = h.unit.counters();
     assert_eq!((c.translations, c.faults, c.stale_walks.total()), (2, 0, 0));
-    assert_eq!((c.cache.iotlb.hits, c.cache.pde.fills, c.cache.pml4e.fills), (1, 1, 1));
+    assert_eq!(
+        (c.cache.iotlb.hits, c.cache.pde.fills, c.cache.pml4e.fills),
+        (1, 1, 1)
+    );
     // Accessed and dirty were set by compare-exchange.
     let leaf = h.entry_addr(0x7000_0000, 1);
-    assert_eq!(h.r64(leaf) & (walk::PTE_A | walk::PTE_D), walk::PTE_A | walk::PTE_D);
+    assert_eq!(
+        h.r64(leaf) & (walk::PTE_A | walk::PTE_D),
+        walk::PTE_A | walk::PTE_D
+    );
 }
 
 #[test]
@@ -312,19 +379,34 @@ fn pass_through_pasid_entry() {
     let mut h = Harness::new(Config::default());
     h.w64(PASID_DIR, PASID_TABLE | 1);
     h.w64(PASID_TABLE + 64 * 3 + 8, 1);
-    h.w64(PASID_TABLE + 64 * 3, 1 | (u64::from(pgtt::PASS_THROUGH) << 6));
+    h.w64(
+        PASID_TABLE + 64 * 3,
+        1 | (u64::from(pgtt::PASS_THROUGH) << 6),
+    );
     let t = read(&mut h, 3, 0xabc_d000).unwrap();
     assert!(t.pass_through);
     assert_eq!(t.addr, 0xabc_d000);
-    let mut h = Harness::new(Config { pass_through: false, ..Config::default() });
+    let mut h = Harness::new(Config {
+        pass_through: false,
+        ..Config::default()
+    });
     h.w64(PASID_DIR, PASID_TABLE | 1);
-    h.w64(PASID_TABLE + 64 * 3, 1 | (u64::from(pgtt::PASS_THROUGH) << 6));
-    assert_eq!(read(&mut h, 3, 0).unwrap_err().reason, FaultReason::PassThroughUnsupported);
+    h.w64(
+        PASID_TABLE + 64 * 3,
+        1 | (u64::from(pgtt::PASS_THROUGH) << 6),
+    );
+    assert_eq!(
+        read(&mut h, 3, 0).unwrap_err().reason,
+        FaultReason::PassThroughUnsupported
+    );
 }
 
 #[test]
 fn five_level_translation() {
-    let cfg = Config { levels: Levels::Five, ..Config::default() };
+    let cfg = Config {
+        levels: Levels::Five,
+        ..Config::default()
+    };
     let mut h = Harness::new(cfg);
     let va = 0x00f0_1234_5678_9000;
     h.map_user(va, 0x50_0000, false);
@@ -345,7 +427,10 @@ fn reject_five_level_entry_on_four_level_unit() {
     let pe = PASID_TABLE + 64;
     let v = h.r64(pe + 16);
     h.w64(pe + 16, v | (1 << 2));
-    assert_eq!(read(&mut h, 1, 0).unwrap_err().reason, FaultReason::Levels { levels: 5 });
+    assert_eq!(
+        read(&mut h, 1, 0).unwrap_err().reason,
+        FaultReason::Levels { levels: 5 }
+    );
 }
 
 #[test]
@@ -353,10 +438,14 @@ fn reject_supervisor_request_without_sre() {
     let mut h = Harness::new(Config::default());
     h.map(0xffff_8880_0000_0000, 0x50_0000, K, K);
     h.bind(1, false);
-    let f = h.dma(Some(1), 0xffff_8880_0000_0000, Access::Read, true).unwrap_err();
+    let f = h
+        .dma(Some(1), 0xffff_8880_0000_0000, Access::Read, true)
+        .unwrap_err();
     assert_eq!(f.reason, FaultReason::Walk(WalkError::SupervisorDisabled));
     h.bind(2, true);
-    let t = h.dma(Some(2), 0xffff_8880_0000_0010, Access::Read, true).unwrap();
+    let t = h
+        .dma(Some(2), 0xffff_8880_0000_0010, Access::Read, true)
+        .unwrap();
     assert_eq!(t.addr, 0x50_0010);
 }
 
@@ -365,11 +454,19 @@ fn reject_non_canonical_and_pasid_without_paside() {
     let mut h = Harness::new(Config::default());
     h.bind(1, false);
     let f = read(&mut h, 1, 0x0000_8000_0000_0000).unwrap_err();
-    assert!(matches!(f.reason, FaultReason::Walk(WalkError::NonCanonical { .. })));
+    assert!(matches!(
+        f.reason,
+        FaultReason::Walk(WalkError::NonCanonical { .. })
+    ));
     h.w64(CTX + u64::from(RID & 0x7f) * 32, PASID_DIR | 1);
-    h.submit(&[Descriptor::ContextCache { granularity: ContextGranularity::Global }]);
+    h.submit(&[Descriptor::ContextCache {
+        granularity: ContextGranularity::Global,
+    }]);
     let f = read(&mut h, 1, 0).unwrap_err();
-    assert_eq!(f.reason, FaultReason::Table(TableError::PasidDisabled { rid: RID, pasid: 1 }));
+    assert_eq!(
+        f.reason,
+        FaultReason::Table(TableError::PasidDisabled { rid: RID, pasid: 1 })
+    );
 }
 
 #[test]
@@ -379,7 +476,10 @@ fn reject_torn_pasid_entry() {
     h.bind(1, false);
     // Teardown caught halfway: qword 0 still present, qword 2 already zero.
     h.w64(PASID_TABLE + 64 + 16, 0);
-    assert_eq!(read(&mut h, 1, 0x1000).unwrap_err().reason, FaultReason::Table(TableError::PasidNotPresent { pasid: 1 }));
+    assert_eq!(
+        read(&mut h, 1, 0x1000).unwrap_err().reason,
+        FaultReason::Table(TableError::PasidNotPresent { pasid: 1 })
+    );
 }
 
 // ----------------------------------------------------------------- faults
@@ -393,7 +493,13 @@ fn faults_are_recorded_and_signalled() {
     h.reg32(regs::FECTL, 0);
     let f = read(&mut h, 1, 0x5000).unwrap_err();
     assert!(f.recorded);
-    assert_eq!(h.unit.take_msis(), vec![Msi { address: 0xfee0_0000, data: 0x45 }]);
+    assert_eq!(
+        h.unit.take_msis(),
+        vec![Msi {
+            address: 0xfee0_0000,
+            data: 0x45
+        }]
+    );
     let fsts_v = h.rd32(regs::FSTS);
     assert_eq!(fsts_v & fsts::PPF, fsts::PPF);
     let hi = h.rd64(regs::FRCD + 8);
@@ -411,7 +517,10 @@ fn faults_are_recorded_and_signalled() {
 
 #[test]
 fn fault_overflow_sets_pfo() {
-    let mut h = Harness::new(Config { fault_records: 1, ..Config::default() });
+    let mut h = Harness::new(Config {
+        fault_records: 1,
+        ..Config::default()
+    });
     h.bind(1, false);
     assert!(read(&mut h, 1, 0x5000).unwrap_err().recorded);
     assert!(!read(&mut h, 1, 0x6000).unwrap_err().recorded);
@@ -430,12 +539,21 @@ fn fpd_and_ats_suppress_recording() {
     let mut h = Harness::new(Config::default());
     h.bind(1, false);
     let mem = h.mem.clone();
-    let req = DmaRequest { rid: RID, pasid: Some(1), addr: 0x5000, access: Access::Read, privileged: false };
+    let req = DmaRequest {
+        rid: RID,
+        pasid: Some(1),
+        addr: 0x5000,
+        access: Access::Read,
+        privileged: false,
+    };
     assert!(!h.unit.translate_ats(&mem, &req).unwrap_err().recorded);
     let pe = PASID_TABLE + 64;
     let v = h.r64(pe);
     h.w64(pe, v | 2);
-    h.submit(&[Descriptor::PasidCache { did: 1, granularity: PasidCacheGranularity::Global }]);
+    h.submit(&[Descriptor::PasidCache {
+        did: 1,
+        granularity: PasidCacheGranularity::Global,
+    }]);
     assert!(!read(&mut h, 1, 0x5000).unwrap_err().recorded);
     assert_eq!(h.rd32(regs::FSTS) & fsts::PPF, 0);
     assert_eq!(h.unit.counters().faults, 2);
@@ -446,37 +564,138 @@ fn fpd_and_ats_suppress_recording() {
 #[test]
 fn every_descriptor_type_is_counted() {
     let mut h = Harness::new(Config::default());
-    let inv = DevTlbInvalidation { sid: RID, pasid: None, addr: 0x4000, size: 0x2000, global: false };
+    let inv = DevTlbInvalidation {
+        sid: RID,
+        pasid: None,
+        addr: 0x4000,
+        size: 0x2000,
+        global: false,
+    };
     h.submit(&[
-        Descriptor::ContextCache { granularity: ContextGranularity::Global },
-        Descriptor::ContextCache { granularity: ContextGranularity::Domain { did: 1 } },
-        Descriptor::ContextCache { granularity: ContextGranularity::Device { did: 1, sid: RID, fm: 0 } },
-        Descriptor::Iotlb { granularity: IotlbGranularity::Global, dr: false, dw: false },
-        Descriptor::Iotlb { granularity: IotlbGranularity::Domain { did: 1 }, dr: false, dw: false },
-        Descriptor::Iotlb { granularity: IotlbGranularity::Page { did: 1, addr: 0, am: 0, ih: true }, dr: false, dw: false },
+        Descriptor::ContextCache {
+            granularity: ContextGranularity::Global,
+        },
+        Descriptor::ContextCache {
+            granularity: ContextGranularity::Domain { did: 1 },
+        },
+        Descriptor::ContextCache {
+            granularity: ContextGranularity::Device {
+                did: 1,
+                sid: RID,
+                fm: 0,
+            },
+        },
+        Descriptor::Iotlb {
+            granularity: IotlbGranularity::Global,
+            dr: false,
+            dw: false,
+        },
+        Descriptor::Iotlb {
+            granularity: IotlbGranularity::Domain { did: 1 },
+            dr: false,
+            dw: false,
+        },
+        Descriptor::Iotlb {
+            granularity: IotlbGranularity::Page {
+                did: 1,
+                addr: 0,
+                am: 0,
+                ih: true,
+            },
+            dr: false,
+            dw: false,
+        },
         Descriptor::DevTlb { inv, qdep: 0 },
-        Descriptor::Iec { global: true, index: 0, im: 0 },
-        Descriptor::Wait { sw: true, interrupt: false, fence: true, pd: true, status_data: 1, status_addr: STATUS },
-        Descriptor::Piotlb { did: 1, pasid: 1, granularity: PiotlbGranularity::Pasid },
-        Descriptor::Piotlb { did: 1, pasid: 1, granularity: PiotlbGranularity::Page { addr: 0x1000, am: 0, ih: false } },
-        Descriptor::PasidCache { did: 1, granularity: PasidCacheGranularity::Domain },
-        Descriptor::PasidCache { did: 1, granularity: PasidCacheGranularity::Pasid { pasid: 1 } },
-        Descriptor::PasidCache { did: 1, granularity: PasidCacheGranularity::Global },
-        Descriptor::PasidDevTlb { inv: DevTlbInvalidation { pasid: Some(1), size: u64::MAX, addr: 0, ..inv } },
-        Descriptor::PageGroupResponse { rid: RID, pasid: Some(1), code: 0, group_index: 1, lpig: true },
+        Descriptor::Iec {
+            global: true,
+            index: 0,
+            im: 0,
+        },
+        Descriptor::Wait {
+            sw: true,
+            interrupt: false,
+            fence: true,
+            pd: true,
+            status_data: 1,
+            status_addr: STATUS,
+        },
+        Descriptor::Piotlb {
+            did: 1,
+            pasid: 1,
+            granularity: PiotlbGranularity::Pasid,
+        },
+        Descriptor::Piotlb {
+            did: 1,
+            pasid: 1,
+            granularity: PiotlbGranularity::Page {
+                addr: 0x1000,
+                am: 0,
+                ih: false,
+            },
+        },
+        Descriptor::PasidCache {
+            did: 1,
+            granularity: PasidCacheGranularity::Domain,
+        },
+        Descriptor::PasidCache {
+            did: 1,
+            granularity: PasidCacheGranularity::Pasid { pasid: 1 },
+        },
+        Descriptor::PasidCache {
+            did: 1,
+            granularity: PasidCacheGranularity::Global,
+        },
+        Descriptor::PasidDevTlb {
+            inv: DevTlbInvalidation {
+                pasid: Some(1),
+                size: u64::MAX,
+                addr: 0,
+                ..inv
+            },
+        },
+        Descriptor::PageGroupResponse {
+            rid: RID,
+            pasid: Some(1),
+            code: 0,
+            group_index: 1,
+            lpig: true,
+        },
     ]);
     let c = h.unit.counters().clone();
     let i = c.invalidations;
     assert_eq!(
-        (i.context, i.iotlb, i.devtlb, i.iec, i.wait, i.piotlb, i.pasid_cache, i.pdevtlb, i.page_response),
+        (
+            i.context,
+            i.iotlb,
+            i.devtlb,
+            i.iec,
+            i.wait,
+            i.piotlb,
+            i.pasid_cache,
+            i.pdevtlb,
+            i.page_response
+        ),
         (3, 3, 1, 1, 1, 2, 3, 1, 1)
     );
     let g = c.granularity;
-    assert_eq!((g.context_global, g.context_domain, g.context_device), (1, 1, 1));
+    assert_eq!(
+        (g.context_global, g.context_domain, g.context_device),
+        (1, 1, 1)
+    );
     assert_eq!((g.iotlb_global, g.iotlb_domain, g.iotlb_page), (1, 1, 1));
     assert_eq!((g.piotlb_pasid, g.piotlb_page, g.ih0, g.ih1), (1, 1, 1, 1));
-    assert_eq!((g.pasid_cache_domain, g.pasid_cache_pasid, g.pasid_cache_global), (1, 1, 1));
-    assert_eq!((g.wait_sw, g.wait_fn, g.wait_pd, g.devtlb_all), (1, 1, 1, 1));
+    assert_eq!(
+        (
+            g.pasid_cache_domain,
+            g.pasid_cache_pasid,
+            g.pasid_cache_global
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        (g.wait_sw, g.wait_fn, g.wait_pd, g.devtlb_all),
+        (1, 1, 1, 1)
+    );
     assert_eq!(c.page_requests.unmatched_responses, 1);
     assert_eq!(h.r64(STATUS) & 0xffff_ffff, 1);
     let d = h.unit.take_devtlb_invalidations();
@@ -493,9 +712,16 @@ fn kva_invalidations_count_kernel_half_ranges() {
     h.piotlb_page(1, 0xffff_8000_0000_0000, 52, false);
     h.piotlb_page(1, 0x7fff_f000, 0, false);
     h.piotlb_page(1, 0xffff_c900_0000_0000, 9, true);
-    h.submit(&[Descriptor::Piotlb { did: 1, pasid: 1, granularity: PiotlbGranularity::Pasid }]);
+    h.submit(&[Descriptor::Piotlb {
+        did: 1,
+        pasid: 1,
+        granularity: PiotlbGranularity::Pasid,
+    }]);
     assert_eq!(h.unit.counters().kva_invalidations, 2);
-    let mut h5 = Harness::new(Config { levels: Levels::Five, ..Config::default() });
+    let mut h5 = Harness::new(Config {
+        levels: Levels::Five,
+        ..Config::default()
+    });
     h5.piotlb_page(1, 0xff00_0000_0000_0000, 40, false);
     h5.piotlb_page(1, 0x00ff_ffff_ffff_f000, 0, false);
     assert_eq!(h5.unit.counters().kva_invalidations, 1);
@@ -507,8 +733,21 @@ fn wait_with_interrupt_raises_invalidation_event() {
     h.reg32(regs::IEDATA, 0x77);
     h.reg32(regs::IEADDR, 0xfee0_1000);
     h.reg32(regs::IECTL, 0);
-    h.submit(&[Descriptor::Wait { sw: false, interrupt: true, fence: false, pd: false, status_data: 0, status_addr: 0 }]);
-    assert_eq!(h.unit.take_msis(), vec![Msi { address: 0xfee0_1000, data: 0x77 }]);
+    h.submit(&[Descriptor::Wait {
+        sw: false,
+        interrupt: true,
+        fence: false,
+        pd: false,
+        status_data: 0,
+        status_addr: 0,
+    }]);
+    assert_eq!(
+        h.unit.take_msis(),
+        vec![Msi {
+            address: 0xfee0_1000,
+            data: 0x77
+        }]
+    );
     assert_eq!(h.rd32(regs::ICS), 1);
     h.reg32(regs::ICS, 1);
     assert_eq!(h.rd32(regs::ICS), 0);
@@ -517,17 +756,29 @@ fn wait_with_interrupt_raises_invalidation_event() {
 #[test]
 fn reject_bad_descriptor_stops_queue_until_iqe_cleared() {
     let mut h = Harness::new(Config::default());
-    h.submit(&[Descriptor::Iec { global: true, index: 0, im: 0 }]);
+    h.submit(&[Descriptor::Iec {
+        global: true,
+        index: 0,
+        im: 0,
+    }]);
     h.submit_raw([0xf, 0, 0, 0]);
     assert_ne!(h.rd32(regs::FSTS) & fsts::IQE, 0);
     assert_eq!(h.rd64(regs::IQH), 32, "head stays at the bad descriptor");
     assert_eq!(h.rd64(regs::IQER) & 0xf, 3);
     assert_eq!(h.unit.counters().queue_errors, 1);
     // Queue is stopped: a good descriptor after it is not processed.
-    h.submit(&[Descriptor::Iec { global: true, index: 0, im: 0 }]);
+    h.submit(&[Descriptor::Iec {
+        global: true,
+        index: 0,
+        im: 0,
+    }]);
     assert_eq!(h.unit.counters().invalidations.iec, 1);
     // Software fixes the descriptor in place and clears IQE.
-    let fixed = qi::encode(&Descriptor::Iec { global: true, index: 0, im: 0 });
+    let fixed = qi::encode(&Descriptor::Iec {
+        global: true,
+        index: 0,
+        im: 0,
+    });
     h.w64(QUEUE + 32, fixed[0]);
     h.reg32(regs::FSTS, fsts::IQE);
     assert_eq!(h.unit.counters().invalidations.iec, 3);
@@ -545,7 +796,14 @@ fn reject_bad_tail_and_unreadable_queue() {
     h.reg64(regs::IQT, 0x20);
     assert_eq!(h.rd64(regs::IQER) & 0xf, 2);
     let mut h = Harness::new(Config::default());
-    h.submit(&[Descriptor::Wait { sw: true, interrupt: false, fence: false, pd: false, status_data: 1, status_addr: MEM_SIZE + 4 }]);
+    h.submit(&[Descriptor::Wait {
+        sw: true,
+        interrupt: false,
+        fence: false,
+        pd: false,
+        status_data: 1,
+        status_addr: MEM_SIZE + 4,
+    }]);
     assert_eq!(h.rd64(regs::IQER) & 0xf, 7);
 }
 
@@ -553,8 +811,22 @@ fn reject_bad_tail_and_unreadable_queue() {
 fn legacy_128_bit_descriptors() {
     let mut h = Harness::new(Config::default());
     h.reg64(regs::IQA, QUEUE);
-    h.w64(QUEUE, qi::encode(&Descriptor::Iec { global: true, index: 0, im: 0 })[0]);
-    let w = qi::encode(&Descriptor::Wait { sw: true, interrupt: false, fence: false, pd: false, status_data: 9, status_addr: STATUS });
+    h.w64(
+        QUEUE,
+        qi::encode(&Descriptor::Iec {
+            global: true,
+            index: 0,
+            im: 0,
+        })[0],
+    );
+    let w = qi::encode(&Descriptor::Wait {
+        sw: true,
+        interrupt: false,
+        fence: false,
+        pd: false,
+        status_data: 9,
+        status_addr: STATUS,
+    });
     h.w64(QUEUE + 16, w[0]);
     h.w64(QUEUE + 24, w[1]);
     h.reg64(regs::IQT, 32);
@@ -569,8 +841,16 @@ fn devtlb_failure_sets_ite() {
     h.unit.devtlb_invalidation_failed(RID, true);
     assert_ne!(h.rd32(regs::FSTS) & fsts::ITE, 0);
     assert_eq!((h.rd64(regs::IQER) >> 32) & 0xffff, u64::from(RID));
-    h.submit(&[Descriptor::Iec { global: true, index: 0, im: 0 }]);
-    assert_eq!(h.unit.counters().invalidations.iec, 0, "queue stopped by ITE");
+    h.submit(&[Descriptor::Iec {
+        global: true,
+        index: 0,
+        im: 0,
+    }]);
+    assert_eq!(
+        h.unit.counters().invalidations.iec,
+        0,
+        "queue stopped by ITE"
+    );
     h.reg32(regs::FSTS, fsts::ITE);
     assert_eq!(h.unit.counters().invalidations.iec, 1);
     h.unit.devtlb_invalidation_failed(RID, false);
@@ -600,12 +880,32 @@ fn page_request_round_trip() {
         private_data: 0,
     };
     h.unit.page_request(&mem, req).unwrap();
-    assert_eq!(h.unit.take_msis(), vec![Msi { address: 0xfee0_2000, data: 0x50 }]);
+    assert_eq!(
+        h.unit.take_msis(),
+        vec![Msi {
+            address: 0xfee0_2000,
+            data: 0x50
+        }]
+    );
     assert_eq!(h.rd64(regs::PQT), 32);
     assert_eq!(h.rd32(regs::PRS) & 1, 1);
     assert_eq!(h.r64(PRQ + 8) & !0xfff, 0x7000_0000);
-    h.submit(&[Descriptor::PageGroupResponse { rid: RID, pasid: Some(1), code: 0, group_index: 5, lpig: true }]);
-    assert_eq!(h.unit.take_page_responses(), vec![PageResponse { rid: RID, pasid: Some(1), group_index: 5, code: 0 }]);
+    h.submit(&[Descriptor::PageGroupResponse {
+        rid: RID,
+        pasid: Some(1),
+        code: 0,
+        group_index: 5,
+        lpig: true,
+    }]);
+    assert_eq!(
+        h.unit.take_page_responses(),
+        vec![PageResponse {
+            rid: RID,
+            pasid: Some(1),
+            group_index: 5,
+            code: 0
+        }]
+    );
     assert_eq!(h.unit.counters().page_requests.responses, 1);
 }
 
@@ -625,18 +925,38 @@ fn reject_page_request_when_disabled_or_full() {
         group_index: 0,
         private_data: 0,
     };
-    assert_eq!(h.unit.page_request(&mem, req), Err(PrqError::NotEnabled { rid: 0x28 }));
-    let req = PageRequest { rid: RID, last: false, ..req };
+    assert_eq!(
+        h.unit.page_request(&mem, req),
+        Err(PrqError::NotEnabled { rid: 0x28 })
+    );
+    let req = PageRequest {
+        rid: RID,
+        last: false,
+        ..req
+    };
     for _ in 0..127 {
         h.unit.page_request(&mem, req).unwrap();
     }
     let last = PageRequest { last: true, ..req };
-    assert!(matches!(h.unit.page_request(&mem, last), Err(PrqError::Overflow { .. })));
+    assert!(matches!(
+        h.unit.page_request(&mem, last),
+        Err(PrqError::Overflow { .. })
+    ));
     assert_eq!(h.rd32(regs::PRS) & 2, 2);
-    assert_eq!(h.unit.take_page_responses().len(), 1, "auto-response for the dropped group");
-    let mut off = Harness::new(Config { page_requests: false, ..Config::default() });
+    assert_eq!(
+        h.unit.take_page_responses().len(),
+        1,
+        "auto-response for the dropped group"
+    );
+    let mut off = Harness::new(Config {
+        page_requests: false,
+        ..Config::default()
+    });
     let mem = off.mem.clone();
-    assert_eq!(off.unit.page_request(&mem, req), Err(PrqError::NotSupported));
+    assert_eq!(
+        off.unit.page_request(&mem, req),
+        Err(PrqError::NotSupported)
+    );
 }
 
 // ------------------------------------------------------- stale walks, hint
@@ -648,19 +968,32 @@ const KVA: u64 = 0xffff_8880_0020_0000;
 /// the PTE table with a huge mapping and frees P (optionally flushing the
 /// kernel range first); P is reused with forged PTEs; the device retries
 /// (as a user request, or as a supervisor request on an SRE PASID).
-fn seed_story(flush: bool, privileged: bool) -> (Harness, Result<Translation, TranslationFault>, u64) {
+fn seed_story(
+    flush: bool,
+    privileged: bool,
+) -> (Harness, Result<Translation, TranslationFault>, u64) {
     let mut h = Harness::new(Config::default());
     h.map(KVA, 0x60_0000, K, K);
     let pte_page = h.entry_addr(KVA, 1) & !0xfff;
     h.bind(1, privileged);
     let f = read(&mut h, 1, KVA).unwrap_err();
     assert_eq!(f.reason, FaultReason::Walk(WalkError::User { addr: KVA }));
-    assert!(h.unit.caches().points_at(pte_page), "faulting walk cached the PDE");
+    assert!(
+        h.unit.caches().points_at(pte_page),
+        "faulting walk cached the PDE"
+    );
     // pmd_free_pte_page: the PDE becomes a 2-MiB kernel leaf, P is freed.
     h.w64(h.entry_addr(KVA, 2), 0x80_0000 | K | PTE_PS);
     if flush {
         h.piotlb_page(1, 0xffff_8000_0000_0000, 52, false);
-        h.submit(&[Descriptor::Wait { sw: true, interrupt: false, fence: false, pd: false, status_data: 1, status_addr: STATUS }]);
+        h.submit(&[Descriptor::Wait {
+            sw: true,
+            interrupt: false,
+            fence: false,
+            pd: false,
+            status_data: 1,
+            status_addr: STATUS,
+        }]);
     }
     h.unit.hint_pgtable_freed(pte_page);
     // P is reused: someone writes forged PTEs to a secret page.
@@ -674,9 +1007,19 @@ fn seed_story(flush: bool, privileged: bool) -> (Harness, Result<Translation, Tr
 #[test]
 fn seed_story_without_flush_is_reused() {
     let (h, r, _) = seed_story(false, false);
-    assert_eq!(r.unwrap_err().reason, FaultReason::Walk(WalkError::User { addr: KVA + 0x10 }));
+    assert_eq!(
+        r.unwrap_err().reason,
+        FaultReason::Walk(WalkError::User { addr: KVA + 0x10 })
+    );
     let c = h.unit.counters();
-    assert_eq!((c.stale_walks.reused, c.stale_walks.unlinked, c.stale_walks.leaf), (1, 0, 0));
+    assert_eq!(
+        (
+            c.stale_walks.reused,
+            c.stale_walks.unlinked,
+            c.stale_walks.leaf
+        ),
+        (1, 0, 0)
+    );
     assert_eq!(c.freed_while_cached, 1);
 }
 
@@ -716,7 +1059,11 @@ fn speculative_walk_caches_and_unlinked_window() {
     assert_eq!(h.unit.counters().translations, 0);
     assert_eq!(h.unit.counters().speculative_walks, 1);
     assert_eq!(h.unit.counters().cache.pde.fills, 1);
-    assert_eq!(h.unit.caches().sizes().2, 0, "no IOTLB fill without an access");
+    assert_eq!(
+        h.unit.caches().sizes().2,
+        0,
+        "no IOTLB fill without an access"
+    );
     // Unlink (deferred free): the page is untouched but no longer linked.
     h.w64(h.entry_addr(KVA, 2), 0x80_0000 | K | PTE_PS);
     h.walk(1, KVA);
@@ -785,11 +1132,29 @@ fn events_reach_the_sink() {
             _ => "other",
         })
         .collect();
-    assert_eq!(kinds, ["translation", "stale", "translation", "hint", "inv", "translation", "fault"]);
-    let Event::StaleWalk(w) = events[1] else { unreachable!() };
-    assert_eq!((w.class, w.level, w.rid, w.pasid, w.addr), (checker::StaleClass::Unlinked, 2, RID, 1, KVA));
+    assert_eq!(
+        kinds,
+        [
+            "translation",
+            "stale",
+            "translation",
+            "hint",
+            "inv",
+            "translation",
+            "fault"
+        ]
+    );
+    let Event::StaleWalk(w) = events[1] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (w.class, w.level, w.rid, w.pasid, w.addr),
+        (checker::StaleClass::Unlinked, 2, RID, 1, KVA)
+    );
     assert_eq!(w.memory & PTE_PS, PTE_PS);
-    let Event::Invalidation { slot, removed, .. } = events[4] else { unreachable!() };
+    let Event::Invalidation { slot, removed, .. } = events[4] else {
+        unreachable!()
+    };
     assert_eq!((slot, removed), (Some(0), 3));
     let json = serde_json::to_string(&events).unwrap();
     assert!(json.contains("\"class\":\"unlinked\""));
@@ -797,7 +1162,13 @@ fn events_reach_the_sink() {
 
 #[test]
 fn none_policy_never_stale_and_lru_bounds() {
-    let (mut h, _) = (Harness::new(Config { cache: CachePolicy::None, ..Config::default() }), ());
+    let (mut h, _) = (
+        Harness::new(Config {
+            cache: CachePolicy::None,
+            ..Config::default()
+        }),
+        (),
+    );
     h.map_user(0x4000, 0x60_0000, true);
     h.bind(1, false);
     read(&mut h, 1, 0x4000).unwrap();
@@ -805,7 +1176,10 @@ fn none_policy_never_stale_and_lru_bounds() {
     h.w64(leaf, 0x61_0000 | U);
     assert_eq!(read(&mut h, 1, 0x4000).unwrap().addr, 0x61_0000);
     assert_eq!(h.unit.counters().stale_walks.total(), 0);
-    let mut h = Harness::new(Config { cache: "lru:2".parse().unwrap(), ..Config::default() });
+    let mut h = Harness::new(Config {
+        cache: "lru:2".parse().unwrap(),
+        ..Config::default()
+    });
     for i in 0..8u64 {
         h.map_user(0x10_0000 * i, 0x60_0000, true);
     }
@@ -820,20 +1194,29 @@ fn none_policy_never_stale_and_lru_bounds() {
 
 #[test]
 fn sampled_checker_checks_a_fraction() {
-    let mut h = Harness::new(Config { check: CheckMode::Sampled, ..Config::default() });
+    let mut h = Harness::new(Config {
+        check: CheckMode::Sampled,
+        ..Config::default()
+    });
     h.map_user(0x4000, 0x60_0000, true);
     h.bind(1, false);
     for _ in 0..64 {
         read(&mut h, 1, 0x4000).unwrap();
     }
     assert_eq!(h.unit.counters().checked, 63 / checker::SAMPLE_PERIOD);
-    let mut h = Harness::new(Config { check: CheckMode::Off, ..Config::default() });
+    let mut h = Harness::new(Config {
+        check: CheckMode::Off,
+        ..Config::default()
+    });
     h.map_user(0x4000, 0x60_0000, true);
     h.bind(1, false);
     read(&mut h, 1, 0x4000).unwrap();
     read(&mut h, 1, 0x4000).unwrap();
     assert_eq!(h.unit.counters().checked, 0);
-    assert_eq!(serde_json::to_value(h.unit.counters()).unwrap()["checker"], "off");
+    assert_eq!(
+        serde_json::to_value(h.unit.counters()).unwrap()["checker"],
+        "off"
+    );
 }
 
 #[test]
@@ -843,11 +1226,19 @@ fn freed_hint_counts_only_cached_pages() {
     h.bind(1, false);
     let pt = h.entry_addr(0x4000, 1) & !0xfff;
     h.unit.hint_pgtable_freed(pt);
-    assert_eq!(h.unit.counters().freed_while_cached, 0, "nothing cached yet");
+    assert_eq!(
+        h.unit.counters().freed_while_cached,
+        0,
+        "nothing cached yet"
+    );
     read(&mut h, 1, 0x4000).unwrap();
     h.unit.hint_pgtable_freed(pt + 0x18);
     assert_eq!(h.unit.counters().freed_while_cached, 1);
-    h.submit(&[Descriptor::Piotlb { did: 1, pasid: 1, granularity: PiotlbGranularity::Pasid }]);
+    h.submit(&[Descriptor::Piotlb {
+        did: 1,
+        pasid: 1,
+        granularity: PiotlbGranularity::Pasid,
+    }]);
     h.unit.hint_pgtable_freed(pt);
     assert_eq!(h.unit.counters().freed_while_cached, 1);
     assert_eq!(h.unit.counters().free_hints, 3);
@@ -872,7 +1263,13 @@ fn reject_hostile_mmio_sizes() {
 /// Reference first-stage walk, written apart from `walk`: returns the output
 /// address and (writable, user, executable), or None for any fault, for a
 /// user read/write/execute request.
-fn reference(mem: &GuestMemoryMmap<()>, pgd: u64, levels: u32, va: u64, access: Access) -> Option<u64> {
+fn reference(
+    mem: &GuestMemoryMmap<()>,
+    pgd: u64,
+    levels: u32,
+    va: u64,
+    access: Access,
+) -> Option<u64> {
     let mut table = pgd;
     let (mut w, mut u, mut x) = (true, true, true);
     for depth in 0..levels {
@@ -889,11 +1286,12 @@ fn reference(mem: &GuestMemoryMmap<()>, pgd: u64, levels: u32, va: u64, access: 
         let addr = e & 0x000f_ffff_ffff_f000;
         let huge = (level == 2 || level == 3) && e & 0x80 != 0;
         if level == 1 || huge {
-            let ok = u && match access {
-                Access::Read => true,
-                Access::Write => w,
-                Access::Execute => x,
-            };
+            let ok = u
+                && match access {
+                    Access::Read => true,
+                    Access::Write => w,
+                    Access::Execute => x,
+                };
             let mask = (1u64 << shift) - 1;
             return ok.then_some((addr & !mask) | (va & mask));
         }
@@ -904,17 +1302,42 @@ fn reference(mem: &GuestMemoryMmap<()>, pgd: u64, levels: u32, va: u64, access: 
 
 #[derive(Debug, Clone)]
 enum Op {
-    Map { slot: u8, page: u8, writable: bool, nx: bool },
-    Unmap { slot: u8 },
-    Huge { slot: u8, writable: bool },
-    Relink { slot: u8 },
-    Dma { slot: u8, off: u16, access: u8 },
-    Walk { slot: u8 },
+    Map {
+        slot: u8,
+        page: u8,
+        writable: bool,
+        nx: bool,
+    },
+    Unmap {
+        slot: u8,
+    },
+    Huge {
+        slot: u8,
+        writable: bool,
+    },
+    Relink {
+        slot: u8,
+    },
+    Dma {
+        slot: u8,
+        off: u16,
+        access: u8,
+    },
+    Walk {
+        slot: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0u8..16, 0u8..32, any::<bool>(), any::<bool>()).prop_map(|(slot, page, writable, nx)| Op::Map { slot, page, writable, nx }),
+        (0u8..16, 0u8..32, any::<bool>(), any::<bool>()).prop_map(|(slot, page, writable, nx)| {
+            Op::Map {
+                slot,
+                page,
+                writable,
+                nx,
+            }
+        }),
         (0u8..16).prop_map(|slot| Op::Unmap { slot }),
         (0u8..16, any::<bool>()).prop_map(|(slot, writable)| Op::Huge { slot, writable }),
         (0u8..16).prop_map(|slot| Op::Relink { slot }),
@@ -928,7 +1351,11 @@ fn op() -> impl Strategy<Value = Op> {
 fn slot_va(slot: u8) -> u64 {
     let s = u64::from(slot);
     let region = s / 2;
-    let base = if region % 2 == 0 { 0x0000_7f00_0000_0000 } else { 0xffff_8880_0000_0000 };
+    let base = if region % 2 == 0 {
+        0x0000_7f00_0000_0000
+    } else {
+        0xffff_8880_0000_0000
+    };
     base + (region << 30) + ((region & 3) << 21) + ((s & 1) << 12)
 }
 
@@ -945,7 +1372,12 @@ fn access_of(a: u8) -> Access {
 fn apply(h: &mut Harness, op: &Op, flush: bool) -> bool {
     let pasid = 1;
     match *op {
-        Op::Map { slot, page, writable, nx } => {
+        Op::Map {
+            slot,
+            page,
+            writable,
+            nx,
+        } => {
             let va = slot_va(slot);
             let mut leaf = PTE_P | PTE_US;
             if writable {
@@ -999,7 +1431,9 @@ fn apply(h: &mut Harness, op: &Op, flush: bool) -> bool {
             }
             let new = h.alloc_page();
             let mut buf = [0u8; 4096];
-            h.mem.read_slice(&mut buf, GuestAddress(v & walk::PTE_ADDR)).unwrap();
+            h.mem
+                .read_slice(&mut buf, GuestAddress(v & walk::PTE_ADDR))
+                .unwrap();
             h.mem.write_slice(&buf, GuestAddress(new)).unwrap();
             h.w64(pde, new | (v & 0xfff));
             if flush {

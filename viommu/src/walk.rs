@@ -57,7 +57,11 @@ pub struct Rights {
 
 impl Rights {
     /// Rights before any entry is read.
-    pub const ALL: Rights = Rights { write: true, user: true, no_exec: false };
+    pub const ALL: Rights = Rights {
+        write: true,
+        user: true,
+        no_exec: false,
+    };
 
     /// Combines with one more entry.
     #[inline]
@@ -252,20 +256,29 @@ impl Geometry {
     pub fn new(levels: u8, haw_bits: u32, fl1gp: bool) -> Self {
         let haw = haw_bits.min(52);
         let addr_reserved = PTE_ADDR & !((1u64 << haw) - 1);
-        Geometry { levels, addr_reserved, fl1gp }
+        Geometry {
+            levels,
+            addr_reserved,
+            fl1gp,
+        }
     }
 
     /// Whether `addr` is canonical at this depth.
     #[inline]
     pub fn canonical(&self, addr: u64) -> bool {
         let bits = if self.levels == 5 { 57 } else { 48 };
-        let shift = 64 - bits;
-        ((addr << shift) as i64 >> shift) as u64 == addr
+        // Bits 63:bits-1 must all equal bit bits-1.
+        let top = addr >> (bits - 1);
+        top == 0 || top == (u64::MAX >> (bits - 1))
     }
 
     /// The root start for a table at `root`.
     pub fn root(&self, root: u64) -> WalkStart {
-        WalkStart { level: self.levels, table: root & PTE_ADDR, rights: Rights::ALL }
+        WalkStart {
+            level: self.levels,
+            table: root & PTE_ADDR,
+            rights: Rights::ALL,
+        }
     }
 }
 
@@ -324,7 +337,14 @@ pub fn walk<M: GuestMemory>(
                 };
                 reserved(rsvd)?;
                 let page = value & PTE_ADDR & !(size - 1);
-                return Ok(Leaf { level, gpa, value, page, size, rights });
+                return Ok(Leaf {
+                    level,
+                    gpa,
+                    value,
+                    page,
+                    size,
+                    rights,
+                });
             }
             None => {
                 // PS is reserved in PML5E and PML4E.
@@ -336,7 +356,10 @@ pub fn walk<M: GuestMemory>(
         }
     }
     // Only reachable with a start level of 0, which callers never build.
-    Err(WalkError::NotPresent { level: 0, gpa: table })
+    Err(WalkError::NotPresent {
+        level: 0,
+        gpa: table,
+    })
 }
 
 /// Checks the combined rights of `leaf` for a request.
@@ -384,7 +407,12 @@ pub fn set_accessed_dirty<M: GuestMemory>(
             match memory::cmpxchg_u64(mem, e.gpa, e.value, e.value | PTE_A) {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Ok(false),
-                Err(_) => return Err(WalkError::Access { level: e.level, gpa: e.gpa }),
+                Err(_) => {
+                    return Err(WalkError::Access {
+                        level: e.level,
+                        gpa: e.gpa,
+                    });
+                }
             }
         }
     }
@@ -393,7 +421,12 @@ pub fn set_accessed_dirty<M: GuestMemory>(
         match memory::cmpxchg_u64(mem, leaf.gpa, leaf.value, want) {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Ok(false),
-            Err(_) => return Err(WalkError::Access { level: leaf.level, gpa: leaf.gpa }),
+            Err(_) => {
+                return Err(WalkError::Access {
+                    level: leaf.level,
+                    gpa: leaf.gpa,
+                });
+            }
         }
     }
     Ok(true)
@@ -452,7 +485,10 @@ mod tests {
         let leaf = walk(&m, &geo4(), geo4().root(0x10000), va, &mut path).unwrap();
         assert_eq!((leaf.size, leaf.output(va)), (1 << 30, 0x4020_1234));
         let no1g = Geometry::new(4, 48, false);
-        assert!(matches!(walk(&m, &no1g, no1g.root(0x10000), va, &mut path), Err(WalkError::Reserved { level: 3, .. })));
+        assert!(matches!(
+            walk(&m, &no1g, no1g.root(0x10000), va, &mut path),
+            Err(WalkError::Reserved { level: 3, .. })
+        ));
     }
 
     #[test]
@@ -480,7 +516,10 @@ mod tests {
         let mut path = Path::default();
         let leaf = walk(&m, &geo4(), geo4().root(0x10000), va, &mut path).unwrap();
         assert_eq!(path.entries().len(), 3, "every level walked");
-        assert_eq!(check_rights(&leaf, va, Access::Read, false, false), Err(WalkError::User { addr: va }));
+        assert_eq!(
+            check_rights(&leaf, va, Access::Read, false, false),
+            Err(WalkError::User { addr: va })
+        );
         assert!(check_rights(&leaf, va, Access::Read, true, false).is_ok());
     }
 
@@ -491,8 +530,14 @@ mod tests {
         map4k(&m, va, 0x200000, PTE_P | PTE_US | PTE_XD, U);
         let mut path = Path::default();
         let leaf = walk(&m, &geo4(), geo4().root(0x10000), va, &mut path).unwrap();
-        assert_eq!(check_rights(&leaf, va, Access::Write, false, false), Err(WalkError::Write { addr: va }));
-        assert_eq!(check_rights(&leaf, va, Access::Execute, false, false), Err(WalkError::Execute { addr: va }));
+        assert_eq!(
+            check_rights(&leaf, va, Access::Write, false, false),
+            Err(WalkError::Write { addr: va })
+        );
+        assert_eq!(
+            check_rights(&leaf, va, Access::Execute, false, false),
+            Err(WalkError::Execute { addr: va })
+        );
         // Supervisor write to a read-only page: allowed unless WPE.
         assert!(check_rights(&leaf, va, Access::Write, true, false).is_ok());
         assert!(check_rights(&leaf, va, Access::Write, true, true).is_err());
@@ -505,14 +550,29 @@ mod tests {
         map4k(&m, va, 0x200000, U, U);
         store_u64(&m, 0x10000, 0x11000 | U | PTE_PS).unwrap();
         let mut path = Path::default();
-        assert!(matches!(walk(&m, &geo4(), geo4().root(0x10000), va, &mut path), Err(WalkError::Reserved { level: 4, .. })));
+        assert!(matches!(
+            walk(&m, &geo4(), geo4().root(0x10000), va, &mut path),
+            Err(WalkError::Reserved { level: 4, .. })
+        ));
         store_u64(&m, 0x10000, 0x11000 | U | (1 << 50)).unwrap();
-        assert!(matches!(walk(&m, &geo4(), geo4().root(0x10000), va, &mut path), Err(WalkError::Reserved { level: 4, .. })));
+        assert!(matches!(
+            walk(&m, &geo4(), geo4().root(0x10000), va, &mut path),
+            Err(WalkError::Reserved { level: 4, .. })
+        ));
         store_u64(&m, 0x10000, 0x11000 | U).unwrap();
         store_u64(&m, 0x12000, 0x13000 | U | PTE_PS | (1 << 13)).unwrap();
-        assert!(matches!(walk(&m, &geo4(), geo4().root(0x10000), va, &mut path), Err(WalkError::Reserved { level: 2, .. })));
+        assert!(matches!(
+            walk(&m, &geo4(), geo4().root(0x10000), va, &mut path),
+            Err(WalkError::Reserved { level: 2, .. })
+        ));
         store_u64(&m, 0x12000, 0).unwrap();
-        assert_eq!(walk(&m, &geo4(), geo4().root(0x10000), va, &mut path), Err(WalkError::NotPresent { level: 2, gpa: 0x12000 }));
+        assert_eq!(
+            walk(&m, &geo4(), geo4().root(0x10000), va, &mut path),
+            Err(WalkError::NotPresent {
+                level: 2,
+                gpa: 0x12000
+            })
+        );
     }
 
     #[test]
@@ -522,7 +582,10 @@ mod tests {
         assert!(geo.canonical(0xffff_8000_0000_0000));
         let m = mem();
         let mut path = Path::default();
-        assert!(matches!(walk(&m, &geo, geo.root(0x1000_0000), 0, &mut path), Err(WalkError::Access { level: 4, .. })));
+        assert!(matches!(
+            walk(&m, &geo, geo.root(0x1000_0000), 0, &mut path),
+            Err(WalkError::Access { level: 4, .. })
+        ));
     }
 
     #[test]
@@ -533,13 +596,19 @@ mod tests {
         let mut path = Path::default();
         let leaf = walk(&m, &geo4(), geo4().root(0x10000), va, &mut path).unwrap();
         assert_eq!(set_accessed_dirty(&m, &path, &leaf, true), Ok(true));
-        assert_eq!(load_u64(&m, 0x13000 + 8).unwrap() & (PTE_A | PTE_D), PTE_A | PTE_D);
+        assert_eq!(
+            load_u64(&m, 0x13000 + 8).unwrap() & (PTE_A | PTE_D),
+            PTE_A | PTE_D
+        );
         assert_eq!(load_u64(&m, 0x10000).unwrap() & PTE_A, PTE_A);
         // The CPU changed the leaf after the walk read it: no blind write.
         let leaf2 = walk(&m, &geo4(), geo4().root(0x10000), 0x2000, &mut path);
         assert!(leaf2.is_err());
         store_u64(&m, 0x13000 + 8, 0x300000 | U).unwrap();
-        assert_eq!(set_accessed_dirty(&m, &Path::default(), &leaf, false), Ok(false));
+        assert_eq!(
+            set_accessed_dirty(&m, &Path::default(), &leaf, false),
+            Ok(false)
+        );
         assert_eq!(load_u64(&m, 0x13000 + 8).unwrap(), 0x300000 | U);
     }
 }
