@@ -2,4 +2,5 @@
 //! `viommu` model (`stalewalk replay`).
 
 pub mod replay;
+pub mod trace;
 pub use replay::replay_command;
