@@ -514,3 +514,170 @@ fn dma_request(
         privileged,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::parser::{self, DEFAULT_RID, DevtlbSize, Invalidation};
+
+    fn harness(text: &str) -> Harness {
+        let scenario = parser::parse_with(text, &|_| true).unwrap();
+        Harness::new(&scenario).unwrap()
+    }
+
+    fn run_lines(h: &mut Harness, text: &str) {
+        let scenario = parser::parse_with(text, &|_| true).unwrap();
+        for line in &scenario.lines {
+            match h.execute(&line.command) {
+                Ok(Step::Done) => {}
+                other => panic!("line {}: {other:?}", line.number),
+            }
+        }
+    }
+
+    #[test]
+    fn enabling_programs_queue_root_table_and_translation() {
+        let mut h = harness("config mem=4M");
+        assert_eq!(h.read32(reg::GSTS) & (GCMD_TE | GCMD_QIE | GCMD_SRTP), 0);
+        h.ensure_enabled().unwrap();
+        let gsts = h.read32(reg::GSTS);
+        assert_ne!(gsts & GCMD_TE, 0, "GSTS {gsts:#x}");
+        assert_ne!(gsts & GCMD_QIE, 0, "GSTS {gsts:#x}");
+        assert_ne!(gsts & GCMD_SRTP, 0, "GSTS {gsts:#x}");
+        assert_eq!(h.read64(reg::IQA), h.queue | IQA_DW | IQA_QS);
+        assert_eq!(h.read64(reg::RTADDR), h.tables.root() | RTADDR_TTM_SCALABLE);
+        assert!(h.unit.translation_enabled());
+        // Harness structures sit in the top 1 MiB.
+        assert!(h.queue >= (4 << 20) - (1 << 20));
+        assert_eq!(h.queue % 0x2000, 0);
+        // Enabling sends no descriptor.
+        assert_eq!(h.report().unwrap().get("invalidations.wait"), Some(0));
+        assert_eq!(h.read64(reg::IQT), 0);
+    }
+
+    #[test]
+    fn devtlb_descriptors_decode_as_written() {
+        let mut h = harness("");
+        h.ensure_enabled().unwrap();
+        let rid = Rid {
+            bus: 0,
+            device: 5,
+            function: 0,
+        };
+        let cases = [
+            (None, 0x3000, DevtlbSize::Pages { order: 0 }, 0x3000, 0x1000),
+            (
+                None,
+                0x20_0000,
+                DevtlbSize::Pages { order: 9 },
+                0x20_0000,
+                0x20_0000,
+            ),
+            (
+                Some(7),
+                0x6000,
+                DevtlbSize::Pages { order: 1 },
+                0x6000,
+                0x2000,
+            ),
+            (Some(7), 0, DevtlbSize::All, 0, u64::MAX),
+            (None, 0, DevtlbSize::All, 0, u64::MAX),
+        ];
+        for (pasid, addr, size, want_addr, want_size) in cases {
+            h.submit(&descriptors::encode(&Invalidation::Devtlb {
+                rid,
+                pasid,
+                addr,
+                size,
+            }))
+            .unwrap();
+            let got = h.unit.take_devtlb_invalidations();
+            assert_eq!(got.len(), 1, "{pasid:?} {addr:#x} {size:?}");
+            assert_eq!(got[0].sid, rid.source_id());
+            assert_eq!(got[0].pasid, pasid);
+            assert_eq!((got[0].addr, got[0].size), (want_addr, want_size));
+        }
+    }
+
+    #[test]
+    fn wait_writes_a_fresh_status_each_time() {
+        let mut h = harness("");
+        run_lines(&mut h, "wait\nwait\nwait\n");
+        assert_eq!(tables::read_u32(&h.mem, h.status).unwrap(), 3);
+        assert_eq!(h.report().unwrap().get("invalidations.wait"), Some(3));
+    }
+
+    #[test]
+    fn queue_wraps_after_256_descriptors() {
+        let mut h = harness("");
+        let text = "inv iotlb global\n".repeat(300);
+        run_lines(&mut h, &text);
+        assert_eq!(h.report().unwrap().get("invalidations.iotlb"), Some(300));
+        assert_eq!(h.queue_tail, 300 % QUEUE_ENTRIES);
+    }
+
+    #[test]
+    fn reject_descriptor_the_unit_refuses() {
+        let mut h = harness("");
+        h.ensure_enabled().unwrap();
+        // Type 0 is no descriptor: the unit must stop the queue with IQE.
+        let err = h.submit(&[0, 0, 0, 0]).unwrap_err();
+        assert!(
+            matches!(err, HarnessError::QueueError { slot: 0, fsts, .. } if fsts & FSTS_IQE != 0),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn faults_keep_being_recorded_past_the_record_count() {
+        let mut h = harness("");
+        // No tables at all: every access faults (root entry not present).
+        let text = "dma pasid=1 addr=0x1000 access=r\n".repeat(40);
+        run_lines(&mut h, &text);
+        let report = h.report().unwrap();
+        assert_eq!(report.get("translations"), Some(40));
+        assert_eq!(report.get("faults"), Some(40));
+        assert_eq!(report.get("faults_recorded"), Some(40));
+        assert_eq!(h.read32(reg::FSTS) & (FSTS_PPF | FSTS_PFO), 0);
+    }
+
+    #[test]
+    fn plan_sizes_directories_per_requester() {
+        let scenario = parser::parse_with(
+            "bind pasid=1 pgd=0x1000\nbind pasid=0xfffff pgd=0x1000 rid=00:05.0\nbind pasid=9000 pgd=0x1000\n",
+            &|_| true,
+        )
+        .unwrap();
+        let plan = plan_pasid_directories(&scenario);
+        assert_eq!(plan.get(&DEFAULT_RID), Some(&1));
+        let rid5 = Rid {
+            bus: 0,
+            device: 5,
+            function: 0,
+        };
+        assert_eq!(plan.get(&rid5), Some(&7));
+    }
+
+    #[test]
+    fn reject_more_pasid_directories_than_the_area_holds() {
+        // Eight requesters with 128 KiB directories need 8 * 32 pages.
+        let text: String = (0..8)
+            .map(|d| format!("bind pasid=0xfffff pgd=0x1000 rid=00:{d:02x}.0\n"))
+            .collect();
+        let scenario = parser::parse_with(&text, &|_| true).unwrap();
+        let mut h = Harness::new(&scenario).unwrap();
+        let mut failed = None;
+        for line in &scenario.lines {
+            if let Err(e) = h.execute(&line.command) {
+                failed = Some((line.number, e));
+                break;
+            }
+        }
+        let (line, err) = failed.expect("the area cannot hold eight directories");
+        assert!(line > 1, "{line}");
+        assert!(
+            matches!(err, HarnessError::Tables(TablesError::AreaExhausted { .. })),
+            "{err}"
+        );
+    }
+}
