@@ -17,7 +17,11 @@ use viommu::regs;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 const MEM: u64 = 16 << 20;
-const RID: Rid = Rid { bus: 0, device: 4, function: 0 };
+const RID: Rid = Rid {
+    bus: 0,
+    device: 4,
+    function: 0,
+};
 const PASID: u32 = 1;
 const DID: u16 = 1;
 /// x86 page-table entry bits: present, writable, user.
@@ -39,7 +43,8 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), usize::try_from(MEM).unwrap())]).unwrap();
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), usize::try_from(MEM).unwrap())])
+            .unwrap();
         let config = viommu::Config {
             cache: viommu::CachePolicy::Adversarial,
             check: viommu::CheckMode::All,
@@ -49,7 +54,15 @@ impl Rig {
         let mut area = Area::new(MEM).unwrap();
         let queue = area.alloc(2, 2).unwrap();
         let status = area.alloc(1, 1).unwrap();
-        Rig { mem, unit, area, queue, tail: 0, status, wait_data: 0 }
+        Rig {
+            mem,
+            unit,
+            area,
+            queue,
+            tail: 0,
+            status,
+            wait_data: 0,
+        }
     }
 
     fn w32(&mut self, off: u64, v: u32) {
@@ -117,7 +130,10 @@ fn run(path: &Path) -> serde_json::Value {
     let mut rig = Rig::new();
     let writer = TraceWriter::create(
         path,
-        TraceOptions { command: "trace_roundtrip".into(), ..TraceOptions::default() },
+        TraceOptions {
+            command: "trace_roundtrip".into(),
+            ..TraceOptions::default()
+        },
     )
     .unwrap();
     rig.unit.set_event_sink(Some(Box::new(writer.sink())));
@@ -131,7 +147,13 @@ fn run(path: &Path) -> serde_json::Value {
     write_u64(&rig.mem, pt + index(0) * 8, page | PTE).unwrap();
 
     let mut tables = Tables::new(&mut rig.area, 4, BTreeMap::new()).unwrap();
-    let binding = Binding { rid: RID, pasid: PASID, pgd: pml4, did: DID, sre: false };
+    let binding = Binding {
+        rid: RID,
+        pasid: PASID,
+        pgd: pml4,
+        did: DID,
+        sre: false,
+    };
     tables.bind(&rig.mem, &mut rig.area, &binding).unwrap();
     rig.enable(tables.root());
     writer.marker("stalewalk-guest: tables ready");
@@ -147,9 +169,24 @@ fn run(path: &Path) -> serde_json::Value {
     rig.dma(VA + 0x2000, false);
     rig.unit.hint_pgtable_freed(pt);
     writer.marker("stalewalk-guest: flushing");
-    rig.submit(descriptors::encode(&Invalidation::PiotlbPage { pasid: PASID, did: DID, addr: VA, am: 9, ih: false }));
-    rig.submit(descriptors::encode(&Invalidation::PiotlbPage { pasid: PASID, did: DID, addr: KVA, am: 0, ih: true }));
-    rig.submit(descriptors::encode(&Invalidation::PasidCache { pasid: PASID, did: DID }));
+    rig.submit(descriptors::encode(&Invalidation::PiotlbPage {
+        pasid: PASID,
+        did: DID,
+        addr: VA,
+        am: 9,
+        ih: false,
+    }));
+    rig.submit(descriptors::encode(&Invalidation::PiotlbPage {
+        pasid: PASID,
+        did: DID,
+        addr: KVA,
+        am: 0,
+        ih: true,
+    }));
+    rig.submit(descriptors::encode(&Invalidation::PasidCache {
+        pasid: PASID,
+        did: DID,
+    }));
     rig.submit(descriptors::encode(&Invalidation::IotlbGlobal));
     rig.wait();
     rig.dma(VA, false); // faults now: PD entry cleared
@@ -184,9 +221,18 @@ fn trace_counters_equal_the_report() {
     let from_trace = summary_counters(&path).unwrap();
     let report_flat = flatten(&report);
     let trace_flat = flatten(&from_trace);
-    assert!(trace_flat.len() >= 35, "trace gives {} counters", trace_flat.len());
+    assert!(
+        trace_flat.len() >= 35,
+        "trace gives {} counters",
+        trace_flat.len()
+    );
     for (key, value) in &trace_flat {
-        assert_eq!(report_flat.get(key), Some(value), "counter {key}: report {:?}, trace {value}", report_flat.get(key));
+        assert_eq!(
+            report_flat.get(key),
+            Some(value),
+            "counter {key}: report {:?}, trace {value}",
+            report_flat.get(key)
+        );
     }
     // The scenario exercises what it claims to.
     for key in [
@@ -201,7 +247,10 @@ fn trace_counters_equal_the_report() {
         "invalidations.wait",
         "granularity.ih1",
     ] {
-        assert_ne!(trace_flat[key], 0, "{key} is zero: the scenario did not exercise it");
+        assert_ne!(
+            trace_flat[key], 0,
+            "{key} is zero: the scenario did not exercise it"
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
