@@ -593,8 +593,8 @@ fn parse_command(
         }
         "free" => {
             let [gpa] = positional::<1>(rest, USAGE_FREE)?;
-            let gpa = parse_number("GPA", gpa)?;
-            check_aligned("GPA", gpa, PAGE_SIZE)?;
+            // The hint names a page: the page containing GPA.
+            let gpa = parse_number("GPA", gpa)? & !(PAGE_SIZE - 1);
             Ok(Command::Free { gpa })
         }
         "expect" => parse_expect(rest, known_key),
@@ -702,8 +702,9 @@ fn parse_inv(rest: &[&str]) -> Result<Invalidation> {
                 }
                 return Ok(Invalidation::PiotlbPasid { pasid, did });
             }
-            let addr = args.required_number("addr")?;
-            check_aligned("addr", addr, PAGE_SIZE)?;
+            // Bits 11:0 of the descriptor's address quadword hold IH and AM:
+            // the invalidation names the page containing VA.
+            let addr = args.required_number("addr")? & !(PAGE_SIZE - 1);
             let am = in_range("am", args.required_number("am")?, MAX_AM, "0..=52")?;
             let am = u8::try_from(am).unwrap_or(0);
             let ih = args.required_flag("ih")?;
@@ -797,9 +798,12 @@ fn parse_inv(rest: &[&str]) -> Result<Invalidation> {
                     });
                 }
             };
-            if let DevtlbSize::Pages { order } = size {
-                check_aligned("addr", addr, PAGE_SIZE << order)?;
-            }
+            // The ATS size encoding names an aligned block: the one
+            // containing VA.
+            let addr = match size {
+                DevtlbSize::Pages { order } => addr & !((PAGE_SIZE << order) - 1),
+                DevtlbSize::All => 0,
+            };
             Ok(Invalidation::Devtlb {
                 rid,
                 pasid,
@@ -1280,6 +1284,7 @@ mod tests {
         );
         assert_eq!(one("wait"), Command::Wait);
         assert_eq!(one("free 0x5000"), Command::Free { gpa: 0x5000 });
+        assert_eq!(one("free 0x5fff"), Command::Free { gpa: 0x5000 });
         assert_eq!(
             one("expect translations=3 stale_walks.reused=0x1"),
             Command::Expect(vec![
@@ -1313,6 +1318,34 @@ mod tests {
                 addr: 0,
                 am: 52,
                 ih: true
+            }
+        );
+        assert_eq!(
+            inv("inv piotlb pasid=1 addr=0x1803 am=0 ih=0"),
+            Invalidation::PiotlbPage {
+                pasid: 1,
+                did: 1,
+                addr: 0x1000,
+                am: 0,
+                ih: false
+            }
+        );
+        assert_eq!(
+            inv("inv devtlb addr=0x3000 size=8K"),
+            Invalidation::Devtlb {
+                rid: DEFAULT_RID,
+                pasid: None,
+                addr: 0x2000,
+                size: DevtlbSize::Pages { order: 1 }
+            }
+        );
+        assert_eq!(
+            inv("inv devtlb addr=0x3000 size=all"),
+            Invalidation::Devtlb {
+                rid: DEFAULT_RID,
+                pasid: None,
+                addr: 0,
+                size: DevtlbSize::All
             }
         );
         assert_eq!(
@@ -1395,7 +1428,6 @@ mod tests {
             "inv piotlb pasid=1 addr=0x1000 am=0",
             "inv piotlb pasid=1 addr=0x1000 ih=0",
             "inv piotlb addr=0x1000 am=0 ih=0",
-            "inv piotlb pasid=1 addr=0x1800 am=0 ih=0",
             "inv piotlb pasid=1 addr=0x1000 am=53 ih=0",
             "inv piotlb pasid=1 addr=0x1000 am=0 ih=2",
             "inv piotlb pasid=1 all addr=0x1000",
@@ -1409,12 +1441,10 @@ mod tests {
             "inv context did=1",
             "inv devtlb",
             "inv devtlb addr=0x1000 size=3000",
-            "inv devtlb addr=0x1000 size=8K",
             "inv devtlb addr=0x1000 size=2048",
             "inv devtlb pasid=0x100000 addr=0",
             "wait now",
             "free",
-            "free 0x1001",
             "expect",
             "expect translations",
             "expect translations=1 translations=2",
