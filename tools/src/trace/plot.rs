@@ -206,6 +206,8 @@ pub fn draw(tl: &Timeline, output: &Path) -> Result<(), PlotError> {
         .configure_mesh()
         .x_desc("time since start (ms)")
         .y_desc("invalidations (cumulative, per type)")
+        .y_labels(y_max.clamp(2, 11))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| err(&e))?;
     for (t, _) in sample(&tl.markers, MAX_LABELS) {
