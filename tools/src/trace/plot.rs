@@ -207,6 +207,7 @@ pub fn draw(tl: &Timeline, output: &Path) -> Result<(), PlotError> {
         .x_desc("time since start (ms)")
         .y_desc("invalidations (cumulative, per type)")
         .y_labels(y_max.clamp(2, 11))
+        .max_light_lines(1)
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| err(&e))?;
@@ -223,7 +224,9 @@ pub fn draw(tl: &Timeline, output: &Path) -> Result<(), PlotError> {
         let color = Palette99::pick(i).to_rgba();
         let mut points: Vec<(f64, f64)> = vec![(0.0, 0.0)];
         let steps: Vec<(usize, u64)> = times.iter().copied().enumerate().collect();
+        // A step line: the count rises at each event's time.
         for (n, t) in sample(&steps, MAX_POINTS_PER_LINE) {
+            points.push((ms(t), count(n)));
             points.push((ms(t), count(n + 1)));
         }
         points.push((x_max, count(times.len())));
@@ -254,6 +257,7 @@ pub fn draw(tl: &Timeline, output: &Path) -> Result<(), PlotError> {
     events
         .configure_mesh()
         .disable_y_mesh()
+        .max_light_lines(0)
         .y_labels(5)
         .y_label_formatter(&|y| {
             let row = |r: f64| (y - r).abs() < 0.01;
@@ -285,10 +289,14 @@ pub fn draw(tl: &Timeline, output: &Path) -> Result<(), PlotError> {
                 .map(|t| TriangleMarker::new((ms(t), 2.0), 6, RGBColor(230, 130, 0).filled())),
         )
         .map_err(|e| err(&e))?;
-    let label_style =
+    let left =
         TextStyle::from(("sans-serif", 11).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    let right =
+        TextStyle::from(("sans-serif", 11).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
     for (i, (t, text)) in sample(&tl.markers, MAX_LABELS).into_iter().enumerate() {
         let x = ms(t);
+        // Labels in the right half extend leftwards so they stay inside.
+        let label_style = if x > x_max / 2.0 { &right } else { &left };
         let y = 0.35 + 0.3 * count(i % 4);
         events
             .draw_series(std::iter::once(PathElement::new(
