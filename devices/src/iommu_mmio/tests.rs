@@ -399,3 +399,14 @@ fn reject_odd_register_accesses() {
     g.mmio.read(VIOMMU_MMIO_BASE, u64::MAX, &mut b);
     assert_ne!(g.r32(regs::GSTS) & regs::gcmd::TE, 0, "unit still on");
 }
+
+impl GuestVtd {
+    /// Makes RID_PASID (PASID 0) translate through the shared first-stage
+    /// table instead of passing through (a DMA domain with first-stage
+    /// tables, as Linux 6.12 sets up in scalable mode).
+    pub(crate) fn rid_pasid_first_stage(&mut self) {
+        self.store(PASID_TABLE + 8, 1);
+        self.store(PASID_TABLE + 16, PML4);
+        self.store(PASID_TABLE, 1 | (1 << 6));
+    }
+}
