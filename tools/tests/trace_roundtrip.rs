@@ -108,6 +108,31 @@ impl Rig {
         self.submit(descriptors::wait(self.status, self.wait_data));
     }
 
+    /// First-stage tables for VA (PML4 -> PDPT -> PD -> PT -> page), bound
+    /// to PASID 1 of the requester; enables the unit. Returns (PD, PT).
+    fn map_and_enable(&mut self) -> (u64, u64) {
+        let rig = self;
+        // First-stage tables for VA: PML4 -> PDPT -> PD -> PT -> page.
+        let [pml4, pdpt, pd, pt, page] = std::array::from_fn(|_| rig.area.alloc(1, 1).unwrap());
+        let index = |level: u32| (VA >> (12 + 9 * level)) & 0x1ff;
+        write_u64(&rig.mem, pml4 + index(3) * 8, pdpt | PTE).unwrap();
+        write_u64(&rig.mem, pdpt + index(2) * 8, pd | PTE).unwrap();
+        write_u64(&rig.mem, pd + index(1) * 8, pt | PTE).unwrap();
+        write_u64(&rig.mem, pt + index(0) * 8, page | PTE).unwrap();
+
+        let mut tables = Tables::new(&mut rig.area, 4, BTreeMap::new()).unwrap();
+        let binding = Binding {
+            rid: RID,
+            pasid: PASID,
+            pgd: pml4,
+            did: DID,
+            sre: false,
+        };
+        tables.bind(&rig.mem, &mut rig.area, &binding).unwrap();
+        rig.enable(tables.root());
+        (pd, pt)
+    }
+
     fn dma(&mut self, addr: u64, speculative: bool) {
         let req = viommu::DmaRequest {
             rid: RID.source_id(),
@@ -138,24 +163,8 @@ fn run(path: &Path) -> serde_json::Value {
     .unwrap();
     rig.unit.set_event_sink(Some(Box::new(writer.sink())));
 
-    // First-stage tables for VA: PML4 -> PDPT -> PD -> PT -> page.
-    let [pml4, pdpt, pd, pt, page] = std::array::from_fn(|_| rig.area.alloc(1, 1).unwrap());
+    let (pd, pt) = rig.map_and_enable();
     let index = |level: u32| (VA >> (12 + 9 * level)) & 0x1ff;
-    write_u64(&rig.mem, pml4 + index(3) * 8, pdpt | PTE).unwrap();
-    write_u64(&rig.mem, pdpt + index(2) * 8, pd | PTE).unwrap();
-    write_u64(&rig.mem, pd + index(1) * 8, pt | PTE).unwrap();
-    write_u64(&rig.mem, pt + index(0) * 8, page | PTE).unwrap();
-
-    let mut tables = Tables::new(&mut rig.area, 4, BTreeMap::new()).unwrap();
-    let binding = Binding {
-        rid: RID,
-        pasid: PASID,
-        pgd: pml4,
-        did: DID,
-        sre: false,
-    };
-    tables.bind(&rig.mem, &mut rig.area, &binding).unwrap();
-    rig.enable(tables.root());
     writer.marker("stalewalk-guest: tables ready");
 
     rig.dma(VA, false); // walk, fills the caches
@@ -253,4 +262,52 @@ fn trace_counters_equal_the_report() {
         );
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Nanoseconds per translation over `n` cache-hitting translations, with
+/// the trace writer (all kinds) as the sink or without a sink.
+fn time_translations(n: u64, traced: bool) -> (f64, u64, u64) {
+    let mut rig = Rig::new();
+    rig.map_and_enable();
+    let path =
+        std::env::temp_dir().join(format!("stalewalk-trace-ovh-{}.trace", std::process::id()));
+    let writer = traced.then(|| TraceWriter::create(&path, TraceOptions::default()).unwrap());
+    if let Some(w) = &writer {
+        rig.unit.set_event_sink(Some(Box::new(w.sink())));
+    }
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        rig.dma(VA, false);
+    }
+    let per = start.elapsed().as_secs_f64() * 1e9 / n as f64;
+    let (written, dropped) = match writer {
+        Some(w) => {
+            let t = w.finish().unwrap();
+            let _ = std::fs::remove_file(&path);
+            (t.events.iter().sum(), t.dropped_total())
+        }
+        None => (0, 0),
+    };
+    (per, written, dropped)
+}
+
+/// The tracing overhead on the model itself (for `docs/PERFORMANCE.md`):
+/// translations through the model, with and without the writer. Run with
+/// `cargo test --release -p stalewalk-tools --test trace_roundtrip -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing; run with --release -- --ignored --nocapture"]
+fn tracing_overhead_on_translations() {
+    const N: u64 = 200_000;
+    let mut ratios = Vec::new();
+    for _ in 0..5 {
+        let (plain, _, _) = time_translations(N, false);
+        let (traced, written, dropped) = time_translations(N, true);
+        println!(
+            "translation: {plain:.0} ns untraced, {traced:.0} ns traced (x{:.2}); {written} events written, {dropped} dropped",
+            traced / plain
+        );
+        ratios.push(traced / plain);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!("median traced/untraced: x{:.2}", ratios[ratios.len() / 2]);
 }
