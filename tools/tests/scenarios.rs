@@ -119,3 +119,16 @@ fn reject_missing_file() {
     assert!(out.is_empty());
     assert!(err.contains("cannot read"), "{err}");
 }
+
+#[test]
+fn reject_invalid_utf8_with_its_line() {
+    let dir = std::env::temp_dir().join(format!("stalewalk-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("latin1.sw");
+    std::fs::write(&file, b"# caf\xe9 in a comment is fine\nwait\nw\xe9it\n").unwrap();
+    let (status, out, err) = replay(&file, false);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(status, 2);
+    assert!(out.is_empty());
+    assert!(err.contains("line 3: unknown command"), "{err}");
+}

@@ -154,7 +154,9 @@ fn read_scenario(file: &Path) -> Result<String, ReplayError> {
         .take(limit)
         .read_to_end(&mut bytes)
         .map_err(|e| read_error(e.to_string()))?;
-    String::from_utf8(bytes).map_err(|e| read_error(format!("not UTF-8 text: {e}")))
+    // Invalid UTF-8 becomes U+FFFD: harmless in a comment, and otherwise a
+    // parse error that names the line.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Replays `file`, printing the report to `out` and diagnostics to `err`;
