@@ -6,8 +6,10 @@
 //! [`interrupt::InterruptSink`] to raise interrupts. Nothing here knows about
 //! vCPUs or KVM.
 
+pub mod acpi_pm;
 pub mod bus;
 pub mod dma;
+pub mod hint;
 pub mod interrupt;
 pub mod iommu_mmio;
 pub mod legacy;

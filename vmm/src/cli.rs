@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, ConfigError, KernelSource, VmConfig};
 use crate::cpuid::CpuProfile;
+use crate::platform::PlatformConfig;
 
 /// stalewalk: a KVM VMM with a virtual VT-d IOMMU that detects stale
 /// paging-structure-cache walks.
@@ -63,9 +64,90 @@ pub struct RunArgs {
     /// Print what the VMM does on standard error.
     #[arg(short, long)]
     pub verbose: bool,
+    /// The virtual VT-d IOMMU (DMAR unit at 0xfed90000).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub viommu: OnOff,
+    /// vIOMMU cache policy: adversarial (cache every present non-leaf entry
+    /// of every walk, never evict), lru:N (N entries per cache) or none.
+    #[arg(long, value_name = "adversarial|lru:N|none", default_value = "adversarial")]
+    pub viommu_cache: String,
+    /// Stale-walk checker: re-walk memory after every cache hit (all), one
+    /// in a sample (sampled), or never (off).
+    #[arg(long, value_name = "all|sampled|off", default_value = "all")]
+    pub viommu_check: String,
+    /// First-stage paging levels the vIOMMU supports (5 adds FL5LP).
+    #[arg(long, value_name = "4|5", default_value = "4")]
+    pub viommu_levels: String,
+    /// Add SVA DMA test devices at 00:04.0, 00:05.0, ... (`--sva-dev` adds
+    /// one; `--sva-dev N` adds N).
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1")]
+    pub sva_dev: Option<u8>,
+    /// Add a device by name (repeatable): sva-dma.
+    #[arg(long = "device", value_name = "NAME")]
+    pub devices: Vec<String>,
+    /// Write each ACPI table as DIR/<SIG>.dat, exactly as the guest sees it.
+    #[arg(long, value_name = "DIR")]
+    pub dump_acpi: Option<PathBuf>,
+}
+
+/// A switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 impl RunArgs {
+    /// The platform part of the configuration (`--viommu*`, `--sva-dev`,
+    /// `--device`, `--dump-acpi`).
+    pub fn platform_config(&self) -> Result<PlatformConfig, ConfigError> {
+        let viommu = match self.viommu {
+            OnOff::Off => None,
+            OnOff::On => {
+                let bad = |flag: &'static str, value: &str, e: viommu::config::ConfigError| {
+                    ConfigError::Viommu {
+                        flag,
+                        value: value.to_string(),
+                        reason: e.to_string(),
+                    }
+                };
+                Some(viommu::Config {
+                    cache: self
+                        .viommu_cache
+                        .parse()
+                        .map_err(|e| bad("--viommu-cache", &self.viommu_cache, e))?,
+                    check: self
+                        .viommu_check
+                        .parse()
+                        .map_err(|e| bad("--viommu-check", &self.viommu_check, e))?,
+                    levels: self
+                        .viommu_levels
+                        .parse()
+                        .map_err(|e| bad("--viommu-levels", &self.viommu_levels, e))?,
+                    ..viommu::Config::default()
+                })
+            }
+        };
+        let mut sva_devices = u32::from(self.sva_dev.unwrap_or(0));
+        for d in &self.devices {
+            match d.as_str() {
+                "sva-dma" => sva_devices += 1,
+                other => return Err(ConfigError::Device(other.to_string())),
+            }
+        }
+        let sva_devices = u8::try_from(sva_devices)
+            .ok()
+            .filter(|&n| n <= crate::platform::MAX_SVA_DEVICES)
+            .ok_or(ConfigError::SvaCount(sva_devices))?;
+        Ok(PlatformConfig {
+            viommu,
+            sva_devices,
+            dump_acpi: self.dump_acpi.clone(),
+        })
+    }
+
     /// The VM configuration these arguments describe.
     pub fn to_config(&self) -> Result<VmConfig, ConfigError> {
         let memory = crate::size::parse_size(&self.memory)?;
@@ -99,6 +181,7 @@ impl RunArgs {
             la57: self.la57,
             serial: config::parse_serial(&self.serial)?,
             verbose: self.verbose,
+            platform: self.platform_config()?,
         })
     }
 }

@@ -61,6 +61,8 @@ pub struct VmConfig {
     pub serial: SerialMode,
     /// Print what the VMM does on standard error.
     pub verbose: bool,
+    /// ACPI, PCI, vIOMMU and SVA devices.
+    pub platform: crate::platform::PlatformConfig,
 }
 
 impl Default for VmConfig {
@@ -75,6 +77,7 @@ impl Default for VmConfig {
             la57: false,
             serial: SerialMode::Stdio,
             verbose: false,
+            platform: crate::platform::PlatformConfig::default(),
         }
     }
 }
@@ -108,6 +111,22 @@ pub enum ConfigError {
     /// --serial has an unknown form.
     #[error("--serial {0:?}: use stdio, off or file=PATH")]
     Serial(String),
+    /// A --viommu-* value is invalid.
+    #[error("{flag} {value:?}: {reason}")]
+    Viommu {
+        /// The flag.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// --device names an unknown device.
+    #[error("--device {0:?}: unknown device (known: sva-dma)")]
+    Device(String),
+    /// Too many SVA devices.
+    #[error("{0} SVA devices requested: at most 28 fit on bus 0 (00:04.0 to 00:1f.0)")]
+    SvaCount(u32),
     /// --scenario holds characters that would split the command line.
     #[error("--scenario {0:?}: a scenario name is one word of letters, digits, '-' and '_'")]
     Scenario(String),

@@ -17,6 +17,7 @@ pub mod guest;
 pub mod gva;
 pub mod loader;
 pub mod memory;
+pub mod platform;
 pub mod size;
 pub mod vcpu;
 pub mod vm;

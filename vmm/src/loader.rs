@@ -353,7 +353,7 @@ pub fn load_image<F: Read + Seek + ReadVolatile>(
         source,
     };
     let himem = Some(GuestAddress(memory::HIMEM_START));
-    let e820 = memory::e820_map(cfg.memory, &[]);
+    let e820 = memory::e820_map(cfg.memory, &crate::platform::reserved_ranges(&cfg.platform));
 
     if head.starts_with(b"\x7fELF") {
         let r = Elf::load(mem, None, image, himem).map_err(load_err)?;
@@ -483,6 +483,9 @@ fn write_pvh_info(
         cmdline_paddr: layout::CMDLINE,
         memmap_paddr: layout::PVH_MEMMAP,
         memmap_entries: u32::try_from(entries.len()).unwrap_or(0),
+        // The platform's ACPI tables always start at the RSDP in the BIOS
+        // area (`platform::ACPI_AREA`).
+        rsdp_paddr: crate::platform::ACPI_AREA.0,
         ..Default::default()
     };
     if let Some((paddr, size)) = initrd {
@@ -509,6 +512,7 @@ fn write_boot_params(
     initrd: Option<(u64, u64)>,
 ) -> Result<(), LoaderError> {
     let mut bp = boot_params::default();
+    bp.acpi_rsdp_addr = crate::platform::ACPI_AREA.0;
     hdr.cmd_line_ptr = u32::try_from(layout::CMDLINE).unwrap_or(0);
     if let Some((addr, size)) = initrd {
         // Both below 4 GiB: the initrd is placed below the MMIO hole.

@@ -31,7 +31,7 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use crate::config::{ConfigError, SerialMode, VmConfig};
 use crate::cpuid::{self, CpuProfile};
 use crate::vcpu::{self, VcpuShared, VcpuStop};
-use crate::{boot, loader, memory};
+use crate::{boot, loader, memory, platform};
 
 /// The KVM device.
 pub const KVM_PATH: &str = "/dev/kvm";
@@ -103,6 +103,9 @@ pub enum VmError {
     /// Building the device buses.
     #[error("cannot place a device: {0}")]
     Bus(#[from] devices::bus::BusError),
+    /// Building the platform (ACPI, PCI, vIOMMU, SVA devices).
+    #[error(transparent)]
+    Platform(#[from] platform::PlatformError),
     /// A host resource (eventfd, thread, signal handler).
     #[error("cannot create {what}: {source}")]
     Host {
@@ -295,7 +298,7 @@ pub fn run(cfg: &VmConfig) -> Result<RunOutcome, VmError> {
         }
     };
     let kvm_sys = open_kvm(Path::new(KVM_PATH))?;
-    let vm = kvm("KVM_CREATE_VM", kvm_sys.create_vm())?;
+    let vm = Arc::new(kvm("KVM_CREATE_VM", kvm_sys.create_vm())?);
     let mem = memory::create_guest_memory(cfg.memory)?;
     register_memory(&vm, &mem)?;
     kvm("KVM_SET_TSS_ADDR", vm.set_tss_address(KVM_TSS_ADDRESS))?;
@@ -334,6 +337,27 @@ pub fn run(cfg: &VmConfig) -> Result<RunOutcome, VmError> {
         u64::from(DEBUG_EXIT_PORT),
         DEBUG_EXIT_LEN,
     )?;
+    let mut mmio = Bus::new();
+    let platform = platform::build(
+        &cfg.platform,
+        cfg.cpus,
+        vm.clone(),
+        &mem,
+        &mut pio,
+        &mut mmio,
+        shutdown.clone(),
+    )?;
+    verbose(&|| {
+        format!(
+            "platform: vIOMMU {}, {} SVA device(s), ACPI RSDP at {:#x}",
+            match &cfg.platform.viommu {
+                Some(v) => format!("on ({} levels, cache {}, check {})", v.levels.count(), v.cache, v.check),
+                None => "off".to_string(),
+            },
+            platform.sva.len(),
+            platform.acpi.rsdp_gpa()
+        )
+    });
 
     // CPUID.
     let supported = kvm(
@@ -376,7 +400,7 @@ pub fn run(cfg: &VmConfig) -> Result<RunOutcome, VmError> {
     install_kick_handler()?;
     let shared = Arc::new(VcpuShared {
         pio,
-        mmio: Bus::new(),
+        mmio,
         shutdown,
         stop: AtomicBool::new(false),
         mem: mem.clone(),
@@ -430,7 +454,7 @@ pub fn run(cfg: &VmConfig) -> Result<RunOutcome, VmError> {
         VcpuStop::Shutdown(reason) => {
             let exit_status = match reason {
                 ShutdownReason::DebugExit(s) => s,
-                ShutdownReason::Reset => 0,
+                ShutdownReason::Reset | ShutdownReason::PowerOff => 0,
             };
             verbose(&|| format!("guest ended the run: {reason:?}"));
             Ok(RunOutcome {

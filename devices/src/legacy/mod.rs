@@ -19,6 +19,8 @@ pub enum ShutdownReason {
     DebugExit(u8),
     /// The guest pulsed the reset line through the i8042 (command 0xfe).
     Reset,
+    /// The guest asked for ACPI S5 (sleep control register).
+    PowerOff,
 }
 
 /// The first shutdown request of a run, shared between devices and vCPUs.
