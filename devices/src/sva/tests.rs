@@ -1019,3 +1019,69 @@ fn msi_is_used_when_msix_is_off() {
         }]
     );
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Any descriptor completes (status written, HEAD advances) and
+        /// never panics.
+        #[test]
+        fn reject_arbitrary_descriptors(bytes in proptest::collection::vec(any::<u8>(), 64), len in 0u64..0x3000) {
+            let mut r = rig();
+            r.enable_pri();
+            r.iommu.map(Some(P), 0x40_0000, 0x2_0000, true, true);
+            let mut d = [0u8; 64];
+            d.copy_from_slice(&bytes);
+            // Keep the lengths small enough to run quickly but let the
+            // addresses be anything.
+            d[0x18..0x20].copy_from_slice(&len.to_le_bytes());
+            // Half the cases are well-formed, so the ops themselves run
+            // on arbitrary addresses.
+            if bytes[2] & 1 == 0 {
+                d[0] %= 6;
+                d[1] &= 0x0f;
+                d[2] = 0;
+                d[3] = 0;
+                d[6] = 0;
+                d[7] = 0;
+                d[0x28..0x30].fill(0);
+                if d[1] & FLAG_PASID == 0 {
+                    d[1] &= !FLAG_PRIV;
+                    d[4..8].fill(0);
+                }
+            }
+            d[0x30] = 0;
+            let s = r.submit(d);
+            let (status, ..) = r.done(s);
+            let waiting = r.r32(regs::STATUS) & regs::STATUS_WAITING != 0;
+            prop_assert!(status != 0 || waiting);
+            if waiting {
+                r.dev.page_response(&PageResponse { rid: 0x20, pasid: None, prg_index: 0, code: ResponseCode::Failure });
+                r.dev.page_response(&PageResponse { rid: 0x20, pasid: Some(u32::from_le_bytes([d[4], d[5], d[6], d[7]])), prg_index: 0, code: ResponseCode::Failure });
+                prop_assert_ne!(r.done(s).0, 0);
+            }
+            prop_assert_eq!(r.r32(regs::HEAD), 1);
+        }
+
+        /// Arbitrary register and config writes never panic.
+        #[test]
+        fn reject_arbitrary_register_writes(ops in proptest::collection::vec((0u64..0x4010, any::<u64>(), 0usize..4, any::<bool>()), 1..64)) {
+            let mut r = rig();
+            for (off, val, size, cfg) in ops {
+                let n = [1usize, 2, 4, 8][size];
+                let b = val.to_le_bytes();
+                if cfg {
+                    r.dev.config_write(u16::try_from(off % 0x1000).unwrap(), &b[..n]);
+                } else {
+                    r.dev.bar_write(0, off, &b[..n]);
+                }
+                let mut out = [0u8; 8];
+                r.dev.bar_read(0, off, &mut out[..n]);
+            }
+        }
+    }
+}

@@ -620,3 +620,43 @@ fn reject_dma_to_an_unmapped_buffer() {
     );
     assert_eq!(dev.status() & STATUS_NEEDS_RESET, 0, "device keeps running");
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        /// Garbage descriptor tables and avail rings never panic or hang the
+        /// block device.
+        #[test]
+        fn reject_garbage_rings(table in proptest::collection::vec(any::<u8>(), 256), ring in proptest::collection::vec(any::<u8>(), 36), idx in any::<u16>()) {
+            let img = TempImage::new("pt", 8192);
+            let m = mem();
+            let sink = Arc::new(RecordingSink::default());
+            let mut dev = VirtioPci::new(Block::open(&img.0, false).unwrap(), DirectDma(m.clone()), sink).unwrap();
+            let drv = Driver::new(m.clone());
+            drv.setup(&mut dev, &[0], FEATURES_HI);
+            m.write_slice(&table, GuestAddress(DESC)).unwrap();
+            m.write_slice(&ring, GuestAddress(AVAIL)).unwrap();
+            m.write_obj(idx, GuestAddress(AVAIL + 2)).unwrap();
+            dev.bar_write(0, NOTIFY_OFFSET, &0u32.to_le_bytes());
+            dev.bar_write(0, NOTIFY_OFFSET, &0u32.to_le_bytes());
+        }
+
+        /// Arbitrary transport register writes never panic.
+        #[test]
+        fn reject_arbitrary_transport_writes(ops in proptest::collection::vec((0u64..0x6010, any::<u64>(), 0usize..4), 1..64)) {
+            let m = mem();
+            let sink = Arc::new(RecordingSink::default());
+            let mut dev = VirtioPci::new(super::Rng::with_source(Box::new(std::io::repeat(1))), DirectDma(m), sink).unwrap();
+            for (off, val, size) in ops {
+                let n = [1usize, 2, 4, 8][size];
+                dev.bar_write(0, off, &val.to_le_bytes()[..n]);
+                let mut out = [0u8; 8];
+                dev.bar_read(0, off, &mut out[..n]);
+            }
+        }
+    }
+}
