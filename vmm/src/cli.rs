@@ -69,7 +69,11 @@ pub struct RunArgs {
     pub viommu: OnOff,
     /// vIOMMU cache policy: adversarial (cache every present non-leaf entry
     /// of every walk, never evict), lru:N (N entries per cache) or none.
-    #[arg(long, value_name = "adversarial|lru:N|none", default_value = "adversarial")]
+    #[arg(
+        long,
+        value_name = "adversarial|lru:N|none",
+        default_value = "adversarial"
+    )]
     pub viommu_cache: String,
     /// Stale-walk checker: re-walk memory after every cache hit (all), one
     /// in a sample (sampled), or never (off).

@@ -299,11 +299,7 @@ pub fn build(
         CONFIG_IO_LEN,
     )?;
     if let Some(fe) = front_end {
-        mmio.insert(
-            Arc::new(Mutex::new(fe)),
-            VIOMMU_MMIO_BASE,
-            VIOMMU_MMIO_SIZE,
-        )?;
+        mmio.insert(Arc::new(Mutex::new(fe)), VIOMMU_MMIO_BASE, VIOMMU_MMIO_SIZE)?;
     }
     let hint = Arc::new(Mutex::new(HintPort::new(viommu.clone())));
     pio.insert(hint.clone(), u64::from(HINT_PORT), HINT_LEN)?;

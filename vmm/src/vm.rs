@@ -351,7 +351,12 @@ pub fn run(cfg: &VmConfig) -> Result<RunOutcome, VmError> {
         format!(
             "platform: vIOMMU {}, {} SVA device(s), ACPI RSDP at {:#x}",
             match &cfg.platform.viommu {
-                Some(v) => format!("on ({} levels, cache {}, check {})", v.levels.count(), v.cache, v.check),
+                Some(v) => format!(
+                    "on ({} levels, cache {}, check {})",
+                    v.levels.count(),
+                    v.cache,
+                    v.check
+                ),
                 None => "off".to_string(),
             },
             platform.sva.len(),
