@@ -412,7 +412,9 @@ pub enum ParseErrorKind {
         limit: u64,
     },
     /// `expect` with a key that is not a report counter.
-    #[error("`expect`: unknown report key `{0}` (see docs/SCENARIOS.md for the keys)")]
+    #[error(
+        "`expect`: unknown report key `{0}`; expected a key that names a number in the report, such as translations or stale_walks.reused (see docs/SCENARIOS.md)"
+    )]
     UnknownReportKey(String),
     /// `expect` without any `KEY=VALUE`.
     #[error("`expect` needs at least one KEY=VALUE")]
