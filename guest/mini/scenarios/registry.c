@@ -9,6 +9,12 @@ static const struct scenario scenarios[] = {
     {"triple-fault", "an exception with no IDT: the VMM reports a triple fault", scenario_triple_fault},
     {"emulation-failure", "cmpxchg16b at CPL0, which KVM's emulator cannot run", scenario_emulation_failure},
     {"reset", "reset through the i8042", scenario_reset},
+    {"sva-ops", "SVA device copy/fill/probe/ATS through a bound PASID", scenario_sva_ops},
+    {"sva-prq", "a page request from the SVA device, answered by the guest", scenario_sva_prq},
+    {"dma-fault", "a DMA to an unmapped IOVA: fault record and fault interrupt", scenario_dma_fault},
+    {"exploit", "the stale kernel page-table walk, under kpgtable_free=", scenario_exploit},
+    {"churn", "kernel page-table frees in bursts with SVA DMA, per kpgtable_free=", scenario_churn},
+    {"chaos", "random vIOMMU/device registers, tables and rings (chaos_iters=, seed=)", scenario_chaos},
 };
 
 const struct scenario *scenario_find(const char *name)
