@@ -540,6 +540,12 @@ mod tests {
         memory::create_guest_memory(64 << 20).unwrap()
     }
 
+    /// The E820 map the loader writes for `c` (RAM plus the platform's
+    /// reserved ranges).
+    fn expected_e820(c: &VmConfig) -> Vec<E820Entry> {
+        memory::e820_map(c.memory, &crate::platform::reserved_ranges(&c.platform))
+    }
+
     fn cfg(cmdline: &str) -> VmConfig {
         VmConfig {
             memory: 64 << 20,
@@ -595,7 +601,7 @@ mod tests {
         let hdr = bp.hdr;
         assert_eq!({ hdr.cmd_line_ptr }, 0x2_0000);
         assert_eq!({ hdr.type_of_loader }, 0xff);
-        assert_eq!(bp.e820_entries, 2);
+        assert_eq!(usize::from(bp.e820_entries), expected_e820(&cfg("")).len());
         let mut line = [0u8; 14];
         m.read_slice(&mut line, GuestAddress(layout::CMDLINE))
             .unwrap();
@@ -690,11 +696,24 @@ mod tests {
         let si: hvm_start_info = m.read_obj(GuestAddress(start_info)).unwrap();
         assert_eq!(si.magic, PVH_MAGIC);
         assert_eq!(si.cmdline_paddr, layout::CMDLINE);
-        assert_eq!(si.memmap_entries, 2);
-        let e1: hvm_memmap_table_entry = m.read_obj(GuestAddress(layout::PVH_MEMMAP + 24)).unwrap();
-        assert_eq!(
-            (e1.addr, e1.size, e1.type_),
-            (0x10_0000, (64 << 20) - 0x10_0000, 1)
+        let want = expected_e820(&cfg(""));
+        assert_eq!(si.memmap_entries as usize, want.len());
+        let entries: Vec<hvm_memmap_table_entry> = (0..want.len() as u64)
+            .map(|i| {
+                m.read_obj(GuestAddress(layout::PVH_MEMMAP + 24 * i))
+                    .unwrap()
+            })
+            .collect();
+        for (got, want) in entries.iter().zip(&want) {
+            assert_eq!(
+                (got.addr, got.size, got.type_),
+                (want.addr, want.size, want.kind)
+            );
+        }
+        assert!(
+            entries
+                .iter()
+                .any(|e| (e.addr, e.size, e.type_) == (0x10_0000, (64 << 20) - 0x10_0000, 1))
         );
     }
 
@@ -718,7 +737,7 @@ mod tests {
         };
         assert!((0x10_0000..k.kernel_end).contains(&entry));
         let bp: boot_params = m.read_obj(GuestAddress(bp_addr)).unwrap();
-        assert_eq!(bp.e820_entries, 2);
+        assert_eq!(usize::from(bp.e820_entries), expected_e820(&cfg("")).len());
         let hdr = bp.hdr;
         assert_eq!({ hdr.cmd_line_ptr }, 0x2_0000);
     }
