@@ -511,8 +511,10 @@ fn write_boot_params(
     e820: &[E820Entry],
     initrd: Option<(u64, u64)>,
 ) -> Result<(), LoaderError> {
-    let mut bp = boot_params::default();
-    bp.acpi_rsdp_addr = crate::platform::ACPI_AREA.0;
+    let mut bp = boot_params {
+        acpi_rsdp_addr: crate::platform::ACPI_AREA.0,
+        ..Default::default()
+    };
     hdr.cmd_line_ptr = u32::try_from(layout::CMDLINE).unwrap_or(0);
     if let Some((addr, size)) = initrd {
         // Both below 4 GiB: the initrd is placed below the MMIO hole.
