@@ -46,10 +46,15 @@ impl GuestVtd {
     /// entry (PASID, PRE and DTE on) whose PASID 0 (RID_PASID) is
     /// pass-through.
     pub(crate) fn new(rid: u16) -> Self {
+        Self::with(rid, MEM_SIZE, viommu::Config::default())
+    }
+
+    /// As [`Self::new`] with `mem_size` bytes of guest memory and `config`.
+    pub(crate) fn with(rid: u16, mem_size: u64, config: viommu::Config) -> Self {
         let mem =
-            GuestMemoryMmap::from_ranges(&[(GuestAddress(0), usize::try_from(MEM_SIZE).unwrap())])
+            GuestMemoryMmap::from_ranges(&[(GuestAddress(0), usize::try_from(mem_size).unwrap())])
                 .unwrap();
-        let viommu = Arc::new(Mutex::new(Viommu::new(viommu::Config::default())));
+        let viommu = Arc::new(Mutex::new(Viommu::new(config)));
         let sink = Arc::new(RecordingSink::default());
         let mmio = ViommuMmio::new(viommu.clone(), mem.clone(), sink.clone());
         let mut g = Self {
