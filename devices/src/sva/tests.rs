@@ -1181,3 +1181,57 @@ fn perf_copy_64m() {
         100.0 * on_off / memcpy
     );
 }
+
+/// The guest's path: enumerate through ECAM, size and use BAR0 through the
+/// BAR window, ring the doorbell.
+#[test]
+fn reachable_through_the_root_complex() {
+    use crate::bus::BusDevice;
+    use crate::pci::root::{BAR_WINDOW_BASE, ECAM_BASE, PciBarWindow, PciEcam, PciRoot};
+
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+    let iommu = Arc::new(FakeIommu::default());
+    iommu.map(None, RING_IOVA, RING_GPA, true, true);
+    let sink = Arc::new(RecordingSink::default());
+    let dev = Arc::new(Mutex::new(
+        SvaDevice::new(4, mem.clone(), iommu, sink).unwrap(),
+    ));
+    let root = Arc::new(PciRoot::new());
+    root.add_device(4, dev.clone()).unwrap();
+    let mut ecam = PciEcam::new(root.clone());
+    let mut win = PciBarWindow::new(root.clone());
+    let cfg = |reg: u64| (4u64 << 15) | reg;
+    let mut d = [0u8; 4];
+    ecam.read(ECAM_BASE, cfg(0), &mut d);
+    assert_eq!(u32::from_le_bytes(d), 0x5641_5357);
+    ecam.read(ECAM_BASE, cfg(0x10), &mut d);
+    let bar = u64::from(u32::from_le_bytes(d) & !0xf);
+    assert_eq!(bar, BAR_WINDOW_BASE);
+    ecam.write(ECAM_BASE, cfg(0x10), &[0xff; 4]);
+    ecam.read(ECAM_BASE, cfg(0x10), &mut d);
+    assert_eq!(u32::from_le_bytes(d), 0xffff_c000, "16 KiB BAR");
+    ecam.write(
+        ECAM_BASE,
+        cfg(0x10),
+        &u32::try_from(bar).unwrap().to_le_bytes(),
+    );
+    ecam.write(
+        ECAM_BASE,
+        cfg(0x04),
+        &(COMMAND_MEMORY | COMMAND_BUS_MASTER).to_le_bytes(),
+    );
+    win.read(bar, 0, &mut d);
+    assert_eq!(u32::from_le_bytes(d), ID_VALUE);
+    win.write(bar, regs::RING_BASE, &RING_IOVA.to_le_bytes());
+    win.write(bar, regs::RING_ENTRIES, &16u32.to_le_bytes());
+    win.write(bar, regs::CTRL, &1u32.to_le_bytes());
+    mem.write_slice(&raw(OP_NOP, 0, 0, 0, 0, 0, 0), GuestAddress(RING_GPA))
+        .unwrap();
+    win.write(bar, regs::TAIL, &1u32.to_le_bytes());
+    win.read(bar, regs::HEAD, &mut d);
+    assert_eq!(u32::from_le_bytes(d), 1);
+    let mut st = [0u8; 1];
+    mem.read_slice(&mut st, GuestAddress(RING_GPA + 0x30))
+        .unwrap();
+    assert_eq!(st[0], STATUS_SUCCESS);
+}
