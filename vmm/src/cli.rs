@@ -26,6 +26,48 @@ pub struct Cli {
 pub enum Command {
     /// Boot a guest (the built-in mini guest unless --kernel is given).
     Run(RunArgs),
+    /// Run a guest scenario once per kpgtable_free= policy and show the
+    /// reports side by side.
+    Compare(CompareArgs),
+    /// Drive the vIOMMU model through a scenario file, without KVM
+    /// (language: docs/SCENARIOS.md).
+    Replay(ReplayArgs),
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// For people (always printed on standard error at the end of a run).
+    Text,
+    /// For machines: JSON on standard output.
+    Json,
+}
+
+/// Arguments of `stalewalk replay`.
+#[derive(Debug, Args, Clone)]
+pub struct ReplayArgs {
+    /// The scenario file.
+    pub file: PathBuf,
+    /// Print the report as JSON on standard output.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub report: ReportFormat,
+}
+
+/// Arguments of `stalewalk compare`.
+#[derive(Debug, Args, Clone)]
+pub struct CompareArgs {
+    /// Policies to run, in order (each adds kpgtable_free=POLICY to the
+    /// guest command line).
+    #[arg(long, value_delimiter = ',', default_value = "sync,deferred,eager")]
+    pub policies: Vec<String>,
+    /// Show the guests' serial output too.
+    #[arg(long)]
+    pub show_serial: bool,
+    /// Everything `run` takes, applied to every policy's run: --scenario
+    /// NAME is required; --report json prints all reports as one JSON
+    /// object; --report-file writes that object to a file.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Arguments of `stalewalk run`.
@@ -92,6 +134,13 @@ pub struct RunArgs {
     /// Write each ACPI table as DIR/<SIG>.dat, exactly as the guest sees it.
     #[arg(long, value_name = "DIR")]
     pub dump_acpi: Option<PathBuf>,
+    /// Also print the end-of-run report as JSON on standard output (the
+    /// text report is always printed on standard error).
+    #[arg(long = "report", value_enum, value_name = "text|json")]
+    pub report_format: Option<ReportFormat>,
+    /// Write the end-of-run report as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub report_file: Option<PathBuf>,
 }
 
 /// A switch.
@@ -199,6 +248,7 @@ mod tests {
         v.extend_from_slice(args);
         Cli::try_parse_from(v).map(|c| match c.command {
             Command::Run(r) => r,
+            other => panic!("not run: {other:?}"),
         })
     }
 

@@ -11,6 +11,7 @@
 pub mod acpi;
 pub mod boot;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod cpuid;
 pub mod guest;
@@ -18,9 +19,10 @@ pub mod gva;
 pub mod loader;
 pub mod memory;
 pub mod platform;
+pub mod report;
 pub mod size;
 pub mod vcpu;
 pub mod vm;
 
 pub use config::VmConfig;
-pub use vm::{RunOutcome, VmError, run};
+pub use vm::{RunHooks, RunOutcome, RunResult, VmError, run, run_with_report};

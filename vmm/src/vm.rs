@@ -30,6 +30,7 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::config::{ConfigError, SerialMode, VmConfig};
 use crate::cpuid::{self, CpuProfile};
+use crate::report::{self, BreakdownSink, GuestLines, RunReport, SvaReport, VmmCounters};
 use crate::vcpu::{self, VcpuShared, VcpuStop};
 use crate::{boot, loader, memory, platform};
 
@@ -290,7 +291,153 @@ fn register_memory(vm: &VmFd, mem: &vm_memory::GuestMemoryMmap) -> Result<(), Vm
 
 /// Boots the VM described by `cfg` and runs it until the guest ends it.
 pub fn run(cfg: &VmConfig) -> Result<RunOutcome, VmError> {
+    run_with_report(cfg, RunHooks::default()).result
+}
+
+/// What a caller may attach to a run: an extra vIOMMU event sink (the trace
+/// writer) and a hook that sees every guest serial line.
+#[derive(Default)]
+pub struct RunHooks {
+    /// Receives every vIOMMU event (after the report's own accounting).
+    pub events: Option<Box<dyn viommu::EventSink>>,
+    /// Receives every complete guest serial line.
+    pub serial_line: Option<crate::report::LineHook>,
+}
+
+impl std::fmt::Debug for RunHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunHooks")
+            .field("events", &self.events.is_some())
+            .field("serial_line", &self.serial_line.is_some())
+            .finish()
+    }
+}
+
+/// A run's outcome and, whenever the VM got as far as running, its report
+/// (also when the guest crashed or the VMM stopped it on an error).
+#[derive(Debug)]
+pub struct RunResult {
+    /// How the run ended.
+    pub result: Result<RunOutcome, VmError>,
+    /// The end-of-run report; `None` when set-up failed before the guest ran.
+    pub report: Option<RunReport>,
+}
+
+/// Like [`run`], with hooks, returning the end-of-run report too.
+pub fn run_with_report(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
     let start = Instant::now();
+    let guest_lines = Arc::new(Mutex::new(GuestLines::default()));
+    let breakdowns = BreakdownSink::default();
+    let mut report_inputs = None;
+    let result = run_inner(
+        cfg,
+        hooks,
+        start,
+        &guest_lines,
+        &breakdowns,
+        &mut report_inputs,
+    );
+    let report = report_inputs.map(|(platform, unclaimed): (platform::Platform, u64)| {
+        build_report(
+            cfg,
+            &result,
+            start.elapsed(),
+            &platform,
+            unclaimed,
+            &guest_lines,
+            &breakdowns,
+        )
+    });
+    RunResult { result, report }
+}
+
+fn build_report(
+    cfg: &VmConfig,
+    result: &Result<RunOutcome, VmError>,
+    elapsed: Duration,
+    platform: &platform::Platform,
+    unclaimed_io: u64,
+    guest_lines: &Mutex<GuestLines>,
+    breakdowns: &BreakdownSink,
+) -> RunReport {
+    let counters = platform
+        .viommu
+        .as_ref()
+        .map(|v| {
+            v.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .counters()
+                .clone()
+        })
+        .unwrap_or_default();
+    let sva_devices: Vec<SvaReport> = platform
+        .sva
+        .iter()
+        .map(|d| SvaReport {
+            device: report::rid_name(u16::from(d.number) << 3),
+            counters: d.counters(),
+        })
+        .collect();
+    let hint = platform.hint_counters();
+    let (interrupts_delivered, interrupts_failed) = platform.interrupts.counts();
+    let rejected_guest_actions = counters.queue_errors
+        + counters.page_requests.unmatched_responses
+        + hint.rejected
+        + sva_devices
+            .iter()
+            .map(|d| {
+                d.counters.ring_errors
+                    + d.counters.doorbells_ignored
+                    + d.counters.unexpected_responses
+            })
+            .sum::<u64>();
+    let (exit_status, ended_by) = match result {
+        Ok(o) => (Some(o.exit_status), format!("{:?}", o.reason)),
+        Err(e) => (None, e.to_string()),
+    };
+    RunReport {
+        report_version: 1,
+        scenario: report::cmdline_value(&cfg.cmdline, "scenario"),
+        policy: report::cmdline_value(&cfg.cmdline, "kpgtable_free"),
+        viommu: if platform.viommu.is_some() {
+            "on"
+        } else {
+            "off"
+        },
+        cache_policy: cfg.platform.viommu.as_ref().map(|v| v.cache.to_string()),
+        exit_status,
+        ended_by,
+        elapsed_ms: elapsed.as_secs_f64() * 1e3,
+        counters,
+        breakdowns: breakdowns
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+        sva_devices,
+        vmm: VmmCounters {
+            unclaimed_io,
+            interrupts_delivered,
+            interrupts_failed,
+            hints: hint.hints,
+            hints_rejected: hint.rejected,
+            rejected_guest_actions,
+        },
+        guest: guest_lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+    }
+}
+
+fn run_inner(
+    cfg: &VmConfig,
+    hooks: RunHooks,
+    start: Instant,
+    guest_lines: &Arc<Mutex<GuestLines>>,
+    breakdowns: &BreakdownSink,
+    report_inputs: &mut Option<(platform::Platform, u64)>,
+) -> Result<RunOutcome, VmError> {
     cfg.validate()?;
     let verbose = |msg: &dyn Fn() -> String| {
         if cfg.verbose {
@@ -324,7 +471,12 @@ pub fn run(cfg: &VmConfig) -> Result<RunOutcome, VmError> {
         source: e,
     })?;
     kvm("KVM_IRQFD (COM1)", vm.register_irqfd(&serial_irq, COM1_IRQ))?;
-    let serial = Serial::new(IrqTrigger(serial_irq), serial_output(&cfg.serial)?);
+    let serial_out = report::GuestLog::new(
+        serial_output(&cfg.serial)?,
+        guest_lines.clone(),
+        hooks.serial_line,
+    );
+    let serial = Serial::new(IrqTrigger(serial_irq), Box::new(serial_out));
     let mut pio = Bus::new();
     pio.insert(Arc::new(Mutex::new(serial)), u64::from(COM1_PORT), COM1_LEN)?;
     pio.insert(
@@ -347,6 +499,13 @@ pub fn run(cfg: &VmConfig) -> Result<RunOutcome, VmError> {
         &mut mmio,
         shutdown.clone(),
     )?;
+    if let Some(v) = &platform.viommu {
+        let mut sinks: Vec<Box<dyn viommu::EventSink>> = vec![Box::new(breakdowns.clone())];
+        sinks.extend(hooks.events);
+        v.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_event_sink(Some(Box::new(report::FanOut(sinks))));
+    }
     verbose(&|| {
         format!(
             "platform: vIOMMU {}, {} SVA device(s), ACPI RSDP at {:#x}",
@@ -454,6 +613,7 @@ pub fn run(cfg: &VmConfig) -> Result<RunOutcome, VmError> {
         )
     });
 
+    *report_inputs = Some((platform, shared.unclaimed.load(Ordering::Relaxed)));
     let (vcpu, stop) = first.unwrap_or((0, VcpuStop::Stopped));
     match stop {
         VcpuStop::Shutdown(reason) => {

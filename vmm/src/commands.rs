@@ -1,0 +1,240 @@
+//! The `run` and `compare` subcommands: configuration, the run(s), and how
+//! reports are printed and written.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::cli::{CompareArgs, ReportFormat, RunArgs};
+use crate::config::{SerialMode, VmConfig};
+use crate::report::RunReport;
+use crate::vm::{RunHooks, run_with_report};
+
+/// Exit status when the VMM fails (as opposed to the guest's own status).
+pub const EXIT_VMM_ERROR: u8 = 125;
+/// Exit status for a usage error (as clap uses).
+pub const EXIT_USAGE: u8 = 2;
+/// The policies a guest understands on `kpgtable_free=`.
+pub const POLICIES: [&str; 3] = ["sync", "deferred", "eager"];
+
+fn write_report_file(path: &Path, json: &str) -> Result<(), String> {
+    std::fs::write(path, format!("{json}\n"))
+        .map_err(|e| format!("cannot write report file {}: {e}", path.display()))
+}
+
+/// `stalewalk run`.
+pub fn run(args: &RunArgs) -> ExitCode {
+    let cfg = match args.to_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("stalewalk: error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let r = run_with_report(&cfg, RunHooks::default());
+    let _ = std::io::stdout().flush();
+    let mut status = match &r.result {
+        Ok(o) => o.exit_status,
+        Err(e) => {
+            eprintln!("stalewalk: error: {e}");
+            EXIT_VMM_ERROR
+        }
+    };
+    if let Some(report) = &r.report {
+        eprint!("{}", report.to_text());
+        let json = report.to_json();
+        if args.report_format == Some(ReportFormat::Json) {
+            println!("{json}");
+        }
+        if let Some(p) = &args.report_file {
+            if let Err(e) = write_report_file(p, &json) {
+                eprintln!("stalewalk: error: {e}");
+                status = status.max(1);
+            }
+        }
+    }
+    ExitCode::from(status)
+}
+
+/// The configuration of one policy's run in `compare`.
+pub fn policy_config(base: &VmConfig, policy: &str) -> VmConfig {
+    let mut cfg = base.clone();
+    if !cfg.cmdline.is_empty() {
+        cfg.cmdline.push(' ');
+    }
+    cfg.cmdline.push_str("kpgtable_free=");
+    cfg.cmdline.push_str(policy);
+    cfg
+}
+
+/// Rows of the side-by-side table: (label, JSON pointer into the report).
+const COMPARE_ROWS: &[(&str, &str)] = &[
+    ("guest verdict", "/guest/values/verdict"),
+    ("guest secret_leaked", "/guest/values/secret_leaked"),
+    ("exit status", "/exit_status"),
+    ("translations", "/translations"),
+    ("faults", "/faults"),
+    ("stale walks: reused", "/stale_walks/reused"),
+    ("stale walks: unlinked", "/stale_walks/unlinked"),
+    ("stale walks: leaf", "/stale_walks/leaf"),
+    ("freed_while_cached", "/freed_while_cached"),
+    ("page-table free hints", "/free_hints"),
+    ("kva_invalidations", "/kva_invalidations"),
+    ("inv: piotlb", "/invalidations/piotlb"),
+    ("inv: pdevtlb", "/invalidations/pdevtlb"),
+    ("inv: pasid_cache", "/invalidations/pasid_cache"),
+    ("inv: context", "/invalidations/context"),
+    ("inv: iotlb", "/invalidations/iotlb"),
+    ("inv: wait", "/invalidations/wait"),
+    ("pde cache hits", "/cache/pde/hits"),
+    ("iotlb hits", "/cache/iotlb/hits"),
+    ("rejected guest actions", "/vmm/rejected_guest_actions"),
+    ("run time (ms)", "/elapsed_ms"),
+];
+
+fn cell(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "-".to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Number(n)) => match n.as_f64() {
+            Some(f) if n.is_f64() => format!("{f:.0}"),
+            _ => n.to_string(),
+        },
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The side-by-side table for `compare`: one column per policy, rows that
+/// differ between policies marked with `*`.
+pub fn compare_table(policies: &[String], reports: &[serde_json::Value]) -> String {
+    let mut out = String::new();
+    let width = 24;
+    let col = policies.iter().map(|p| p.len()).max().unwrap_or(8).max(10);
+    out.push_str(&format!("  {:<width$}", "policy"));
+    for p in policies {
+        out.push_str(&format!(" {p:>col$}"));
+    }
+    out.push('\n');
+    for (label, ptr) in COMPARE_ROWS {
+        let cells: Vec<String> = reports.iter().map(|r| cell(r.pointer(ptr))).collect();
+        let differs = *ptr != "/elapsed_ms" && cells.iter().any(|c| c != &cells[0]);
+        out.push_str(if differs { "* " } else { "  " });
+        out.push_str(&format!("{label:<width$}"));
+        for c in &cells {
+            out.push_str(&format!(" {c:>col$}"));
+        }
+        out.push('\n');
+    }
+    out.push_str("(* = differs between policies)\n");
+    out
+}
+
+/// `stalewalk compare`.
+pub fn compare(args: &CompareArgs) -> ExitCode {
+    if args.run.scenario.is_none() {
+        eprintln!("stalewalk: error: compare needs --scenario NAME (e.g. --scenario exploit)");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if args.policies.is_empty() {
+        eprintln!("stalewalk: error: --policies is empty: give e.g. sync,deferred,eager");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    for p in &args.policies {
+        if !POLICIES.contains(&p.as_str()) {
+            eprintln!(
+                "stalewalk: error: --policies: unknown policy {p:?} (known: sync, deferred, eager)"
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
+    let mut base = match args.run.to_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("stalewalk: error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if !args.show_serial {
+        base.serial = SerialMode::Off;
+    }
+    let mut reports: Vec<RunReport> = Vec::new();
+    let mut status = 0u8;
+    for p in &args.policies {
+        let cfg = policy_config(&base, p);
+        eprintln!("stalewalk: compare: running policy {p} ...");
+        let r = run_with_report(&cfg, RunHooks::default());
+        match &r.result {
+            Ok(o) if o.exit_status != 0 => {
+                eprintln!(
+                    "stalewalk: compare: policy {p}: the guest's scenario failed (exit status {})",
+                    o.exit_status
+                );
+                status = status.max(1);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("stalewalk: compare: policy {p}: error: {e}");
+                status = EXIT_VMM_ERROR;
+            }
+        }
+        match r.report {
+            Some(rep) => reports.push(rep),
+            None => return ExitCode::from(EXIT_VMM_ERROR),
+        }
+    }
+    let values: Vec<serde_json::Value> = reports
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap_or(serde_json::Value::Null))
+        .collect();
+    eprintln!(
+        "== stalewalk compare: scenario {} ==",
+        args.run.scenario.as_deref().unwrap_or("-")
+    );
+    eprint!("{}", compare_table(&args.policies, &values));
+    let mut all = serde_json::Map::new();
+    for (p, v) in args.policies.iter().zip(values) {
+        all.insert(p.clone(), v);
+    }
+    let json = serde_json::to_string_pretty(&serde_json::Value::Object(all)).unwrap_or_default();
+    if args.run.report_format == Some(ReportFormat::Json) {
+        println!("{json}");
+    }
+    if let Some(path) = &args.run.report_file {
+        if let Err(e) = write_report_file(path, &json) {
+            eprintln!("stalewalk: error: {e}");
+            status = status.max(1);
+        }
+    }
+    ExitCode::from(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn policy_is_appended_to_the_command_line() {
+        let base = VmConfig {
+            cmdline: "scenario=exploit".into(),
+            ..VmConfig::default()
+        };
+        assert_eq!(
+            policy_config(&base, "sync").cmdline,
+            "scenario=exploit kpgtable_free=sync"
+        );
+    }
+
+    #[test]
+    fn table_marks_differences() {
+        let a = json!({"stale_walks": {"reused": 2}, "kva_invalidations": 0, "elapsed_ms": 1.0});
+        let b = json!({"stale_walks": {"reused": 0}, "kva_invalidations": 0, "elapsed_ms": 2.0});
+        let t = compare_table(&["sync".into(), "deferred".into()], &[a, b]);
+        let reused = t.lines().find(|l| l.contains("reused")).unwrap();
+        assert!(reused.starts_with("* "), "{reused}");
+        let kva = t.lines().find(|l| l.contains("kva_invalidations")).unwrap();
+        assert!(kva.starts_with("  "), "{kva}");
+        let time = t.lines().find(|l| l.contains("run time")).unwrap();
+        assert!(time.starts_with("  "), "{time}");
+    }
+}

@@ -1,0 +1,568 @@
+//! The end-of-run report: what the vIOMMU counted and detected, per device
+//! and per PASID, what the devices and paravirtual ports saw, and what the
+//! guest itself said it observed.
+//!
+//! The JSON form (`--report json`, `--report-file`) has the scenario-replay
+//! report's keys at its top level (`translations`, `faults`,
+//! `stale_walks`, `freed_while_cached`, `invalidations`,
+//! `kva_invalidations`, ...; see `docs/SCENARIOS.md`) plus the run's own
+//! sections (`guest`, `per_device`, `per_pasid`, `sva_devices`, `vmm`).
+//! The text form is for people and is always printed on standard error.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use viommu::event::{Event, EventSink, TranslationOutcome};
+use viommu::qi::Descriptor;
+
+/// Prefix of the guest's result lines on its serial console.
+pub const GUEST_LINE_PREFIX: &str = "stalewalk-guest: ";
+/// Most distinct keys kept from guest result lines, so a guest printing
+/// endless keys cannot grow the VMM's memory.
+pub const MAX_GUEST_KEYS: usize = 256;
+/// Longest guest key or value kept (longer ones are cut).
+pub const MAX_GUEST_VALUE: usize = 256;
+/// Longest serial line buffered while looking for result lines.
+const MAX_LINE: usize = 4096;
+/// Most (requester, PASID) pairs broken down, so a guest using every PASID
+/// cannot grow the VMM's memory; the rest are summed into `other`.
+pub const MAX_BREAKDOWN_KEYS: usize = 1024;
+
+/// What the guest printed as `stalewalk-guest: key=value ...`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct GuestLines {
+    /// The last value of every key, in key order.
+    pub values: BTreeMap<String, String>,
+    /// Keys dropped because [`MAX_GUEST_KEYS`] was reached.
+    pub dropped_keys: u64,
+    /// Every `stalewalk-guest:` line, in order (bounded like the keys).
+    #[serde(skip)]
+    pub lines: Vec<String>,
+}
+
+impl GuestLines {
+    fn take_line(&mut self, line: &str) {
+        let Some(rest) = line.trim_end().strip_prefix(GUEST_LINE_PREFIX) else {
+            return;
+        };
+        if self.lines.len() < MAX_GUEST_KEYS {
+            self.lines.push(rest.to_string());
+        }
+        for word in rest.split_whitespace() {
+            let Some((k, v)) = word.split_once('=') else {
+                continue;
+            };
+            let k: String = k.chars().take(MAX_GUEST_VALUE).collect();
+            let v: String = v.chars().take(MAX_GUEST_VALUE).collect();
+            if self.values.len() >= MAX_GUEST_KEYS && !self.values.contains_key(&k) {
+                self.dropped_keys += 1;
+                continue;
+            }
+            self.values.insert(k, v);
+        }
+    }
+}
+
+/// Called with every complete serial line (the trace's `serial` markers).
+pub type LineHook = Box<dyn FnMut(&str) + Send>;
+
+/// A serial output that forwards everything to `inner` and collects the
+/// guest's result lines.
+pub struct GuestLog {
+    inner: Box<dyn Write + Send>,
+    partial: Vec<u8>,
+    lines: Arc<Mutex<GuestLines>>,
+    hook: Option<LineHook>,
+}
+
+impl std::fmt::Debug for GuestLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestLog").finish_non_exhaustive()
+    }
+}
+
+impl GuestLog {
+    /// Wraps `inner`; result lines go to `lines`, every line to `hook`.
+    pub fn new(
+        inner: Box<dyn Write + Send>,
+        lines: Arc<Mutex<GuestLines>>,
+        hook: Option<LineHook>,
+    ) -> Self {
+        Self {
+            inner,
+            partial: Vec::new(),
+            lines,
+            hook,
+        }
+    }
+
+    fn line_done(&mut self) {
+        let text = String::from_utf8_lossy(&self.partial).into_owned();
+        self.partial.clear();
+        let text = text.trim_end_matches('\r');
+        if let Some(h) = self.hook.as_mut() {
+            h(text);
+        }
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take_line(text);
+    }
+}
+
+impl Write for GuestLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            if b == b'\n' {
+                self.line_done();
+            } else if self.partial.len() < MAX_LINE {
+                self.partial.push(b);
+            }
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Counts for one requester or PASID.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Breakdown {
+    /// Device translations.
+    pub translations: u64,
+    /// Translations that faulted.
+    pub faults: u64,
+    /// Stale walks (all classes).
+    pub stale_walks: u64,
+    /// `reused` stale walks.
+    pub reused: u64,
+    /// PASID-based IOTLB invalidations naming this PASID.
+    pub piotlb: u64,
+}
+
+/// Per-device and per-PASID counts, built from the vIOMMU's event stream.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Breakdowns {
+    /// By requester id (`"00:04.0"`).
+    pub per_device: BTreeMap<String, Breakdown>,
+    /// By PASID (`"none"` for requests without one).
+    pub per_pasid: BTreeMap<String, Breakdown>,
+    /// Events whose key did not fit under [`MAX_BREAKDOWN_KEYS`].
+    #[serde(rename = "breakdown_overflow")]
+    pub other: Breakdown,
+}
+
+/// Formats a requester id as bus:device.function.
+pub fn rid_name(rid: u16) -> String {
+    format!("{:02x}:{:02x}.{}", rid >> 8, (rid >> 3) & 0x1f, rid & 7)
+}
+
+fn pasid_name(pasid: Option<u32>) -> String {
+    pasid.map_or_else(|| "none".to_string(), |p| p.to_string())
+}
+
+impl Breakdowns {
+    fn slot<'a>(
+        map: &'a mut BTreeMap<String, Breakdown>,
+        other: &'a mut Breakdown,
+        key: String,
+    ) -> &'a mut Breakdown {
+        if map.len() >= MAX_BREAKDOWN_KEYS && !map.contains_key(&key) {
+            return other;
+        }
+        map.entry(key).or_default()
+    }
+
+    fn both(&mut self, rid: u16, pasid: Option<u32>, f: impl Fn(&mut Breakdown)) {
+        f(Self::slot(
+            &mut self.per_device,
+            &mut self.other,
+            rid_name(rid),
+        ));
+        f(Self::slot(
+            &mut self.per_pasid,
+            &mut self.other,
+            pasid_name(pasid),
+        ));
+    }
+
+    /// Accounts one event.
+    pub fn record(&mut self, event: &Event) {
+        match event {
+            Event::Translation {
+                rid,
+                pasid,
+                speculative: false,
+                result,
+                ..
+            } => self.both(*rid, *pasid, |b| {
+                b.translations += 1;
+                if matches!(result, TranslationOutcome::Fault { .. }) {
+                    b.faults += 1;
+                }
+            }),
+            Event::StaleWalk(s) => {
+                let reused = matches!(s.class, viommu::checker::StaleClass::Reused);
+                // The checker reports RID_PASID for requests without one.
+                self.both(s.rid, Some(s.pasid), |b| {
+                    b.stale_walks += 1;
+                    if reused {
+                        b.reused += 1;
+                    }
+                })
+            }
+            Event::Invalidation {
+                descriptor: Descriptor::Piotlb { pasid, .. },
+                ..
+            } => {
+                Self::slot(
+                    &mut self.per_pasid,
+                    &mut self.other,
+                    pasid_name(Some(*pasid)),
+                )
+                .piotlb += 1
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An event sink that keeps [`Breakdowns`] in a shared place.
+#[derive(Debug, Clone, Default)]
+pub struct BreakdownSink(pub Arc<Mutex<Breakdowns>>);
+
+impl EventSink for BreakdownSink {
+    fn event(&mut self, event: &Event) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(event);
+    }
+}
+
+/// Sends every event to several sinks, in order.
+pub struct FanOut(pub Vec<Box<dyn EventSink>>);
+
+impl std::fmt::Debug for FanOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FanOut({} sinks)", self.0.len())
+    }
+}
+
+impl EventSink for FanOut {
+    fn event(&mut self, event: &Event) {
+        for s in &mut self.0 {
+            s.event(event);
+        }
+    }
+}
+
+/// One SVA device's counters in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct SvaReport {
+    /// Where it sits (`00:04.0`).
+    pub device: String,
+    /// Its counters.
+    #[serde(flatten)]
+    pub counters: devices::sva::SvaCounters,
+}
+
+/// What the VMM itself counted.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VmmCounters {
+    /// Port or MMIO accesses no device claimed.
+    pub unclaimed_io: u64,
+    /// MSIs and interrupt-line changes delivered to KVM.
+    pub interrupts_delivered: u64,
+    /// ... that KVM refused.
+    pub interrupts_failed: u64,
+    /// Page-table-freed hints received on port 0xf0.
+    pub hints: u64,
+    /// Malformed hint-port writes.
+    pub hints_rejected: u64,
+    /// Guest actions the vIOMMU and devices rejected (queue errors,
+    /// unmatched page responses, SVA ring errors and failed descriptors,
+    /// ignored doorbells, malformed hints).
+    pub rejected_guest_actions: u64,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Report format version.
+    pub report_version: u32,
+    /// The guest scenario (`scenario=` on the guest command line), if any.
+    pub scenario: Option<String>,
+    /// The guest's `kpgtable_free=` policy, if given.
+    pub policy: Option<String>,
+    /// "on" or "off".
+    pub viommu: &'static str,
+    /// Cache policy, when the vIOMMU is on.
+    pub cache_policy: Option<String>,
+    /// The VMM's exit status (the guest's debug-exit value), if it ended
+    /// normally.
+    pub exit_status: Option<u8>,
+    /// Why the run ended.
+    pub ended_by: String,
+    /// Wall time of the run in milliseconds.
+    pub elapsed_ms: f64,
+    /// The vIOMMU's counters (the replay report's keys), flattened.
+    #[serde(flatten)]
+    pub counters: viommu::counters::Counters,
+    /// Per-device and per-PASID breakdowns.
+    #[serde(flatten)]
+    pub breakdowns: Breakdowns,
+    /// SVA devices.
+    pub sva_devices: Vec<SvaReport>,
+    /// What the VMM counted.
+    pub vmm: VmmCounters,
+    /// What the guest said (`stalewalk-guest:` lines).
+    pub guest: GuestLines,
+}
+
+/// The value of `key=` in a kernel command line.
+pub fn cmdline_value(cmdline: &str, key: &str) -> Option<String> {
+    cmdline.split_whitespace().rev().find_map(|w| {
+        w.strip_prefix(key)
+            .and_then(|r| r.strip_prefix('='))
+            .map(str::to_string)
+    })
+}
+
+impl RunReport {
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The guest's own verdict, when its scenario printed one.
+    pub fn guest_verdict(&self) -> Option<&str> {
+        self.guest.values.get("verdict").map(String::as_str)
+    }
+
+    /// The report for people.
+    pub fn to_text(&self) -> String {
+        let c = &self.counters;
+        let mut s = String::new();
+        let _ = writeln!(s, "== stalewalk report ==");
+        let _ = writeln!(
+            s,
+            "scenario {}  policy {}  vIOMMU {}{}  checker {}",
+            self.scenario.as_deref().unwrap_or("-"),
+            self.policy.as_deref().unwrap_or("-"),
+            self.viommu,
+            self.cache_policy
+                .as_deref()
+                .map(|p| format!(" (cache {p})"))
+                .unwrap_or_default(),
+            match c.checker {
+                Some(m) => m.to_string(),
+                None => "-".to_string(),
+            }
+        );
+        let _ = writeln!(
+            s,
+            "ended by {}  exit status {}  {:.0} ms",
+            self.ended_by,
+            self.exit_status
+                .map_or_else(|| "-".to_string(), |e| e.to_string()),
+            self.elapsed_ms
+        );
+        if matches!(c.checker, Some(viommu::config::CheckMode::Off)) {
+            let _ = writeln!(
+                s,
+                "NOTE: the stale-walk checker was off (--viommu-check off): stale walks are not detected"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "translations {}  faults {}  speculative walks {}",
+            c.translations, c.faults, c.speculative_walks
+        );
+        let _ = writeln!(
+            s,
+            "stale walks: reused {}  unlinked {}  leaf {}   freed_while_cached {} (of {} hints)",
+            c.stale_walks.reused,
+            c.stale_walks.unlinked,
+            c.stale_walks.leaf,
+            c.freed_while_cached,
+            c.free_hints
+        );
+        let i = &c.invalidations;
+        let _ = writeln!(
+            s,
+            "invalidations: context {} iotlb {} piotlb {} pasid-cache {} devtlb {} pdevtlb {} iec {} wait {} page-response {}",
+            i.context,
+            i.iotlb,
+            i.piotlb,
+            i.pasid_cache,
+            i.devtlb,
+            i.pdevtlb,
+            i.iec,
+            i.wait,
+            i.page_response
+        );
+        let _ = writeln!(
+            s,
+            "kva invalidations {}  (IH=0 {}, IH=1 {})  queue errors {}",
+            c.kva_invalidations, c.granularity.ih0, c.granularity.ih1, c.queue_errors
+        );
+        let k = &c.cache;
+        let _ = writeln!(
+            s,
+            "cache hits/misses: iotlb {}/{}  pde {}/{}  pdpe {}/{}  pml4e {}/{}  pml5e {}/{}",
+            k.iotlb.hits,
+            k.iotlb.misses,
+            k.pde.hits,
+            k.pde.misses,
+            k.pdpe.hits,
+            k.pdpe.misses,
+            k.pml4e.hits,
+            k.pml4e.misses,
+            k.pml5e.hits,
+            k.pml5e.misses
+        );
+        for (dev, b) in &self.breakdowns.per_device {
+            let _ = writeln!(
+                s,
+                "device {dev}: translations {} faults {} stale {} (reused {})",
+                b.translations, b.faults, b.stale_walks, b.reused
+            );
+        }
+        for (p, b) in &self.breakdowns.per_pasid {
+            let _ = writeln!(
+                s,
+                "pasid {p}: translations {} faults {} stale {} (reused {}) piotlb {}",
+                b.translations, b.faults, b.stale_walks, b.reused, b.piotlb
+            );
+        }
+        for d in &self.sva_devices {
+            let _ = writeln!(
+                s,
+                "sva {}: ops {} failed {} page requests {} responses {} atc invalidations {}",
+                d.device,
+                d.counters.ops_completed,
+                d.counters.ops_failed,
+                d.counters.page_requests,
+                d.counters.page_responses,
+                d.counters.atc_invalidations
+            );
+        }
+        let v = &self.vmm;
+        let _ = writeln!(
+            s,
+            "vmm: rejected guest actions {}  unclaimed I/O {}  interrupts {} (failed {})  hints {} (rejected {})",
+            v.rejected_guest_actions,
+            v.unclaimed_io,
+            v.interrupts_delivered,
+            v.interrupts_failed,
+            v.hints,
+            v.hints_rejected
+        );
+        if self.guest.lines.is_empty() {
+            let _ = writeln!(s, "guest: (no stalewalk-guest lines)");
+        }
+        for l in &self.guest.lines {
+            let _ = writeln!(s, "guest: {l}");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_lines_are_collected_and_forwarded() {
+        let lines = Arc::new(Mutex::new(GuestLines::default()));
+        let out = Arc::new(Mutex::new(Vec::new()));
+        struct W(Arc<Mutex<Vec<u8>>>);
+        impl Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen2 = seen.clone();
+        let mut log = GuestLog::new(
+            Box::new(W(out.clone())),
+            lines.clone(),
+            Some(Box::new(move |l: &str| {
+                seen2.lock().unwrap().push(l.to_string())
+            })),
+        );
+        log.write_all(b"hello\r\nstalewalk-guest: verdict=pass secret")
+            .unwrap();
+        log.write_all(b"_leaked=1 junk\n").unwrap();
+        assert_eq!(out.lock().unwrap().len(), 58);
+        let l = lines.lock().unwrap();
+        assert_eq!(l.values["verdict"], "pass");
+        assert_eq!(l.values["secret_leaked"], "1");
+        assert_eq!(seen.lock().unwrap().len(), 2);
+        assert_eq!(seen.lock().unwrap()[0], "hello");
+    }
+
+    #[test]
+    fn reject_unbounded_guest_keys_and_lines() {
+        let mut g = GuestLines::default();
+        for i in 0..(MAX_GUEST_KEYS + 10) {
+            g.take_line(&format!("stalewalk-guest: k{i}=v"));
+        }
+        assert_eq!(g.values.len(), MAX_GUEST_KEYS);
+        assert_eq!(g.dropped_keys, 10);
+        assert_eq!(g.lines.len(), MAX_GUEST_KEYS);
+        let mut log = GuestLog::new(
+            Box::new(std::io::sink()),
+            Arc::new(Mutex::new(GuestLines::default())),
+            None,
+        );
+        log.write_all(&vec![b'x'; MAX_LINE * 4]).unwrap();
+        assert_eq!(log.partial.len(), MAX_LINE);
+    }
+
+    #[test]
+    fn breakdowns_are_bounded() {
+        let mut b = Breakdowns::default();
+        for p in 0..(u32::try_from(MAX_BREAKDOWN_KEYS).unwrap() + 5) {
+            b.record(&Event::Translation {
+                rid: 0x20,
+                pasid: Some(p),
+                addr: 0,
+                access: viommu::Access::Read,
+                privileged: false,
+                speculative: false,
+                result: TranslationOutcome::Fault { reason: 1 },
+                hits: Default::default(),
+            });
+        }
+        assert_eq!(b.per_pasid.len(), MAX_BREAKDOWN_KEYS);
+        assert_eq!(b.other.translations, 5);
+        assert_eq!(
+            b.per_device["00:04.0"].faults,
+            MAX_BREAKDOWN_KEYS as u64 + 5
+        );
+    }
+
+    #[test]
+    fn cmdline_values() {
+        assert_eq!(
+            cmdline_value("a=1 kpgtable_free=sync scenario=exploit", "kpgtable_free").as_deref(),
+            Some("sync")
+        );
+        assert_eq!(cmdline_value("kpgtable_free_x=1", "kpgtable_free"), None);
+        assert_eq!(
+            cmdline_value("scenario=a scenario=b", "scenario").as_deref(),
+            Some("b")
+        );
+    }
+}
