@@ -98,8 +98,12 @@ u64 page_alloc(void)
         }
     }
     spin_unlock(&lock);
-    if (pa)
-        memset((void *)pa, 0, PAGE_SIZE);
+    if (pa) {
+        /* rep stosq: 512 steps for KVM's emulator instead of 4096 */
+        void *d = (void *)pa;
+        usize n = PAGE_SIZE / 8;
+        __asm__ volatile("rep stosq" : "+D"(d), "+c"(n) : "a"(0ULL) : "memory");
+    }
     return pa;
 }
 
