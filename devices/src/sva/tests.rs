@@ -1155,6 +1155,11 @@ fn perf_copy_64m() {
                 .unwrap();
             assert_eq!(st[0], STATUS_SUCCESS);
         }
+        let c = g.viommu.lock().unwrap().counters().cache.iotlb;
+        eprintln!(
+            "check {check:?}: IOTLB hits {} misses {} fills {}",
+            c.hits, c.misses, c.fills
+        );
         let mut tail = [0u8; 64];
         g.mem
             .read_slice(&mut tail, GuestAddress(DST + LEN - 64))
