@@ -322,9 +322,16 @@ int scenario_chaos(const struct boot_info *bi)
         kprintf("stalewalk-guest: error=dma_map\n");
         return EXIT_FAIL;
     }
-    u64 counts[9] = {0};
+    u64 counts[9] = {0}, heals = 0;
     for (u64 i = 0; i < iters; i++) {
         u32 what = (u32)(rnd() % 9);
+        /* Now and then the driver takes the unit back (queue errors
+         * cleared, its own queue and root table), so later chaos reaches
+         * the queue and the real tables again. */
+        if (rnd() % 32 == 0) {
+            heals += vtd_reinit_registers();
+            continue;
+        }
         struct sva_dev *d = &pf.sva[rnd() % pf.nsva];
         counts[what]++;
         switch (what) {
@@ -378,9 +385,9 @@ int scenario_chaos(const struct boot_info *bi)
     vtd_fault_service(NULL);
     kprintf("stalewalk-guest: scenario=chaos seed=%llu iters=%llu viommu_writes=%llu "
             "device_writes=%llu config_writes=%llu table_writes=%llu ring_descriptors=%llu "
-            "queue_descriptors=%llu pasid_entry_writes=%llu reads=%llu\n",
+            "queue_descriptors=%llu pasid_entry_writes=%llu reads=%llu driver_resets=%llu\n",
             seed, iters, counts[0] + counts[1], counts[2], counts[3], counts[4], counts[5],
-            counts[6], counts[7], counts[8]);
+            counts[6], counts[7], counts[8], heals);
     kprintf("stalewalk-guest: chaos_survived=1 recovered=%u unexpected_irqs=%llu\n", recovered,
             irq_unexpected());
     return EXIT_OK;

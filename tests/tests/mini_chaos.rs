@@ -1,0 +1,51 @@
+//! The `chaos` scenario (issue 9): the guest writes random values to the
+//! vIOMMU and the SVA devices; the VMM stays up, counts what it rejected,
+//! and the guest survives and recovers.
+
+#[path = "mini_support/mod.rs"]
+mod mini_support;
+
+use mini_support::{MiniRun, run_mini};
+
+#[test]
+fn chaos_10000_iterations_the_vmm_and_the_guest_survive() {
+    let Some(r) = run_mini(
+        "chaos_10000_iterations_the_vmm_and_the_guest_survive",
+        &MiniRun {
+            cmdline: "scenario=chaos chaos_iters=10000 seed=7",
+            sva_devices: 2,
+            ..Default::default()
+        },
+    ) else {
+        return;
+    };
+    assert_eq!(r.exit_status, 0, "{}", r.serial);
+    assert_eq!(r.guest_u64("iters"), 10000, "{}", r.serial);
+    assert_eq!(r.guest_u64("chaos_survived"), 1, "{}", r.serial);
+    assert_eq!(r.guest_u64("recovered"), 1, "{}", r.serial);
+    assert!(r.counter("vmm.rejected_guest_actions") > 0, "{}", r.report);
+}
+
+#[test]
+fn chaos_other_seeds_survive_too() {
+    for seed in [1u64, 2, 3] {
+        let cmdline = format!("scenario=chaos chaos_iters=3000 seed={seed}");
+        let Some(r) = run_mini(
+            "chaos_other_seeds_survive_too",
+            &MiniRun {
+                cmdline: &cmdline,
+                sva_devices: 1,
+                ..Default::default()
+            },
+        ) else {
+            return;
+        };
+        assert_eq!(r.exit_status, 0, "seed {seed}: {}", r.serial);
+        assert_eq!(
+            r.guest_u64("chaos_survived"),
+            1,
+            "seed {seed}: {}",
+            r.serial
+        );
+    }
+}

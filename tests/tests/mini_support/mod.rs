@@ -1,0 +1,116 @@
+//! Shared by the `mini_*` integration tests: boots the built-in mini guest
+//! with SVA devices and a scenario, and returns its serial output, exit
+//! status and the VMM's end-of-run report as JSON.
+
+use std::sync::{Arc, Mutex};
+
+use stalewalk::RunHooks;
+use stalewalk::config::{SerialMode, VmConfig};
+use stalewalk_integration::require_kvm;
+
+/// How to run one scenario.
+#[derive(Debug, Clone)]
+pub struct MiniRun<'a> {
+    /// Guest command line (`scenario=...` and knobs).
+    pub cmdline: &'a str,
+    /// SVA DMA test devices.
+    pub sva_devices: u8,
+    /// vIOMMU cache policy (`adversarial`, `lru:N`, `none`).
+    pub cache: &'a str,
+    /// Stale-walk checker (`all`, `sampled`, `off`).
+    pub check: &'a str,
+}
+
+impl Default for MiniRun<'_> {
+    fn default() -> Self {
+        MiniRun {
+            cmdline: "",
+            sva_devices: 1,
+            cache: "adversarial",
+            check: "all",
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct MiniResult {
+    /// The VMM's exit status (the guest's debug-exit value).
+    pub exit_status: u8,
+    /// Everything the guest printed.
+    pub serial: String,
+    /// The end-of-run report.
+    pub report: serde_json::Value,
+}
+
+impl MiniResult {
+    /// The guest's `stalewalk-guest: ... key=value ...` value for `key`
+    /// (the last line that has it).
+    pub fn guest(&self, key: &str) -> Option<String> {
+        let prefix = format!("{key}=");
+        self.serial
+            .lines()
+            .filter(|l| l.starts_with("stalewalk-guest:"))
+            .flat_map(|l| l.split_whitespace())
+            .filter_map(|w| w.strip_prefix(prefix.as_str()))
+            .next_back()
+            .map(str::to_string)
+    }
+
+    /// The guest value for `key` as a number; panics with the serial
+    /// output when it is missing.
+    pub fn guest_u64(&self, key: &str) -> u64 {
+        self.guest(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no numeric guest value {key}=\n{}", self.serial))
+    }
+
+    /// A number from the report at a dotted path (`stale_walks.reused`).
+    pub fn counter(&self, path: &str) -> u64 {
+        let mut v = &self.report;
+        for k in path.split('.') {
+            v = v
+                .get(k)
+                .unwrap_or_else(|| panic!("report has no {path}:\n{}", self.report));
+        }
+        v.as_u64()
+            .unwrap_or_else(|| panic!("report {path} is not a number: {v}"))
+    }
+}
+
+/// Runs the mini guest as `run` says; `None` (after one `SKIPPED:` line)
+/// where KVM is not usable.
+pub fn run_mini(test: &str, run: &MiniRun<'_>) -> Option<MiniResult> {
+    if !require_kvm(test) {
+        return None;
+    }
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let mut cfg = VmConfig {
+        cmdline: run.cmdline.to_string(),
+        serial: SerialMode::Capture(buf.clone()),
+        ..Default::default()
+    };
+    cfg.platform.sva_devices = run.sva_devices;
+    let viommu = cfg
+        .platform
+        .viommu
+        .as_mut()
+        .expect("the vIOMMU is on by default");
+    viommu.cache = run.cache.parse().expect("cache policy");
+    viommu.check = run.check.parse().expect("checker mode");
+    let r = stalewalk::run_with_report(&cfg, RunHooks::default());
+    let serial = String::from_utf8_lossy(&buf.lock().expect("serial buffer")).into_owned();
+    let outcome = r
+        .result
+        .unwrap_or_else(|e| panic!("run failed: {e}\n{serial}"));
+    let report = r
+        .report
+        .unwrap_or_else(|| panic!("no report\n{serial}"))
+        .to_json();
+    let report = serde_json::from_str(&report).expect("the report is JSON");
+    Some(MiniResult {
+        exit_status: outcome.exit_status,
+        serial,
+        report,
+    })
+}
