@@ -99,10 +99,14 @@ impl<B: GuestMemoryBackend + Send + Sync> DmaSpace for DirectDma<B> {
 
 /// DMA through the vIOMMU for one requester (requests without PASID), over
 /// the vmm's `GuestMemoryMmap`.
+///
+/// [`ViommuDma::direct`] builds one that never translates, so the vmm can use
+/// a single device type whether or not the platform has a vIOMMU.
 pub struct ViommuDma {
     mem: IommuMemory<GuestMemoryMmap, RequesterIommu<GuestMemoryMmap>>,
     viommu: Arc<Mutex<Viommu>>,
-    sink: Arc<dyn InterruptSink>,
+    /// `None` for [`ViommuDma::direct`].
+    sink: Option<Arc<dyn InterruptSink>>,
 }
 
 impl std::fmt::Debug for ViommuDma {
@@ -126,7 +130,19 @@ impl ViommuDma {
         Self {
             mem: IommuMemory::new(mem, iommu, true, ()),
             viommu,
-            sink,
+            sink: Some(sink),
+        }
+    }
+
+    /// DMA straight to `mem`, for a platform without a vIOMMU (`--viommu
+    /// off`): the unit behind it is private and never enabled.
+    pub fn direct(mem: GuestMemoryMmap) -> Self {
+        let viommu = Arc::new(Mutex::new(Viommu::new(viommu::Config::default())));
+        let iommu = RequesterIommu::new(viommu.clone(), mem.clone(), 0, None);
+        Self {
+            mem: IommuMemory::new(mem, iommu, false, ()),
+            viommu,
+            sink: None,
         }
     }
 }
@@ -134,22 +150,27 @@ impl ViommuDma {
 impl DmaSpace for ViommuDma {
     type Mem = IommuMemory<GuestMemoryMmap, RequesterIommu<GuestMemoryMmap>>;
     fn memory(&mut self) -> &Self::Mem {
-        let on = self
-            .viommu
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .translation_enabled();
-        self.mem.set_iommu_enabled(on);
+        if self.sink.is_some() {
+            let on = self
+                .viommu
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .translation_enabled();
+            self.mem.set_iommu_enabled(on);
+        }
         &self.mem
     }
     fn after_dma(&mut self) {
+        let Some(sink) = &self.sink else {
+            return;
+        };
         let msis = self
             .viommu
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take_msis();
         for m in msis {
-            self.sink.raise_msi(MsiMessage {
+            sink.raise_msi(MsiMessage {
                 address: m.address,
                 data: m.data,
             });

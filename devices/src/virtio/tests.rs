@@ -491,8 +491,12 @@ fn rng_fills_buffers() {
     let m = mem();
     let sink = Arc::new(RecordingSink::default());
     let src = std::io::repeat(0x5a);
-    let mut dev =
-        VirtioPci::new(Rng::with_source(Box::new(src)), DirectDma(m.clone()), sink).unwrap();
+    let mut dev = VirtioPci::new(
+        Rng::with_source(Box::new(src)),
+        ViommuDma::direct(m.clone()),
+        sink,
+    )
+    .unwrap();
     let mut drv = Driver::new(m.clone());
     drv.setup(&mut dev, &[0], FEATURES_HI);
     drv.post(&mut dev, 0, &[(DATA, 32, true), (DATA + 0x1000, 8, true)]);
