@@ -112,12 +112,14 @@ static void qi_push(u64 q0, u64 q1)
     st.descriptors++;
 }
 
-bool vtd_qi_wait(void)
+/* A wait with status write and fence (and PD: page-request drain). */
+static bool qi_wait(bool drain)
 {
     u32 token = ++qi_seq;
     qi_status = 0;
-    /* Wait: status data 63:32, SW 5, FN 6; qw1 status address. */
-    qi_push(5 | (1u << 5) | (1u << 6) | ((u64)token << 32), (u64)&qi_status);
+    /* Wait: status data 63:32, SW 5, FN 6, PD 7; qw1 status address. */
+    qi_push(5 | (1u << 5) | (1u << 6) | (drain ? 1u << 7 : 0) | ((u64)token << 32),
+            (u64)&qi_status);
     st.waits++;
     __asm__ volatile("" ::: "memory");
     vtd_write64(VTD_IQT, (u64)qi_tail << 5);
@@ -132,6 +134,8 @@ bool vtd_qi_wait(void)
     vtd_write32(VTD_FSTS, FSTS_ERRORS);
     return false;
 }
+
+bool vtd_qi_wait(void) { return qi_wait(false); }
 
 static void piotlb_page(u32 did, u32 pasid, u64 addr, u32 am)
 {
@@ -409,6 +413,16 @@ void vtd_sva_unbind(u16 rid, u32 pasid)
     if (d->ats)
         pdevtlb(rid, pasid, 0, true);
     vtd_qi_wait();
+    if (d->pri) {
+        /* Drain the PASID's page requests as 6.12 does: a fenced wait
+         * without status write, PASID-based IOTLB and device-TLB, then a
+         * wait with PD; requests still queued are answered. */
+        qi_push(5 | (1u << 6) | (1ULL << 32), 0);
+        piotlb_pasid(VTD_SVA_DID, pasid);
+        pdevtlb(rid, pasid, 0, false);
+        qi_wait(true);
+        vtd_prq_service();
+    }
 }
 
 /* Whether an earlier bind in the table already has this PASID (IOTLB
