@@ -32,6 +32,10 @@ pub enum Command {
     /// Drive the vIOMMU model through a scenario file, without KVM
     /// (language: docs/SCENARIOS.md).
     Replay(ReplayArgs),
+    /// Read invalidation traces written by `run --trace`
+    /// (format: docs/TRACE-FORMAT.md).
+    #[command(subcommand)]
+    Trace(stalewalk_tools::trace::cli::TraceCommand),
 }
 
 /// Report formats.
@@ -141,6 +145,16 @@ pub struct RunArgs {
     /// Write the end-of-run report as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     pub report_file: Option<PathBuf>,
+    /// Write a trace of the run (JSON Lines, docs/TRACE-FORMAT.md) to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub trace: Option<PathBuf>,
+    /// Event kinds to trace, comma separated.
+    #[arg(
+        long,
+        value_name = "inv,walk,fault,prq,stale,hint,serial",
+        default_value = "inv,walk,fault,prq,stale,hint,serial"
+    )]
+    pub trace_events: String,
 }
 
 /// A switch.

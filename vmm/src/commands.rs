@@ -9,6 +9,8 @@ use crate::cli::{CompareArgs, ReportFormat, RunArgs};
 use crate::config::{SerialMode, VmConfig};
 use crate::report::RunReport;
 use crate::vm::{RunHooks, run_with_report};
+use stalewalk_tools::trace::KindSet;
+use stalewalk_tools::trace::writer::{TraceOptions, TraceWriter};
 
 /// Exit status when the VMM fails (as opposed to the guest's own status).
 pub const EXIT_VMM_ERROR: u8 = 125;
@@ -31,15 +33,26 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let r = run_with_report(&cfg, RunHooks::default());
+    if let Err(e) = crate::vm::install_termination_handlers() {
+        eprintln!("stalewalk: warning: {e}");
+    }
+    let (hooks, trace) = match trace_hooks(args, &cfg) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("stalewalk: error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let r = run_with_report(&cfg, hooks);
     let _ = std::io::stdout().flush();
-    let mut status = match &r.result {
+    let mut status = finish_trace(trace);
+    status = status.max(match &r.result {
         Ok(o) => o.exit_status,
         Err(e) => {
             eprintln!("stalewalk: error: {e}");
             EXIT_VMM_ERROR
         }
-    };
+    });
     if let Some(report) = &r.report {
         eprint!("{}", report.to_text());
         let json = report.to_json();
@@ -54,6 +67,61 @@ pub fn run(args: &RunArgs) -> ExitCode {
         }
     }
     ExitCode::from(status)
+}
+
+/// Starts the trace writer for `--trace` and the hooks that feed it.
+fn trace_hooks(args: &RunArgs, cfg: &VmConfig) -> Result<(RunHooks, Option<TraceWriter>), String> {
+    let Some(path) = &args.trace else {
+        return Ok((RunHooks::default(), None));
+    };
+    let kinds: KindSet = args
+        .trace_events
+        .parse()
+        .map_err(|e| format!("--trace-events {:?}: {e}", args.trace_events))?;
+    let kernel_half_start = cfg
+        .platform
+        .viommu
+        .as_ref()
+        .map_or(viommu::Levels::Four, |v| v.levels)
+        .kernel_half_start();
+    let writer = TraceWriter::create(
+        path,
+        TraceOptions {
+            kinds,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            kernel_half_start,
+            ..TraceOptions::default()
+        },
+    )
+    .map_err(|e| format!("--trace {}: {e}", path.display()))?;
+    let sink = writer.sink();
+    let markers = writer.sink();
+    let hooks = RunHooks {
+        events: Some(Box::new(sink)),
+        serial_line: Some(Box::new(move |line: &str| markers.marker(line))),
+    };
+    Ok((hooks, Some(writer)))
+}
+
+/// Finishes the trace (end record, flush); 0 on success, 1 with a message
+/// otherwise.
+fn finish_trace(trace: Option<TraceWriter>) -> u8 {
+    let Some(w) = trace else { return 0 };
+    match w.finish() {
+        Ok(totals) => {
+            if totals.dropped_total() > 0 {
+                eprintln!(
+                    "stalewalk: trace: {} events dropped (queue full); the trace records the count",
+                    totals.dropped_total()
+                );
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("stalewalk: error: trace: {e}");
+            1
+        }
+    }
 }
 
 /// The configuration of one policy's run in `compare`.

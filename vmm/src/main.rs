@@ -21,5 +21,6 @@ fn main() -> ExitCode {
             &args.file,
             args.report == stalewalk::cli::ReportFormat::Json,
         ),
+        Command::Trace(cmd) => stalewalk_tools::trace::cli::trace_command(cmd),
     }
 }

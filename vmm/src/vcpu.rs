@@ -55,6 +55,8 @@ pub enum VcpuStop {
         /// The instruction's bytes, read through the guest page tables.
         bytes: Vec<u8>,
     },
+    /// The VMM got SIGINT or SIGTERM (set by the VM thread, not a vCPU).
+    Signal(i32),
     /// `KVM_EXIT_FAIL_ENTRY`.
     FailEntry {
         /// Hardware reason.

@@ -42,6 +42,32 @@ const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 /// Largest capture buffer: a guest printing forever must not grow the
 /// VMM's memory without bound.
 pub const MAX_CAPTURE: usize = 16 << 20;
+/// How often the VM thread looks for a termination signal while it waits
+/// for the vCPUs.
+const SIGNAL_POLL: Duration = Duration::from_millis(20);
+/// The termination signal received (SIGINT or SIGTERM), 0 if none.
+static TERMINATE_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn terminate_handler(sig: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // Only an atomic store: async-signal-safe.
+    TERMINATE_SIGNAL.store(sig, Ordering::Release);
+}
+
+/// Makes SIGINT and SIGTERM stop the guest cleanly (report and trace
+/// written) instead of killing the VMM. The `stalewalk` binary calls this;
+/// library users choose for themselves.
+pub fn install_termination_handlers() -> Result<(), VmError> {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        vmm_sys_util::signal::register_signal_handler(sig, terminate_handler).map_err(|e| {
+            VmError::Host {
+                what: "a SIGINT/SIGTERM handler",
+                source: e.into(),
+            }
+        })?;
+    }
+    Ok(())
+}
+
 /// How often a stopping VM re-kicks vCPUs still inside `KVM_RUN`.
 const KICK_INTERVAL: Duration = Duration::from_millis(1);
 
@@ -150,6 +176,12 @@ pub enum VmError {
         vcpu: u32,
         /// Hardware reason.
         reason: u64,
+    },
+    /// The VMM received SIGINT or SIGTERM and stopped the guest.
+    #[error("stopped by signal {signal} (SIGINT/SIGTERM); the report and trace were written")]
+    Interrupted {
+        /// The signal number.
+        signal: i32,
     },
     /// Any other vCPU stop.
     #[error("vCPU {vcpu} stopped: {what}")]
@@ -591,7 +623,20 @@ fn run_inner(
     drop(tx);
 
     // The first vCPU to stop decides how the run ends.
-    let first = rx.recv().ok();
+    // Wait for the first vCPU to stop, or for SIGINT/SIGTERM: then the VMM
+    // stops the guest itself so the report and the trace are still written.
+    let first = loop {
+        match rx.recv_timeout(SIGNAL_POLL) {
+            Ok(v) => break Some(v),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break None,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let sig = TERMINATE_SIGNAL.load(Ordering::Acquire);
+                if sig != 0 {
+                    break Some((0, VcpuStop::Signal(sig)));
+                }
+            }
+        }
+    };
     let elapsed = start.elapsed();
     shared.stop.store(true, Ordering::Release);
     while threads.iter().any(|t| !t.is_finished()) {
@@ -641,6 +686,7 @@ fn run_inner(
             hint: emulation_hint(cfg.cpu_profile),
         }),
         VcpuStop::FailEntry { reason } => Err(VmError::FailEntry { vcpu, reason }),
+        VcpuStop::Signal(signal) => Err(VmError::Interrupted { signal }),
         other => Err(VmError::VcpuStopped {
             vcpu,
             what: format!("{other:?}"),
