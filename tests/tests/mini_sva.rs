@@ -34,6 +34,7 @@ fn sva_ops_copy_fill_probe_and_ats() {
         r.serial
     );
     assert_eq!(r.guest("ats").as_deref(), Some("ok"), "{}", r.serial);
+    assert_eq!(r.guest_u64("completion_irq"), 1, "{}", r.serial);
     assert_eq!(r.guest_u64("atc_removed"), 1, "{}", r.serial);
     assert_eq!(
         r.guest("fill_after_unmap").as_deref(),

@@ -88,6 +88,13 @@ int scenario_sva_ops(const struct boot_info *bi)
             bad);
     pass &= fill_ok;
 
+    /* a completion interrupt (MSI-X vector 0) for an operation with IRQ */
+    u64 done0 = irq_count(VEC_SVA_DONE + dev->index);
+    st = sva_fill(dev, 1, SVA_F_IRQ, DST_VA, FILL_PATTERN, 64);
+    bool got_irq = irq_wait(VEC_SVA_DONE + dev->index, done0, IRQ_SPINS);
+    kprintf("stalewalk-guest: completion_irq=%u status=%u\n", got_irq, st);
+    pass &= got_irq && st == SVA_ST_SUCCESS;
+
     /* probe of an unmapped user address */
     u8 reason = 0;
     st = sva_probe(dev, 1, 0, HOLE_VA, NULL, &reason);
