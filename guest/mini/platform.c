@@ -28,7 +28,7 @@ static u8 demand_page(const struct vtd_page_request *r)
     return proc_map_new(p, r->addr) ? 0 : 1;
 }
 
-bool platform_up(struct platform *pf, bool pri)
+bool platform_up(struct platform *pf, bool pri, bool need_sva)
 {
     memset(pf, 0, sizeof(*pf));
     if (!kpgtable_parse_policy(cmdline_get("kpgtable_free"), &pf->policy)) {
@@ -58,7 +58,7 @@ bool platform_up(struct platform *pf, bool pri)
             "kpgtable_free=%s\n",
             pf->acpi.rsdp, pf->acpi.ecam_base, pf->acpi.drhd_base, pf->npci, pf->nsva,
             kpgtable_policy_name(pf->policy));
-    if (!pf->nsva) {
+    if (need_sva && !pf->nsva) {
         kprintf("stalewalk-guest: error=no_sva_device (run with --sva-dev 1)\n");
         return false;
     }

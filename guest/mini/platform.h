@@ -23,8 +23,8 @@ struct platform {
 
 /* Everything up to translation enabled; `pri` turns PRI on in the
  * devices. Prints one summary line; false (with an error line) on any
- * failure, including no SVA device. */
-bool platform_up(struct platform *pf, bool pri);
+ * failure, including no SVA device when `need_sva`. */
+bool platform_up(struct platform *pf, bool pri, bool need_sva);
 /* The u64 value of key= on the command line, or `def`. */
 u64 cmdline_u64(const char *key, u64 def);
 

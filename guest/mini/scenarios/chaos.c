@@ -298,7 +298,7 @@ static void pasid_table_words(void)
 int scenario_chaos(const struct boot_info *bi)
 {
     (void)bi;
-    if (!platform_up(&pf, true))
+    if (!platform_up(&pf, true, true))
         return EXIT_FAIL;
     u64 iters = cmdline_u64("chaos_iters", DEFAULT_ITERS);
     u64 seed = cmdline_u64("seed", 1);

@@ -39,7 +39,7 @@ static u64 ucall(struct proc *p, void (*fn)(u64), u64 arg, u64 a, u64 b, u64 len
 int scenario_churn(const struct boot_info *bi)
 {
     (void)bi;
-    if (!platform_up(&pf, false))
+    if (!platform_up(&pf, false, true))
         return EXIT_FAIL;
     u64 rounds = cmdline_u64("churn_rounds", 32);
     u64 nproc = cmdline_u64("churn_procs", 3);

@@ -56,7 +56,7 @@ static const char *st_name(u8 st)
 int scenario_sva_ops(const struct boot_info *bi)
 {
     (void)bi;
-    if (!platform_up(&pf, false))
+    if (!platform_up(&pf, false, true))
         return EXIT_FAIL;
     struct sva_dev *dev = &pf.sva[0];
     static struct proc p;
@@ -157,7 +157,7 @@ int scenario_sva_ops(const struct boot_info *bi)
 int scenario_sva_prq(const struct boot_info *bi)
 {
     (void)bi;
-    if (!platform_up(&pf, true))
+    if (!platform_up(&pf, true, true))
         return EXIT_FAIL;
     struct sva_dev *dev = &pf.sva[0];
     if (!dev->pri_on) {
@@ -196,7 +196,7 @@ int scenario_sva_prq(const struct boot_info *bi)
 int scenario_dma_fault(const struct boot_info *bi)
 {
     (void)bi;
-    if (!platform_up(&pf, false))
+    if (!platform_up(&pf, false, true))
         return EXIT_FAIL;
     struct sva_dev *dev = &pf.sva[0];
     /* A kernel page the DMA domain does not map. */
