@@ -225,6 +225,11 @@ pub fn compare(args: &CompareArgs) -> ExitCode {
     if !args.show_serial {
         base.serial = SerialMode::Off;
     }
+    // The comparison scenarios need a device that does DMA; give them one
+    // unless the user chose how many.
+    if base.platform.sva_devices == 0 {
+        base.platform.sva_devices = 1;
+    }
     let mut reports: Vec<RunReport> = Vec::new();
     let mut status = 0u8;
     for p in &args.policies {
