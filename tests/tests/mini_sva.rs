@@ -99,6 +99,35 @@ fn dma_fault_is_recorded_and_signalled_and_writes_nothing() {
 }
 
 #[test]
+fn sva_misuse_gets_error_statuses_and_the_device_recovers() {
+    let Some(r) = run_mini(
+        "sva_misuse_gets_error_statuses_and_the_device_recovers",
+        &MiniRun {
+            cmdline: "scenario=sva-misuse",
+            ..Default::default()
+        },
+    ) else {
+        return;
+    };
+    assert_eq!(r.exit_status, 0, "{}", r.serial);
+    assert_eq!(r.guest("result").as_deref(), Some("pass"), "{}", r.serial);
+    assert!(!r.serial.contains(" FAIL"), "{}", r.serial);
+    assert_eq!(r.guest_u64("storm_doorbells_ignored"), 1000, "{}", r.serial);
+    // The VMM stayed up and counted what it refused.
+    assert!(
+        r.counter("vmm.rejected_guest_actions") >= 1000,
+        "{}",
+        r.report
+    );
+    let dev = &r.report["sva_devices"][0];
+    assert!(
+        dev["doorbells_ignored"].as_u64() >= Some(1000),
+        "{}",
+        r.report
+    );
+}
+
+#[test]
 fn sva_scenarios_without_a_device_fail_cleanly() {
     let Some(r) = run_mini(
         "sva_scenarios_without_a_device_fail_cleanly",

@@ -11,6 +11,7 @@ static const struct scenario scenarios[] = {
     {"reset", "reset through the i8042", scenario_reset},
     {"sva-ops", "SVA device copy/fill/probe/ATS through a bound PASID", scenario_sva_ops},
     {"sva-prq", "a page request from the SVA device, answered by the guest", scenario_sva_prq},
+    {"sva-misuse", "malformed descriptors, bad rings and a doorbell storm on the SVA device", scenario_sva_misuse},
     {"dma-fault", "a DMA to an unmapped IOVA: fault record and fault interrupt", scenario_dma_fault},
     {"exploit", "the stale kernel page-table walk, under kpgtable_free=", scenario_exploit},
     {"churn", "kernel page-table frees in bursts with SVA DMA, per kpgtable_free=", scenario_churn},

@@ -25,6 +25,7 @@ int scenario_reset(const struct boot_info *bi);
 int scenario_sva_ops(const struct boot_info *bi);
 int scenario_sva_prq(const struct boot_info *bi);
 int scenario_dma_fault(const struct boot_info *bi);
+int scenario_sva_misuse(const struct boot_info *bi);
 int scenario_exploit(const struct boot_info *bi);
 int scenario_churn(const struct boot_info *bi);
 int scenario_chaos(const struct boot_info *bi);
