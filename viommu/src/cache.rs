@@ -218,7 +218,7 @@ impl<K: Ord + Hash + Copy, V> Store<K, V> {
 
 /// Tag of an IOTLB entry: DID, PASID, page number of the page base, and the
 /// leaf level (so a 4-KiB and a 2-MiB page at the same base do not collide).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct IotlbTag {
     /// Domain id.
     pub did: u16,
@@ -228,6 +228,25 @@ pub struct IotlbTag {
     pub vpn: u64,
     /// Leaf level: 1 = 4 KiB, 2 = 2 MiB, 3 = 1 GiB.
     pub level: u8,
+}
+
+// One hasher write per tag: the fields packed into one word (collisions
+// only cost an equality check).
+impl Hash for IotlbTag {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let id =
+            (u64::from(self.pasid) << 16) | u64::from(self.did) | (u64::from(self.level) << 36);
+        state.write_u64(self.vpn.rotate_left(24) ^ id);
+    }
+}
+
+impl Hash for PscTag {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let id = (u64::from(self.pasid) << 16) | u64::from(self.did);
+        state.write_u64(self.prefix.rotate_left(28) ^ id);
+    }
 }
 
 /// Outputs of an IOTLB entry.
@@ -241,7 +260,7 @@ pub struct IotlbEntry {
 
 /// Tag of a paging-structure cache entry: DID, PASID and the input-address
 /// bits that select the entry (masked address >> the region shift).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PscTag {
     /// Domain id.
     pub did: u16,
@@ -510,7 +529,8 @@ impl Caches {
         let mut evicted = 0;
         for (k, _) in &ev {
             if *k != tag {
-                self.iotlb_sizes[usize::from(k.level - 1)] -= 1;
+                let slot = &mut self.iotlb_sizes[usize::from(k.level.clamp(1, 3) - 1)];
+                *slot = slot.saturating_sub(1);
                 evicted += 1;
             }
         }

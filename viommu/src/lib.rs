@@ -154,6 +154,24 @@ pub struct TranslationFault {
     pub recorded: bool,
 }
 
+/// The last requester's PASID entry as the PASID cache holds it (with the
+/// context entry it came through), so an IOTLB hit skips the two cache
+/// lookups. Kept only under the adversarial policy (no LRU order to update)
+/// and cleared whenever the context or PASID cache changes or a command or
+/// descriptor is processed; a hit through it counts as context and PASID
+/// cache hits, exactly as the lookups would.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Memo {
+    rid: u16,
+    req_pasid: Option<u32>,
+    pasid: u32,
+    did: u16,
+    fs_root: u64,
+    sre: bool,
+    wpe: bool,
+    five_level: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Dma,
@@ -179,6 +197,7 @@ pub struct Viommu {
     root: u64,
     seq: u64,
     sample: u64,
+    pub(crate) memo: Option<Memo>,
 }
 
 impl fmt::Debug for Viommu {
@@ -217,6 +236,7 @@ impl Viommu {
             root: 0,
             seq: 0,
             sample: 0,
+            memo: None,
             config,
         }
     }
@@ -355,6 +375,7 @@ impl Viommu {
     }
 
     fn global_command(&mut self, v: u32) {
+        self.memo = None;
         let mut gsts = self.regs.get32(regs::GSTS);
         if v & gcmd::TE != 0 {
             gsts |= gcmd::TE;
@@ -497,6 +518,11 @@ impl Viommu {
         req: &DmaRequest,
         mode: Mode,
     ) -> Result<Translation, TranslationFault> {
+        if mode == Mode::Dma && self.sink.is_none() {
+            if let Some(t) = self.iotlb_fast_path(mem, req) {
+                return Ok(t);
+            }
+        }
         self.seq += 1;
         match mode {
             Mode::Speculative => self.counters.speculative_walks += 1,
@@ -555,6 +581,52 @@ impl Viommu {
         }
     }
 
+    /// An IOTLB hit for the memoized requester that passes the rights check;
+    /// anything else (including faults) takes the full path.
+    #[inline]
+    fn iotlb_fast_path<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        req: &DmaRequest,
+    ) -> Option<Translation> {
+        let m = self.memo?;
+        if m.rid != req.rid || m.req_pasid != req.pasid || !self.translation_enabled() {
+            return None;
+        }
+        let geo = if m.five_level { self.geo5 } else { self.geo4 };
+        let privileged = req.pasid.is_some() && req.privileged;
+        if !geo.canonical(req.addr) || (privileged && !m.sre) {
+            return None;
+        }
+        let e = self.caches.iotlb_lookup(m.did, m.pasid, req.addr, false)?;
+        walk::check_rights(&e.leaf, req.addr, req.access, privileged, m.wpe).ok()?;
+        self.seq += 1;
+        let c = &mut self.counters;
+        c.translations += 1;
+        c.cache.context.hits += 1;
+        c.cache.pasid.hits += 1;
+        c.cache.iotlb.hits += 1;
+        if self.config.check != CheckMode::Off {
+            self.maybe_check(
+                mem,
+                &geo,
+                m.fs_root,
+                req.rid,
+                m.pasid,
+                req.addr,
+                &Used::Iotlb(e),
+                &Ok(e.leaf),
+            );
+        }
+        let hits = HitLevels {
+            context: true,
+            pasid: true,
+            iotlb: true,
+            psc_level: None,
+        };
+        Some(leaf_translation(&e.leaf, req.addr, privileged, m.wpe, hits))
+    }
+
     fn record_fault(&mut self, req: &DmaRequest, reason: &FaultReason) -> bool {
         let info = fault::FaultInfo {
             rid: req.rid,
@@ -601,6 +673,7 @@ impl Viommu {
         }
         let c = tables::read_context(mem, self.root, rid)?;
         if self.caches.enabled() {
+            self.memo = None;
             self.counters.cache.context.fills += 1;
             self.counters.cache.context.evictions += self.caches.context_fill(rid, c);
         }
@@ -625,6 +698,7 @@ impl Viommu {
         }
         let p = tables::read_pasid_entry(mem, ctx, pasid)?;
         if self.caches.enabled() {
+            self.memo = None;
             self.counters.cache.pasid.fills += 1;
             self.counters.cache.pasid.evictions += self.caches.pasid_fill(rid, pasid, p);
         }
@@ -678,16 +752,20 @@ impl Viommu {
         // Requests without a PASID are user requests (as Linux's first-stage
         // DMA page tables, which set U/S, assume).
         let privileged = req.pasid.is_some() && req.privileged;
+        if self.config.cache == CachePolicy::Adversarial {
+            self.memo = Some(Memo {
+                rid: req.rid,
+                req_pasid: req.pasid,
+                pasid,
+                did: pe.did,
+                fs_root: pe.fs_root,
+                sre: pe.sre,
+                wpe: pe.wpe,
+                five_level: pe.levels == 5,
+            });
+        }
         let leaf = self.first_stage(mem, req, pasid, &pe, privileged, mode, hits)?;
-        Ok(Translation {
-            addr: leaf.output(req.addr),
-            page_size: leaf.size,
-            writable: leaf.rights.write || (privileged && !pe.wpe),
-            executable: !leaf.rights.no_exec && (!privileged || !leaf.rights.user),
-            user: leaf.rights.user,
-            pass_through: false,
-            hits: *hits,
-        })
+        Ok(leaf_translation(&leaf, req.addr, privileged, pe.wpe, *hits))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -952,6 +1030,24 @@ impl Viommu {
             self.counters.freed_while_cached += 1;
         }
         self.emit(&Event::Hint { gpa: page, cached });
+    }
+}
+
+fn leaf_translation(
+    leaf: &Leaf,
+    addr: u64,
+    privileged: bool,
+    wpe: bool,
+    hits: HitLevels,
+) -> Translation {
+    Translation {
+        addr: leaf.output(addr),
+        page_size: leaf.size,
+        writable: leaf.rights.write || (privileged && !wpe),
+        executable: !leaf.rights.no_exec && (!privileged || !leaf.rights.user),
+        user: leaf.rights.user,
+        pass_through: false,
+        hits,
     }
 }
 

@@ -48,6 +48,74 @@ pub fn load_u64<M: GuestMemory>(mem: &M, gpa: u64) -> Result<u64, MemoryError> {
         .map_err(|_| MemoryError::Misaligned(gpa))
 }
 
+/// One guest page resolved to host memory once, so several entries of the
+/// same table can be read without looking the region up again.
+pub struct PageView<'a, B: vm_memory::bitmap::BitmapSlice> {
+    slice: Option<vm_memory::VolatileSlice<'a, B>>,
+    base: u64,
+}
+
+impl<B: vm_memory::bitmap::BitmapSlice> std::fmt::Debug for PageView<'_, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PageView({:#x}, resolved: {})",
+            self.base,
+            self.slice.is_some()
+        )
+    }
+}
+
+/// Resolves the page holding `gpa`. A page not wholly backed (a region
+/// ending mid-page) is still usable: its loads fall back to [`load_u64`].
+pub fn page<M: GuestMemory>(
+    mem: &M,
+    gpa: u64,
+) -> PageView<'_, vm_memory::bitmap::BS<'_, M::Bitmap>> {
+    let base = gpa & !0xfff;
+    PageView {
+        slice: slice(mem, base, 4096, Permissions::Read).ok(),
+        base,
+    }
+}
+
+impl<B: vm_memory::bitmap::BitmapSlice> PageView<'_, B> {
+    /// Loads the u64 at `gpa` (which must lie in this page) atomically.
+    #[inline]
+    pub fn load<M: GuestMemory>(&self, mem: &M, gpa: u64) -> Result<u64, MemoryError> {
+        if gpa & 7 != 0 {
+            return Err(MemoryError::Misaligned(gpa));
+        }
+        match &self.slice {
+            Some(s) if gpa & !0xfff == self.base => {
+                let off = usize::try_from(gpa & 0xfff).map_err(|_| MemoryError::Unbacked(gpa))?;
+                s.get_atomic_ref::<AtomicU64>(off)
+                    .map(|a| u64::from_le(a.load(Ordering::Acquire)))
+                    .map_err(|_| MemoryError::Misaligned(gpa))
+            }
+            _ => load_u64(mem, gpa),
+        }
+    }
+
+    /// Loads the 128 bits at `gpa` (16-aligned, in this page) as two u64s,
+    /// then reads them again; a difference is [`MemoryError::Torn`].
+    pub fn load_u128<M: GuestMemory>(&self, mem: &M, gpa: u64) -> Result<[u64; 2], MemoryError> {
+        if gpa & 15 != 0 {
+            return Err(MemoryError::Misaligned(gpa));
+        }
+        let first = self.load_pair(mem, gpa)?;
+        if self.load_pair(mem, gpa)? != first {
+            return Err(MemoryError::Torn(gpa));
+        }
+        Ok(first)
+    }
+
+    /// Loads two consecutive u64s (16-aligned) once each.
+    pub fn load_pair<M: GuestMemory>(&self, mem: &M, gpa: u64) -> Result<[u64; 2], MemoryError> {
+        Ok([self.load(mem, gpa)?, self.load(mem, gpa | 8)?])
+    }
+}
+
 /// Stores a u64 at `gpa` (atomic). Used for status writes and queue entries.
 pub fn store_u64<M: GuestMemory>(mem: &M, gpa: u64, val: u64) -> Result<(), MemoryError> {
     if gpa & 7 != 0 {
@@ -98,16 +166,7 @@ pub fn cmpxchg_u64<M: GuestMemory>(
 /// Reads the 128 bits at `gpa` (16-byte aligned) as two u64 loads, then reads
 /// them again; a difference means the entry was being written: `Torn`.
 pub fn load_u128<M: GuestMemory>(mem: &M, gpa: u64) -> Result<[u64; 2], MemoryError> {
-    if gpa & 15 != 0 {
-        return Err(MemoryError::Misaligned(gpa));
-    }
-    let hi_gpa = gpa.checked_add(8).ok_or(MemoryError::Unbacked(gpa))?;
-    let first = [load_u64(mem, gpa)?, load_u64(mem, hi_gpa)?];
-    let second = [load_u64(mem, gpa)?, load_u64(mem, hi_gpa)?];
-    if first != second {
-        return Err(MemoryError::Torn(gpa));
-    }
-    Ok(first)
+    page(mem, gpa).load_u128(mem, gpa)
 }
 
 /// Reads a whole 4-KiB page into `buf` (for checker snapshots).

@@ -593,7 +593,11 @@ impl Viommu {
             let mut qw = [0u64; 4];
             let n = if wide { 4 } else { 2 };
             for (i, q) in qw.iter_mut().take(n).enumerate() {
-                match memory::load_u64(mem, gpa + 8 * i as u64) {
+                match gpa
+                    .checked_add(8 * i as u64)
+                    .ok_or(memory::MemoryError::Unbacked(gpa))
+                    .and_then(|a| memory::load_u64(mem, a))
+                {
                     Ok(v) => *q = v,
                     Err(_) => {
                         self.queue_error(QiError::Fetch { gpa }, head);
@@ -634,6 +638,7 @@ impl Viommu {
         d: Descriptor,
         slot: Option<u32>,
     ) -> Result<(), QiError> {
+        self.memo = None;
         let c = &mut self.counters;
         let mut removed = Removed::default();
         match d {

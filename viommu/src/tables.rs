@@ -313,15 +313,16 @@ pub fn read_pasid_entry<M: GuestMemory>(
     let pe_gpa = (dire & ADDR_MASK)
         .checked_add(u64::from(pasid & 0x3f) * 64)
         .ok_or(TableError::PasidAccess { gpa: dire })?;
-    let read = |gpa: u64| match memory::load_u128(mem, gpa) {
-        Ok(v) => Ok(v),
-        Err(MemoryError::Torn(_)) => Err(TableError::PasidNotPresent { pasid }),
-        Err(_) => Err(TableError::PasidAccess { gpa }),
+    // Each 128-bit half is read as two u64s; the first half is read again
+    // after the second: a change means the entry was rewritten meanwhile.
+    // The entry is 64-byte aligned, so both halves lie in one page.
+    let view = memory::page(mem, pe_gpa);
+    let read = |gpa: u64| {
+        view.load_pair(mem, gpa)
+            .map_err(|_| TableError::PasidAccess { gpa })
     };
     let a = read(pe_gpa)?;
-    let b = read(pe_gpa + 16)?;
-    // Re-read the first half: a change means the entry was rewritten while
-    // we read the second half.
+    let b = read(pe_gpa | 16)?;
     if read(pe_gpa)? != a {
         return Err(TableError::PasidNotPresent { pasid });
     }
