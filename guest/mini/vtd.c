@@ -27,6 +27,7 @@
 #define ECAP_SMTS (1ULL << 43)
 #define ECAP_FLTS (1ULL << 47)
 #define CAP_CM (1ULL << 7)
+#define CAP_ESRTPS (1ULL << 63)
 
 /* Polls of a status register before the driver gives up. The model acts
  * inside the register write, so a few polls suffice; each poll is a VM
@@ -194,11 +195,18 @@ static bool set_root(void)
     return gcmd_set(GCMD_SRTP, GSTS_RTPS, true);
 }
 
+/* After a root table pointer change, as iommu_set_root_entry() in 6.12:
+ * nothing with CAP.ESRTPS, else global context-cache, PASID-cache and
+ * IOTLB invalidations, each submitted with its own wait. */
 static void global_flushes(void)
 {
-    qi_push(1 | (1u << 4), 0);        /* context cache, global */
-    qi_push(7 | (3u << 4), 0);        /* PASID cache, global */
-    qi_push(2 | (1u << 4), 0);        /* IOTLB, global */
+    if (cap & CAP_ESRTPS)
+        return;
+    qi_push(1 | (1u << 4), 0); /* context cache, global */
+    vtd_qi_wait();
+    qi_push(7 | (3u << 4), 0); /* PASID cache, global */
+    vtd_qi_wait();
+    qi_push(2 | (1u << 4), 0); /* IOTLB, global */
     vtd_qi_wait();
 }
 
