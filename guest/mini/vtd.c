@@ -166,6 +166,19 @@ static void pdevtlb(u16 rid, u32 pasid, u64 addr, bool all)
     st.pdevtlb++;
 }
 
+/* 2^order pages from `addr` (aligned to the size): the ATS size encoding
+ * sets the address bits below the size's top bit, plus S. */
+static void pdevtlb_range(u16 rid, u32 pasid, u64 addr, u32 order)
+{
+    if (order == 0) {
+        pdevtlb(rid, pasid, addr, false);
+        return;
+    }
+    u64 q1 = ((addr | ((1ULL << (12 + order - 1)) - 1)) & ~0xfffULL) | (1ULL << 11);
+    qi_push(8 | ((u64)rid << 16) | ((u64)pasid << 32), q1);
+    st.pdevtlb++;
+}
+
 void vtd_devtlb_invalidate(u16 rid, u32 pasid, u64 va)
 {
     pdevtlb(rid, pasid, va, false);
@@ -455,7 +468,7 @@ void vtd_mm_invalidate(u32 pasid, u64 va, u32 order)
         }
         struct vdev *d = find_dev(binds[i].rid);
         if (d && d->ats)
-            pdevtlb(binds[i].rid, pasid, va, false);
+            pdevtlb_range(binds[i].rid, pasid, va, order);
         any = true;
     }
     if (any)
@@ -466,10 +479,16 @@ u32 vtd_kva_flush(void)
 {
     u32 n = 0;
     for (u32 i = 0; i < VTD_MAX_BINDS; i++) {
-        if (!binds[i].used || pasid_seen_before(i))
+        if (!binds[i].used)
             continue;
-        piotlb_page(VTD_SVA_DID, binds[i].pasid, KVA_FLUSH_ADDR, KVA_FLUSH_AM);
-        n++;
+        if (!pasid_seen_before(i)) {
+            piotlb_page(VTD_SVA_DID, binds[i].pasid, KVA_FLUSH_ADDR, KVA_FLUSH_AM);
+            n++;
+        }
+        /* the device's ATC may hold kernel translations too */
+        struct vdev *d = find_dev(binds[i].rid);
+        if (d && d->ats)
+            pdevtlb_range(binds[i].rid, binds[i].pasid, KVA_FLUSH_ADDR, KVA_FLUSH_AM);
     }
     if (n) {
         vtd_qi_wait();

@@ -104,9 +104,11 @@ void vtd_sva_unbind(u16 rid, u32 pasid);
  * PASID-based IOTLB with IH=0 per bound PASID, PASID-based device-TLB for
  * each bound ATS device, then a wait. */
 void vtd_mm_invalidate(u32 pasid, u64 va, u32 order);
-/* The kernel-range flush of the fix: one page-selective PASID-based IOTLB
- * (IH=0, 0xffff800000000000, AM=35) per bound PASID, then a wait. Returns
- * the invalidations sent. */
+/* The kernel-range flush of the fix (iommu_sva_invalidate_kva_range ->
+ * the mm's secondary-TLB invalidation): one page-selective PASID-based
+ * IOTLB (IH=0, 0xffff800000000000, AM=35) per bound PASID and a PASID-based
+ * device-TLB of the same range per bound ATS device, then a wait. Returns
+ * the IOTLB invalidations sent. */
 u32 vtd_kva_flush(void);
 /* Device-TLB invalidation of one page for `rid` (PASID-based). */
 void vtd_devtlb_invalidate(u16 rid, u32 pasid, u64 va);
