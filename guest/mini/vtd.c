@@ -47,6 +47,7 @@ static u64 root_table, context_table;
 static struct address_space dma_domain;
 static vtd_prq_fn prq_handler;
 static struct vtd_stats st;
+static struct vtd_fault last_fault;
 
 static u8 qi_ring[VTD_QI_ENTRIES * 32] __attribute__((aligned(4096)));
 static u32 qi_tail;
@@ -73,6 +74,7 @@ void vtd_write32(u32 off, u32 v) { mmio_write32(base + off, v); }
 u64 vtd_read64(u32 off) { return *(volatile u64 *)(base + off); }
 void vtd_write64(u32 off, u64 v) { *(volatile u64 *)(base + off) = v; }
 const struct vtd_stats *vtd_stats(void) { return &st; }
+const struct vtd_fault *vtd_last_fault(void) { return &last_fault; }
 u64 vtd_base(void) { return base; }
 u64 vtd_cap(void) { return cap; }
 u64 vtd_ecap(void) { return ecap; }
@@ -241,10 +243,13 @@ static void setup_msis(void)
     vtd_write32(VTD_FECTL, 0);
 }
 
+/* The fault event: read and clear the fault records (interrupts are only
+ * taken inside irq_wait windows, never in the middle of driver code). */
 static void on_fault_irq(u32 v)
 {
     (void)v;
     st.fault_irqs++;
+    vtd_fault_service(NULL);
 }
 
 bool vtd_reinit_registers(void)
@@ -511,14 +516,14 @@ u32 vtd_fault_service(struct vtd_fault *last)
             u64 hi = vtd_read64(off + 8);
             if (!(hi >> 63))
                 continue;
-            if (last) {
-                last->addr = vtd_read64(off);
-                last->rid = (u16)hi;
-                last->reason = (u8)(hi >> 32);
-                last->pasid_present = (hi >> 31) & 1;
-                last->pasid = (u32)((hi >> 40) & 0xfffff);
-                last->write = !((hi >> 62) & 1);
-            }
+            last_fault.addr = vtd_read64(off);
+            last_fault.rid = (u16)hi;
+            last_fault.reason = (u8)(hi >> 32);
+            last_fault.pasid_present = (hi >> 31) & 1;
+            last_fault.pasid = (u32)((hi >> 40) & 0xfffff);
+            last_fault.write = !((hi >> 62) & 1);
+            if (last)
+                *last = last_fault;
             vtd_write32(off + 12, 1u << 31);
             n++;
         }

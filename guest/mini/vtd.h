@@ -133,6 +133,8 @@ bool vtd_reinit_registers(void);
 /* The PASID table of an attached device (0 when not attached). */
 u64 vtd_pasid_table(u16 rid);
 const struct vtd_stats *vtd_stats(void);
+/* The most recent fault record read (by the handler or a service call). */
+const struct vtd_fault *vtd_last_fault(void);
 u64 vtd_base(void);
 u64 vtd_cap(void);
 u64 vtd_ecap(void);
