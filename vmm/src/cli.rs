@@ -55,6 +55,16 @@ pub struct ReplayArgs {
     /// Print the report as JSON on standard output.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub report: ReportFormat,
+    /// Write a trace of the replay (docs/TRACE-FORMAT.md) to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub trace: Option<PathBuf>,
+    /// Event kinds to trace, comma separated.
+    #[arg(
+        long,
+        value_name = "inv,walk,fault,prq,stale,hint,serial",
+        default_value = "inv,walk,fault,prq,stale,hint,serial"
+    )]
+    pub trace_events: String,
 }
 
 /// Arguments of `stalewalk compare`.

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::cli::{CompareArgs, ReportFormat, RunArgs};
+use crate::cli::{CompareArgs, ReplayArgs, ReportFormat, RunArgs};
 use crate::config::{SerialMode, VmConfig};
 use crate::report::RunReport;
 use crate::vm::{RunHooks, run_with_report};
@@ -67,6 +67,49 @@ pub fn run(args: &RunArgs) -> ExitCode {
         }
     }
     ExitCode::from(status)
+}
+
+/// `stalewalk replay`: the tools crate's scenario replay, with `--trace`.
+pub fn replay(args: &ReplayArgs) -> ExitCode {
+    let json = args.report == ReportFormat::Json;
+    let writer = match &args.trace {
+        None => None,
+        Some(path) => {
+            let kinds: KindSet = match args.trace_events.parse() {
+                Ok(k) => k,
+                Err(e) => {
+                    eprintln!(
+                        "stalewalk: error: --trace-events {:?}: {e}",
+                        args.trace_events
+                    );
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            let options = TraceOptions {
+                kinds,
+                command: std::env::args().collect::<Vec<_>>().join(" "),
+                ..TraceOptions::default()
+            };
+            match TraceWriter::create(path, options) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    eprintln!("stalewalk: error: --trace {}: {e}", path.display());
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            }
+        }
+    };
+    let sink = writer
+        .as_ref()
+        .map(|w| Box::new(w.sink()) as Box<dyn viommu::EventSink>);
+    let status = stalewalk_tools::replay::replay_to_with_sink(
+        &args.file,
+        json,
+        sink,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
+    ExitCode::from(status.max(finish_trace(writer)))
 }
 
 /// Starts the trace writer for `--trace` and the hooks that feed it.

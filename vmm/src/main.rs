@@ -17,10 +17,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => stalewalk::commands::run(&args),
         Command::Compare(args) => stalewalk::commands::compare(&args),
-        Command::Replay(args) => stalewalk_tools::replay_command(
-            &args.file,
-            args.report == stalewalk::cli::ReportFormat::Json,
-        ),
+        Command::Replay(args) => stalewalk::commands::replay(&args),
         Command::Trace(cmd) => stalewalk_tools::trace::cli::trace_command(cmd),
     }
 }

@@ -200,6 +200,12 @@ pub fn plan_pasid_directories(scenario: &Scenario) -> BTreeMap<Rid, u8> {
 }
 
 impl Harness {
+    /// Sends the unit's events (translations, invalidations, stale walks,
+    /// ...) to `sink`, e.g. a trace writer (`stalewalk replay --trace`).
+    pub fn set_event_sink(&mut self, sink: Option<Box<dyn viommu::EventSink>>) {
+        self.unit.set_event_sink(sink);
+    }
+
     /// Guest memory and a fresh unit for `scenario`; nothing is enabled yet.
     pub fn new(scenario: &Scenario) -> Result<Self> {
         let config = scenario.config;

@@ -106,7 +106,16 @@ impl ReplayError {
 
 /// Runs a parsed scenario on a fresh unit and guest memory.
 pub fn run(scenario: &Scenario) -> Result<Outcome, ReplayError> {
+    run_with_sink(scenario, None)
+}
+
+/// Like [`run`], with the unit's events sent to `sink` (a trace writer).
+pub fn run_with_sink(
+    scenario: &Scenario,
+    sink: Option<Box<dyn viommu::EventSink>>,
+) -> Result<Outcome, ReplayError> {
     let mut harness = harness::Harness::new(scenario).map_err(ReplayError::Setup)?;
+    harness.set_event_sink(sink);
     let mut expectations = 0usize;
     for line in &scenario.lines {
         let step = harness
@@ -162,9 +171,20 @@ fn read_scenario(file: &Path) -> Result<String, ReplayError> {
 /// Replays `file`, printing the report to `out` and diagnostics to `err`;
 /// returns the exit status (0, 1 or 2, see `docs/SCENARIOS.md`).
 pub fn replay_to(file: &Path, report_json: bool, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    replay_to_with_sink(file, report_json, None, out, err)
+}
+
+/// Like [`replay_to`], with the unit's events sent to `sink`.
+pub fn replay_to_with_sink(
+    file: &Path,
+    report_json: bool,
+    sink: Option<Box<dyn viommu::EventSink>>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
     let result = read_scenario(file)
         .and_then(|text| Scenario::parse(&text).map_err(ReplayError::from))
-        .and_then(|scenario| run(&scenario));
+        .and_then(|scenario| run_with_sink(&scenario, sink));
     let print_report = |out: &mut dyn Write, report: &Report| {
         let text = if report_json {
             report.to_json_string()
