@@ -55,6 +55,15 @@ fn best(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
+/// This thread's CPU time in ns (Linux `schedstat`), so timings exclude
+/// the time the thread waited for a CPU on a loaded machine.
+fn cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A sink that does nothing: the cost of the call itself.
 struct Null;
 impl EventSink for Null {
@@ -114,10 +123,14 @@ fn producer_cost_and_writer_throughput() {
         data: &'a Event,
     }
     let mut ser = Vec::new();
+    // schedstat advances at scheduler ticks: sum over all runs (tens of ms)
+    // for a usable resolution.
+    let mut ser_cpu = 0u64;
     let mut buf = Vec::with_capacity(16 << 20);
     for _ in 0..RUNS {
         buf.clear();
         let t = Instant::now();
+        let cpu = cpu_ns();
         for (i, e) in events.iter().enumerate() {
             let seq = u64::try_from(i).unwrap();
             serde_json::to_writer(
@@ -133,10 +146,15 @@ fn producer_cost_and_writer_throughput() {
             buf.push(b'\n');
         }
         ser.push(t.elapsed().as_secs_f64() * 1e9 / events.len() as f64);
+        ser_cpu += cpu_ns() - cpu;
     }
     println!(
         "serialization alone: {:.1} ns/event (median of {RUNS})",
         median(ser)
+    );
+    println!(
+        "serialization CPU time (schedstat, all runs): {:.1} ns/event",
+        ser_cpu as f64 / (RUNS as f64 * events.len() as f64)
     );
     let (best_push, best_rate) = (
         best(&push),
