@@ -335,11 +335,29 @@ fn reject_truncated_trace_unless_allowed() {
         err.contains(&format!("truncated after line {}", n - 1)),
         "{err}"
     );
+    // Every subcommand reads it up to there when allowed, with a warning.
     let svg = dir().join("trunc.svg");
-    assert_eq!(
-        cli(&["plot", "--allow-truncated", p(&t), "-o", p(&svg)]).0,
-        0
-    );
+    let json = dir().join("trunc.json");
+    for args in [
+        vec!["plot", "--allow-truncated", p(&t), "-o", p(&svg)],
+        vec![
+            "export",
+            "--chrome",
+            "--allow-truncated",
+            p(&t),
+            "-o",
+            p(&json),
+        ],
+        vec!["grep", "--allow-truncated", p(&t), "--kind", "inv"],
+        vec!["diff", "--allow-truncated", p(&t), p(&t)],
+    ] {
+        let (rc, _, err) = cli(&args);
+        assert_eq!(rc, 0, "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("truncated after line {}", n - 1)),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 #[test]

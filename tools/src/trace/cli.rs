@@ -164,7 +164,8 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             allow_truncated,
         } => export_chrome(&trace, &output, opts(allow_truncated))
             .map_err(|e| e.to_string())
-            .map(|n| {
+            .map(|(n, truncated)| {
+                warn_truncated(err, &trace, truncated);
                 let _ = writeln!(out, "wrote {} ({n} trace events)", output.display());
             }),
         TraceCommand::Grep {
@@ -189,9 +190,10 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 range,
                 kinds,
             };
-            grep(&trace, &filter, opts(allow_truncated), out)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            let (_, truncated) =
+                grep(&trace, &filter, opts(allow_truncated), out).map_err(|e| e.to_string())?;
+            warn_truncated(err, &trace, truncated);
+            Ok(())
         })(),
     };
     match result {

@@ -126,12 +126,13 @@ fn event_name(data: &Value) -> String {
 }
 
 /// Exports the trace at `input` to `output`; returns the number of trace
-/// events written.
+/// events written and, for a truncated trace read with `allow_truncated`,
+/// its last complete line.
 pub fn export_chrome(
     input: &Path,
     output: &Path,
     options: ReadOptions,
-) -> Result<u64, ExportError> {
+) -> Result<(u64, Option<usize>), ExportError> {
     let name = output.display().to_string();
     let out_err = |e: std::io::Error| ExportError::Output {
         path: name.clone(),
@@ -250,15 +251,9 @@ pub fn export_chrome(
             },
         )?;
     }
-    if let Some(line) = reader.truncated_after() {
-        eprintln!(
-            "warning: {}: trace is truncated after line {line} (no end record); exported up to there",
-            input.display()
-        );
-    }
     out.write_all(b"]}\n").map_err(out_err)?;
     out.flush().map_err(out_err)?;
-    Ok(n)
+    Ok((n, reader.truncated_after()))
 }
 
 #[cfg(test)]

@@ -104,13 +104,14 @@ impl Filter {
 }
 
 /// Writes the matching lines of the trace at `path` to `out`; returns how
-/// many matched.
+/// many matched and, for a truncated trace read with `allow_truncated`, its
+/// last complete line.
 pub fn grep(
     path: &Path,
     filter: &Filter,
     options: ReadOptions,
     out: &mut dyn Write,
-) -> Result<u64, GrepError> {
+) -> Result<(u64, Option<usize>), GrepError> {
     let mut reader = reader::open(path, options)?;
     let mut n = 0u64;
     for rec in reader.by_ref() {
@@ -120,7 +121,7 @@ pub fn grep(
             n += 1;
         }
     }
-    Ok(n)
+    Ok((n, reader.truncated_after()))
 }
 
 #[cfg(test)]
