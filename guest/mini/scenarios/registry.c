@@ -15,6 +15,7 @@ static const struct scenario scenarios[] = {
     {"dma-fault", "a DMA to an unmapped IOVA: fault record and fault interrupt", scenario_dma_fault},
     {"exploit", "the stale kernel page-table walk, under kpgtable_free=", scenario_exploit},
     {"churn", "kernel page-table frees in bursts with SVA DMA, per kpgtable_free=", scenario_churn},
+    {"virtio-blk", "write and read back a pattern on virtio-blk through the vIOMMU", scenario_virtio_blk},
     {"chaos", "random vIOMMU/device registers, tables and rings (chaos_iters=, seed=)", scenario_chaos},
 };
 
