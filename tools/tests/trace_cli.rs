@@ -165,6 +165,17 @@ fn summary_counts_by_type_granularity_pasid_and_device() {
     assert_eq!(v["walks"]["by_pasid"]["7"], 1);
     assert_eq!(v["faults"]["by_reason"]["0x81"], 1);
     assert_eq!(v["markers"], 2);
+    // The translation, the first KVA flush and the stale walk share a range.
+    let top = &v["busiest_ranges"][0];
+    assert_eq!(top["start"], "0xffff888000000000");
+    assert_eq!(
+        (
+            top["events"].as_u64(),
+            top["invalidations"].as_u64(),
+            top["stale"].as_u64()
+        ),
+        (Some(3), Some(1), Some(1))
+    );
 }
 
 #[test]

@@ -128,7 +128,10 @@ pub struct PrqSummary {
     pub responses: u64,
 }
 
-/// One address range of the busiest-ranges table.
+/// One address range of the busiest-ranges table: translations and
+/// speculative walks, page-selective invalidations (by their first
+/// address) and stale walks in a 2 MiB range (faults are not counted again:
+/// each fault is also a translation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RangeCount {
     /// First address (hex).
@@ -267,14 +270,18 @@ impl Summary {
         }
     }
 
-    fn range(&mut self, addr: u64, column: usize) {
+    /// Counts an event at `addr` in its 2 MiB range; `column` 1 for an
+    /// invalidation, 2 for a stale walk, `None` for a translation.
+    fn range(&mut self, addr: u64, column: Option<usize>) {
         let key = addr >> RANGE_SHIFT;
         if self.ranges.len() >= MAX_KEYS && !self.ranges.contains_key(&key) {
             return;
         }
         let e = self.ranges.entry(key).or_default();
         e[0] += 1;
-        e[column] += 1;
+        if let Some(c) = column {
+            e[c] += 1;
+        }
     }
 
     fn add(&mut self, rec: &Record) {
@@ -325,7 +332,7 @@ impl Summary {
                     }
                 }
                 if let Some(a) = u(data, "addr") {
-                    self.range(a, 0);
+                    self.range(a, None);
                 }
             }
             "fault" => {
@@ -356,7 +363,7 @@ impl Summary {
                     st.first.push(hexify(data));
                 }
                 if let Some(a) = u(data, "addr") {
-                    self.range(a, 2);
+                    self.range(a, Some(2));
                 }
             }
             "hint" => {
@@ -403,7 +410,7 @@ impl Summary {
                         if ty == "piotlb" && hi >= self.kernel_half_start {
                             inv.kva += 1;
                         }
-                        self.range(lo, 1);
+                        self.range(lo, Some(1));
                     }
                 }
             }
