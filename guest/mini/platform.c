@@ -38,26 +38,29 @@ bool platform_up(struct platform *pf, bool pri, bool need_sva)
     irq_init();
     if (!acpi_discover(&pf->acpi))
         return false;
-    if (!pf->acpi.ecam_base || !pf->acpi.drhd_base) {
+    /* Without a DMAR unit only scenarios that need no SVA device go on
+     * (their DMA is then untranslated). */
+    if (!pf->acpi.ecam_base || (need_sva && !pf->acpi.drhd_base)) {
         kprintf("stalewalk-guest: error=acpi_tables mcfg_ecam=0x%llx dmar_drhd=0x%llx\n",
                 pf->acpi.ecam_base, pf->acpi.drhd_base);
         return false;
     }
     pci_init(pf->acpi.ecam_base);
     pf->npci = pci_enumerate(pf->pci, PCI_MAX_DEVICES);
-    if (!vtd_init(pf->acpi.drhd_base, demand_page))
+    if (pf->acpi.drhd_base && !vtd_init(pf->acpi.drhd_base, demand_page))
         return false;
     if (!kpgtable_init(pf->policy))
         return false;
-    pf->nsva = sva_probe_all(pf->pci, pf->npci, pri, pf->sva, SVA_MAX_DEVS);
+    if (vtd_present())
+        pf->nsva = sva_probe_all(pf->pci, pf->npci, pri, pf->sva, SVA_MAX_DEVS);
     for (u32 i = 0; i < pf->nsva; i++)
         pf->rids[i] = pf->sva[i].pci.rid;
-    if (!vtd_enable_translation())
+    if (vtd_present() && !vtd_enable_translation())
         return false;
     kprintf("stalewalk-guest: rsdp=0x%llx ecam=0x%llx drhd=0x%llx pci_devices=%u sva_devices=%u "
-            "kpgtable_free=%s\n",
+            "translation=%s kpgtable_free=%s\n",
             pf->acpi.rsdp, pf->acpi.ecam_base, pf->acpi.drhd_base, pf->npci, pf->nsva,
-            kpgtable_policy_name(pf->policy));
+            vtd_present() ? "on" : "off", kpgtable_policy_name(pf->policy));
     if (need_sva && !pf->nsva) {
         kprintf("stalewalk-guest: error=no_sva_device (run with --sva-dev 1)\n");
         return false;

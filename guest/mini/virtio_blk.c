@@ -110,7 +110,7 @@ bool vblk_init(struct vblk *b, const struct pci_dev *devs, u32 n)
         kprintf("stalewalk-guest: error=virtio_caps\n");
         return false;
     }
-    if (!vtd_attach(b->pci.rid, false, false)) {
+    if (vtd_present() && !vtd_attach(b->pci.rid, false, false)) {
         kprintf("stalewalk-guest: error=vtd_attach rid=0x%x\n", b->pci.rid);
         return false;
     }

@@ -280,6 +280,7 @@ bool vtd_init(u64 reg_base, vtd_prq_fn prq)
             ver, cap, ecap);
     if ((ecap & need) != need) {
         kprintf("stalewalk-guest: error=vtd_missing_caps ecap=0x%llx need=0x%llx\n", ecap, need);
+        base = 0;
         return false;
     }
     gcmd = gsts & (GCMD_TE | GCMD_QIE);
@@ -387,8 +388,12 @@ bool vtd_enable_translation(void)
     return true;
 }
 
+bool vtd_present(void) { return base != 0; }
+
 bool vtd_dma_map(u64 pa, u64 len)
 {
+    if (!base)
+        return true;
     for (u64 a = pa & ~0xfffULL; a < pa + len; a += PAGE_SIZE)
         if (!as_map(&dma_domain, a, a, PTE_U | PTE_W))
             return false;

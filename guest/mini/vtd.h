@@ -89,7 +89,10 @@ bool vtd_init(u64 base, vtd_prq_fn prq);
 bool vtd_attach(u16 rid, bool ats, bool pri);
 /* GCMD.TE and the poll of GSTS.TES. */
 bool vtd_enable_translation(void);
-/* Identity-maps [pa, pa+len) in the DMA domain (4 KiB pages, RW). */
+/* Whether a unit was initialised (false: no DMAR, DMA is untranslated). */
+bool vtd_present(void);
+/* Identity-maps [pa, pa+len) in the DMA domain (4 KiB pages, RW); a no-op
+ * returning true without a unit. */
 bool vtd_dma_map(u64 pa, u64 len);
 /* The DMA domain's first-stage table (for inspection). */
 struct address_space *vtd_dma_domain(void);
