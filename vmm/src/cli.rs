@@ -145,6 +145,15 @@ pub struct RunArgs {
     /// Add a device by name (repeatable): sva-dma.
     #[arg(long = "device", value_name = "NAME")]
     pub devices: Vec<String>,
+    /// A raw disk image for virtio-blk at 00:02.0; `,ro` makes it read-only.
+    #[arg(long, value_name = "PATH[,ro]")]
+    pub disk: Option<String>,
+    /// Add virtio-console at 00:01.0 (output to standard output).
+    #[arg(long)]
+    pub virtio_console: bool,
+    /// Add virtio-rng at 00:03.0.
+    #[arg(long)]
+    pub virtio_rng: bool,
     /// Write each ACPI table as DIR/<SIG>.dat, exactly as the guest sees it.
     #[arg(long, value_name = "DIR")]
     pub dump_acpi: Option<PathBuf>,
@@ -218,10 +227,30 @@ impl RunArgs {
             .ok()
             .filter(|&n| n <= crate::platform::MAX_SVA_DEVICES)
             .ok_or(ConfigError::SvaCount(sva_devices))?;
+        let disk = match &self.disk {
+            None => None,
+            Some(text) => {
+                let (path, read_only) = match text.rsplit_once(',') {
+                    Some((p, "ro")) => (p, true),
+                    Some((p, "rw")) => (p, false),
+                    _ => (text.as_str(), false),
+                };
+                if path.is_empty() {
+                    return Err(ConfigError::Disk(text.clone()));
+                }
+                Some(crate::platform::DiskConfig {
+                    path: PathBuf::from(path),
+                    read_only,
+                })
+            }
+        };
         Ok(PlatformConfig {
             viommu,
             sva_devices,
             dump_acpi: self.dump_acpi.clone(),
+            disk,
+            virtio_console: self.virtio_console,
+            virtio_rng: self.virtio_rng,
         })
     }
 

@@ -121,6 +121,9 @@ pub enum ConfigError {
         /// Why it was rejected.
         reason: String,
     },
+    /// --disk has no path.
+    #[error("--disk {0:?}: give PATH or PATH,ro")]
+    Disk(String),
     /// --device names an unknown device.
     #[error("--device {0:?}: unknown device (known: sva-dma)")]
     Device(String),

@@ -24,6 +24,10 @@ use devices::pci::root::{
     PciBarWindow, PciConfigIo, PciEcam, PciRoot,
 };
 use devices::sva::{SvaCounters, SvaDevice};
+use devices::virtio::blk::Block;
+use devices::virtio::console::Console;
+use devices::virtio::rng::Rng;
+use devices::virtio::transport::{TransportCounters, VirtioPci};
 use kvm_bindings::kvm_msi;
 use kvm_ioctls::VmFd;
 use viommu::Viommu;
@@ -48,7 +52,29 @@ pub struct PlatformConfig {
     pub sva_devices: u8,
     /// Write the ACPI tables into this directory (`--dump-acpi`).
     pub dump_acpi: Option<PathBuf>,
+    /// A raw disk image for virtio-blk at 00:02.0 (`--disk`).
+    pub disk: Option<DiskConfig>,
+    /// virtio-console at 00:01.0 (output to the VMM's standard output).
+    pub virtio_console: bool,
+    /// virtio-rng at 00:03.0.
+    pub virtio_rng: bool,
 }
+
+/// `--disk PATH[,ro]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskConfig {
+    /// The raw image file.
+    pub path: PathBuf,
+    /// Refuse guest writes (VIRTIO_BLK_F_RO).
+    pub read_only: bool,
+}
+
+/// PCI device numbers of the virtio devices (platform map).
+pub const VIRTIO_CONSOLE_DEVICE: u8 = 1;
+/// virtio-blk's device number.
+pub const VIRTIO_BLK_DEVICE: u8 = 2;
+/// virtio-rng's device number.
+pub const VIRTIO_RNG_DEVICE: u8 = 3;
 
 impl Default for PlatformConfig {
     fn default() -> Self {
@@ -56,6 +82,9 @@ impl Default for PlatformConfig {
             viommu: Some(viommu::Config::default()),
             sva_devices: 0,
             dump_acpi: None,
+            disk: None,
+            virtio_console: false,
+            virtio_rng: false,
         }
     }
 }
@@ -87,6 +116,17 @@ pub enum PlatformError {
     /// The vIOMMU configuration is invalid.
     #[error("vIOMMU configuration: {0}")]
     Viommu(#[from] viommu::config::ConfigError),
+    /// Opening the disk image.
+    #[error("--disk {path}: {source}")]
+    Disk {
+        /// The image.
+        path: String,
+        /// Why.
+        source: devices::virtio::blk::BlockError,
+    },
+    /// Creating a virtio device.
+    #[error("cannot create virtio device: {0}")]
+    Virtio(String),
     /// Too many SVA devices.
     #[error("--sva-dev {0}: at most {MAX_SVA_DEVICES} SVA devices fit on bus 0")]
     TooManySva(u8),
@@ -190,6 +230,88 @@ pub struct Platform {
     pub hint: Arc<Mutex<HintPort>>,
     /// Where the ACPI tables are.
     pub acpi: AcpiLayout,
+    /// The virtio devices (for the report).
+    pub virtio: Vec<VirtioSlot>,
+}
+
+/// Counters of one virtio device for the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VirtioReport {
+    /// Where it sits.
+    pub device: String,
+    /// Which device.
+    pub kind: &'static str,
+    /// Transport counters.
+    pub transport: TransportCounters,
+    /// Device counters (JSON object).
+    pub device_counters: serde_json::Value,
+}
+
+type Dma = devices::virtio::ViommuDma;
+
+/// One virtio device and how to read its counters.
+pub struct VirtioSlot {
+    number: u8,
+    counters: Box<dyn Fn() -> (TransportCounters, &'static str, serde_json::Value) + Send + Sync>,
+}
+
+impl std::fmt::Debug for VirtioSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtioSlot")
+            .field("number", &self.number)
+            .finish()
+    }
+}
+
+impl VirtioSlot {
+    /// The device's counters.
+    pub fn report(&self) -> VirtioReport {
+        let (transport, kind, device_counters) = (self.counters)();
+        VirtioReport {
+            device: crate::report::rid_name(u16::from(self.number) << 3),
+            kind,
+            transport,
+            device_counters,
+        }
+    }
+}
+
+fn virtio_slot<D>(number: u8, dev: Arc<Mutex<VirtioPci<D, Dma>>>, kind: &'static str) -> VirtioSlot
+where
+    D: devices::virtio::VirtioDevice + VirtioCounters + Send + 'static,
+{
+    VirtioSlot {
+        number,
+        counters: Box::new(move || {
+            let d = dev.lock().unwrap_or_else(|p| p.into_inner());
+            (d.counters(), kind, d.device().json_counters())
+        }),
+    }
+}
+
+/// Device counters as JSON, for the report.
+pub trait VirtioCounters {
+    /// The counters.
+    fn json_counters(&self) -> serde_json::Value;
+}
+
+impl VirtioCounters for Block {
+    fn json_counters(&self) -> serde_json::Value {
+        serde_json::to_value(self.counters()).unwrap_or_default()
+    }
+}
+
+impl VirtioCounters for Console {
+    fn json_counters(&self) -> serde_json::Value {
+        serde_json::to_value(self.counters()).unwrap_or_default()
+    }
+}
+
+impl VirtioCounters for Rng {
+    fn json_counters(&self) -> serde_json::Value {
+        let (requests, bytes) = self.counters();
+        serde_json::json!({ "requests": requests, "bytes": bytes })
+    }
 }
 
 impl Platform {
@@ -267,6 +389,44 @@ pub fn build(
         Some(v) => Arc::new(ViommuPort::new(v.clone(), sink.clone())),
         None => Arc::new(NoIommu),
     };
+    let dma_for = |number: u8| match &viommu {
+        Some(v) => Dma::new(mem.clone(), v.clone(), u16::from(number) << 3, sink.clone()),
+        None => Dma::direct(mem.clone()),
+    };
+    let virtio_err =
+        |e: devices::virtio::transport::TransportError| PlatformError::Virtio(e.to_string());
+    let mut virtio = Vec::new();
+    if cfg.virtio_console {
+        let n = VIRTIO_CONSOLE_DEVICE;
+        let out: Box<dyn std::io::Write + Send> = Box::new(std::io::stdout());
+        let dev = Arc::new(Mutex::new(
+            VirtioPci::new(Console::new(out), dma_for(n), sink.clone()).map_err(virtio_err)?,
+        ));
+        root.add_device(n, dev.clone())?;
+        virtio.push(virtio_slot(n, dev, "console"));
+    }
+    if let Some(disk) = &cfg.disk {
+        let n = VIRTIO_BLK_DEVICE;
+        let blk =
+            Block::open(&disk.path, disk.read_only).map_err(|source| PlatformError::Disk {
+                path: disk.path.display().to_string(),
+                source,
+            })?;
+        let dev = Arc::new(Mutex::new(
+            VirtioPci::new(blk, dma_for(n), sink.clone()).map_err(virtio_err)?,
+        ));
+        root.add_device(n, dev.clone())?;
+        virtio.push(virtio_slot(n, dev, "block"));
+    }
+    if cfg.virtio_rng {
+        let n = VIRTIO_RNG_DEVICE;
+        let rng = Rng::new().map_err(|e| PlatformError::Virtio(e.to_string()))?;
+        let dev = Arc::new(Mutex::new(
+            VirtioPci::new(rng, dma_for(n), sink.clone()).map_err(virtio_err)?,
+        ));
+        root.add_device(n, dev.clone())?;
+        virtio.push(virtio_slot(n, dev, "rng"));
+    }
     let mut sva = Vec::new();
     for i in 0..cfg.sva_devices {
         let number = SVA_FIRST_DEVICE + i;
@@ -315,6 +475,7 @@ pub fn build(
         interrupts,
         hint,
         acpi,
+        virtio,
     })
 }
 

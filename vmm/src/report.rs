@@ -319,6 +319,8 @@ pub struct RunReport {
     pub breakdowns: Breakdowns,
     /// SVA devices.
     pub sva_devices: Vec<SvaReport>,
+    /// virtio devices.
+    pub virtio_devices: Vec<crate::platform::VirtioReport>,
     /// What the VMM counted.
     pub vmm: VmmCounters,
     /// What the guest said (`stalewalk-guest:` lines).
@@ -451,6 +453,17 @@ impl RunReport {
                 d.counters.page_requests,
                 d.counters.page_responses,
                 d.counters.atc_invalidations
+            );
+        }
+        for d in &self.virtio_devices {
+            let _ = writeln!(
+                s,
+                "virtio-{} {}: notifications {} interrupts {} {}",
+                d.kind,
+                d.device,
+                d.transport.notifications,
+                d.transport.interrupts,
+                d.device_counters
             );
         }
         let v = &self.vmm;

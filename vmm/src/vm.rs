@@ -422,6 +422,11 @@ fn build_report(
                     + d.counters.doorbells_ignored
                     + d.counters.unexpected_responses
             })
+            .sum::<u64>()
+        + platform
+            .virtio
+            .iter()
+            .map(|d| d.report().transport.needs_reset)
             .sum::<u64>();
     let (exit_status, ended_by) = match result {
         Ok(o) => (Some(o.exit_status), format!("{:?}", o.reason)),
@@ -447,6 +452,11 @@ fn build_report(
             .unwrap_or_else(|p| p.into_inner())
             .clone(),
         sva_devices,
+        virtio_devices: platform
+            .virtio
+            .iter()
+            .map(platform::VirtioSlot::report)
+            .collect(),
         vmm: VmmCounters {
             unclaimed_io,
             interrupts_delivered,
