@@ -206,3 +206,41 @@ fn drop_finishes_the_file() {
     std::thread::sleep(Duration::from_millis(1));
     assert_eq!(writer.finish().unwrap().late, 1);
 }
+
+#[test]
+fn finish_while_producers_push_leaves_a_valid_trace() {
+    for round in 0..5 {
+        let path = temp(&format!("race-{round}.trace"));
+        let options = TraceOptions {
+            capacity: 16,
+            ..TraceOptions::default()
+        };
+        let writer = TraceWriter::create(&path, options).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handles: Vec<_> = (0..2u64)
+            .map(|t| {
+                let mut sink = writer.sink();
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let mut i = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        sink.event(&hint((t << 40) | (i << 12)));
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(20));
+        let totals = writer.finish().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for h in handles {
+            h.join().unwrap();
+        }
+        // The reader cross-checks every count of the end record.
+        let (_, records) = reader::read_all(&path, ReadOptions::default()).unwrap();
+        let Body::End(end) = &records.last().unwrap().body else {
+            panic!("no end record")
+        };
+        assert_eq!(end.dropped, totals.dropped_total());
+    }
+}

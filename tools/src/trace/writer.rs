@@ -424,7 +424,10 @@ impl TraceWriter {
 
     /// Drains the queue, writes the `end` record, flushes the file and stops
     /// the writer thread. Idempotent: later calls return the first outcome.
-    /// Events pushed afterwards are counted in `late` only.
+    /// Events pushed afterwards are counted in `late` only (not in the
+    /// file). Call it once the vCPU threads have stopped producing (an event
+    /// pushed at the very moment of the call may miss both the file and the
+    /// counts).
     pub fn finish(&self) -> Result<TraceTotals, WriteError> {
         self.control.finish()
     }
@@ -589,7 +592,9 @@ impl WriterThread {
             self.write_msg(msg);
         }
         self.report_drops();
-        self.totals.dropped = self.shared.dropped();
+        // What the dropped records say, so the end record agrees with them
+        // even if a producer that raced with `closed` counts one more now.
+        self.totals.dropped = self.reported;
         let t_ns = self.shared.now_ns();
         self.seq += 1;
         let end = EndLine {
