@@ -2,10 +2,12 @@
 //! with SVA devices and a scenario, and returns its serial output, exit
 //! status and the VMM's end-of-run report as JSON.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use stalewalk::RunHooks;
 use stalewalk::config::{SerialMode, VmConfig};
+use stalewalk::platform::DiskConfig;
 use stalewalk_integration::require_kvm;
 
 /// How to run one scenario.
@@ -19,6 +21,8 @@ pub struct MiniRun<'a> {
     pub cache: &'a str,
     /// Stale-walk checker (`all`, `sampled`, `off`).
     pub check: &'a str,
+    /// A virtio-blk disk image and whether it is read-only.
+    pub disk: Option<(&'a Path, bool)>,
 }
 
 impl Default for MiniRun<'_> {
@@ -28,6 +32,7 @@ impl Default for MiniRun<'_> {
             sva_devices: 1,
             cache: "adversarial",
             check: "all",
+            disk: None,
         }
     }
 }
@@ -91,6 +96,10 @@ pub fn run_mini(test: &str, run: &MiniRun<'_>) -> Option<MiniResult> {
         ..Default::default()
     };
     cfg.platform.sva_devices = run.sva_devices;
+    cfg.platform.disk = run.disk.map(|(path, read_only)| DiskConfig {
+        path: path.to_path_buf(),
+        read_only,
+    });
     let viommu = cfg
         .platform
         .viommu
