@@ -16,6 +16,9 @@ static const struct scenario scenarios[] = {
     {"exploit", "the stale kernel page-table walk, under kpgtable_free=", scenario_exploit},
     {"churn", "kernel page-table frees in bursts with SVA DMA, per kpgtable_free=", scenario_churn},
     {"virtio-blk", "write and read back a pattern on virtio-blk through the vIOMMU", scenario_virtio_blk},
+    {"vtd-blk", "virtio-blk round trip through first-stage DMA tables, then unmap: no stale IOTLB use", scenario_vtd_blk},
+    {"vtd-blk-fault", "virtio-blk DMA to a never-mapped page: fault records and interrupts, nothing written", scenario_vtd_blk_fault},
+    {"blk-bench", "virtio-blk sequential read, 1 MiB requests (blk_bench_mib=), vIOMMU on or off", scenario_blk_bench},
     {"chaos", "random vIOMMU/device registers, tables and rings (chaos_iters=, seed=)", scenario_chaos},
 };
 

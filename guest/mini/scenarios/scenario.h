@@ -30,5 +30,8 @@ int scenario_exploit(const struct boot_info *bi);
 int scenario_churn(const struct boot_info *bi);
 int scenario_chaos(const struct boot_info *bi);
 int scenario_virtio_blk(const struct boot_info *bi);
+int scenario_vtd_blk(const struct boot_info *bi);
+int scenario_vtd_blk_fault(const struct boot_info *bi);
+int scenario_blk_bench(const struct boot_info *bi);
 
 #endif

@@ -1,0 +1,466 @@
+//! seccomp filters per VMM thread kind: what each thread may ask of the
+//! host kernel once the guest can reach it.
+//!
+//! A guest drives the vCPU threads directly (every exit runs device code
+//! there) and the trace writer indirectly (through the events it causes);
+//! the VM thread waits for the vCPUs and writes the report. Each kind gets
+//! an allow-list built from what it was seen to call (strace of `run`,
+//! `compare`, `--trace`, `--report-file`, `--serial file=` and the
+//! integration tests); anything else ends the process with `SIGSYS`
+//! (`--seccomp on`), is allowed and logged by the kernel (`log`, the
+//! `SECCOMP_RET_LOG` action, visible in the audit log / `dmesg`), or is not
+//! filtered at all (`off`). `docs/SECURITY.md` lists the policy.
+//!
+//! A filter cannot be removed from a thread, and threads inherit their
+//! creator's. The VM thread's filter is installed on the thread that called
+//! [`crate::vm::run`]: `compare` and library users (the integration tests)
+//! run several VMs one after another on that thread, so its list also holds
+//! what the next run's set-up needs (KVM ioctls, opening files, creating
+//! threads), and the vCPU and trace-writer lists are subsets of it (a thread
+//! created under it keeps working). What no list holds is what an escaped
+//! guest would want first: sockets, `execve`, `ptrace`, `mount`, module and
+//! BPF loading, namespaces, keyrings, `process_vm_*`, `kexec`, and more.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+/// What `--seccomp` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SeccompMode {
+    /// Enforce: a syscall off the list kills the process with `SIGSYS`.
+    #[default]
+    On,
+    /// Audit: a syscall off the list is allowed and logged by the kernel.
+    Log,
+    /// No filters.
+    Off,
+}
+
+impl fmt::Display for SeccompMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SeccompMode::On => "on",
+            SeccompMode::Log => "log",
+            SeccompMode::Off => "off",
+        })
+    }
+}
+
+/// The kinds of VMM thread, each with its own filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadKind {
+    /// A vCPU thread: `KVM_RUN` and the device emulation behind each exit.
+    Vcpu,
+    /// The VM thread: waits for the vCPUs, stops them, writes the report
+    /// (and, under `compare`, sets up the next VM).
+    Vm,
+    /// The trace writer thread: serializes events into the trace file.
+    TraceWriter,
+}
+
+impl ThreadKind {
+    /// Every kind.
+    pub const ALL: [ThreadKind; 3] = [ThreadKind::Vcpu, ThreadKind::Vm, ThreadKind::TraceWriter];
+
+    /// Its name in messages and in `STALEWALK_SECCOMP_SELFTEST`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ThreadKind::Vcpu => "vcpu",
+            ThreadKind::Vm => "vm",
+            ThreadKind::TraceWriter => "trace-writer",
+        }
+    }
+}
+
+impl fmt::Display for ThreadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Errors building or installing a filter (host errors, never
+/// guest-caused).
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    /// The filter did not compile (a rule or size problem: a bug here).
+    #[error("building the seccomp filter for {kind} threads: {source}")]
+    Build {
+        /// Which filter.
+        kind: ThreadKind,
+        /// Why.
+        source: seccompiler::BackendError,
+    },
+    /// The kernel refused the filter (no seccomp support, or a limit).
+    #[error("installing the seccomp filter for a {kind} thread: {source}")]
+    Install {
+        /// Which filter.
+        kind: ThreadKind,
+        /// Why.
+        source: seccompiler::Error,
+    },
+}
+
+/// Environment variable naming a thread kind ("vcpu", "vm",
+/// "trace-writer") that calls a forbidden syscall (`socket`) right after
+/// its filter is installed: how the tests show the filter is in place in
+/// the real threads. Not for users.
+pub const SELFTEST_ENV: &str = "STALEWALK_SECCOMP_SELFTEST";
+
+/// The `ioctl` group of KVM requests (`KVMIO`).
+const KVMIO: u64 = 0xae;
+
+/// An `_IOC` request number of the KVM group.
+const fn kvm_ioc(dir: u64, nr: u64, size: usize) -> u64 {
+    (dir << 30) | ((size as u64) << 16) | (KVMIO << 8) | nr
+}
+const IOC_NONE: u64 = 0;
+const IOC_WRITE: u64 = 1;
+const IOC_READ: u64 = 2;
+
+/// `KVM_RUN`.
+pub const KVM_RUN: u64 = kvm_ioc(IOC_NONE, 0x80, 0);
+/// `KVM_GET_REGS` (the RIP in error reports).
+pub const KVM_GET_REGS: u64 = kvm_ioc(IOC_READ, 0x81, size_of::<kvm_bindings::kvm_regs>());
+/// `KVM_GET_SREGS` (the paging mode in error reports).
+pub const KVM_GET_SREGS: u64 = kvm_ioc(IOC_READ, 0x83, size_of::<kvm_bindings::kvm_sregs>());
+/// `KVM_IRQ_LINE` (level interrupts from devices).
+pub const KVM_IRQ_LINE: u64 = kvm_ioc(IOC_WRITE, 0x61, size_of::<kvm_bindings::kvm_irq_level>());
+/// `KVM_IRQ_LINE_STATUS`.
+pub const KVM_IRQ_LINE_STATUS: u64 = kvm_ioc(
+    IOC_READ | IOC_WRITE,
+    0x67,
+    size_of::<kvm_bindings::kvm_irq_level>(),
+);
+/// `KVM_SIGNAL_MSI` (device MSIs).
+pub const KVM_SIGNAL_MSI: u64 = kvm_ioc(IOC_WRITE, 0xa5, size_of::<kvm_bindings::kvm_msi>());
+
+/// The ioctls a vCPU thread makes.
+pub const VCPU_IOCTLS: [u64; 6] = [
+    KVM_RUN,
+    KVM_GET_REGS,
+    KVM_GET_SREGS,
+    KVM_IRQ_LINE,
+    KVM_IRQ_LINE_STATUS,
+    KVM_SIGNAL_MSI,
+];
+
+/// Every thread: memory, locks, signals, time, thread exit, and writing
+/// diagnostics to standard error.
+const COMMON: &[i64] = &[
+    libc::SYS_brk,
+    libc::SYS_clock_gettime,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_close,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+    libc::SYS_futex,
+    libc::SYS_getpid,
+    libc::SYS_getrandom,
+    libc::SYS_gettid,
+    libc::SYS_madvise,
+    libc::SYS_mmap,
+    libc::SYS_mprotect,
+    libc::SYS_mremap,
+    libc::SYS_munmap,
+    libc::SYS_nanosleep,
+    libc::SYS_restart_syscall,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_sched_getaffinity,
+    libc::SYS_sched_yield,
+    libc::SYS_sigaltstack,
+    // abort() and panics that abort raise a signal at themselves.
+    libc::SYS_tgkill,
+    libc::SYS_write,
+    libc::SYS_writev,
+];
+
+/// vCPU threads, beyond [`COMMON`] (and `ioctl` limited to
+/// [`VCPU_IOCTLS`]): device I/O behind exits — serial and virtio-console
+/// output, the serial interrupt eventfd, virtio-blk image reads and writes,
+/// virtio-rng reads.
+const VCPU: &[i64] = &[
+    libc::SYS_fdatasync,
+    libc::SYS_fsync,
+    libc::SYS_lseek,
+    libc::SYS_pread64,
+    libc::SYS_preadv,
+    libc::SYS_pwrite64,
+    libc::SYS_pwritev,
+    libc::SYS_read,
+    libc::SYS_readv,
+];
+
+/// The trace writer, beyond [`COMMON`]: flushing the trace file.
+const TRACE_WRITER: &[i64] = &[libc::SYS_fdatasync, libc::SYS_fsync, libc::SYS_lseek];
+
+/// The VM thread, beyond [`COMMON`] and [`VCPU`] (and `ioctl` limited to
+/// the KVM group): the report and trace files, and the next VM's set-up —
+/// opening `/dev/kvm`, the kernel and disk images, eventfds, signal
+/// handlers, and new threads (whose start-up calls run under this filter
+/// until their own is installed).
+const VM: &[i64] = &[
+    libc::SYS_access,
+    libc::SYS_clone,
+    libc::SYS_clone3,
+    libc::SYS_dup,
+    libc::SYS_eventfd2,
+    libc::SYS_fcntl,
+    libc::SYS_fstat,
+    libc::SYS_ftruncate,
+    libc::SYS_getcwd,
+    libc::SYS_mkdir,
+    libc::SYS_mkdirat,
+    libc::SYS_newfstatat,
+    libc::SYS_open,
+    libc::SYS_openat,
+    libc::SYS_poll,
+    libc::SYS_prctl,
+    libc::SYS_prlimit64,
+    libc::SYS_rseq,
+    libc::SYS_rt_sigaction,
+    libc::SYS_set_robust_list,
+    libc::SYS_statx,
+];
+
+/// The syscalls a kind may make (`ioctl` included where its requests are
+/// limited), sorted.
+pub fn allowed_syscalls(kind: ThreadKind) -> Vec<i64> {
+    let mut v: Vec<i64> = COMMON.to_vec();
+    match kind {
+        ThreadKind::Vcpu => {
+            v.extend_from_slice(VCPU);
+            v.push(libc::SYS_ioctl);
+        }
+        ThreadKind::TraceWriter => v.extend_from_slice(TRACE_WRITER),
+        ThreadKind::Vm => {
+            v.extend_from_slice(VCPU);
+            v.extend_from_slice(TRACE_WRITER);
+            v.extend_from_slice(VM);
+            v.push(libc::SYS_ioctl);
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn ioctl_rules(kind: ThreadKind) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+    let request = |op: SeccompCmpOp, value: u64| {
+        SeccompCondition::new(1, SeccompCmpArgLen::Dword, op, value)
+            .and_then(|c| SeccompRule::new(vec![c]))
+    };
+    match kind {
+        ThreadKind::Vcpu => VCPU_IOCTLS
+            .iter()
+            .map(|&r| request(SeccompCmpOp::Eq, r))
+            .collect(),
+        // Any request of the KVM group (type byte 0xae).
+        ThreadKind::Vm => Ok(vec![request(SeccompCmpOp::MaskedEq(0xff00), KVMIO << 8)?]),
+        ThreadKind::TraceWriter => Ok(Vec::new()),
+    }
+}
+
+/// The BPF program for `kind` under `mode` (`None` for `off`).
+pub fn program(kind: ThreadKind, mode: SeccompMode) -> Result<Option<BpfProgram>, SeccompError> {
+    let mismatch = match mode {
+        SeccompMode::Off => return Ok(None),
+        SeccompMode::On => SeccompAction::KillProcess,
+        SeccompMode::Log => SeccompAction::Log,
+    };
+    let build = |source| SeccompError::Build { kind, source };
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for nr in allowed_syscalls(kind) {
+        let r = if nr == libc::SYS_ioctl {
+            ioctl_rules(kind).map_err(build)?
+        } else {
+            Vec::new()
+        };
+        rules.insert(nr, r);
+    }
+    let filter = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, TargetArch::x86_64)
+        .map_err(build)?;
+    BpfProgram::try_from(filter).map(Some).map_err(build)
+}
+
+std::thread_local! {
+    /// Whether this thread already holds the VM-thread filter (installed
+    /// once per thread: filters stack and cannot be removed).
+    static VM_FILTER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs the filter for `kind` on the calling thread (nothing for
+/// `off`; the VM-thread filter only once per thread). With
+/// [`SELFTEST_ENV`] naming `kind`, then calls `socket(2)`, which the `on`
+/// filter answers by killing the process.
+pub fn install(kind: ThreadKind, mode: SeccompMode) -> Result<(), SeccompError> {
+    if kind == ThreadKind::Vm && VM_FILTER.with(|f| f.get()) {
+        return Ok(());
+    }
+    let selftest = std::env::var(SELFTEST_ENV).is_ok_and(|v| v == kind.name());
+    if let Some(prog) = program(kind, mode)? {
+        seccompiler::apply_filter(&prog)
+            .map_err(|source| SeccompError::Install { kind, source })?;
+        if kind == ThreadKind::Vm {
+            VM_FILTER.with(|f| f.set(true));
+        }
+    }
+    if selftest {
+        forbidden_syscall();
+    }
+    Ok(())
+}
+
+/// Calls `socket(AF_UNIX, SOCK_STREAM)` (on no list) and closes what it
+/// got, if anything.
+pub fn forbidden_syscall() {
+    // SAFETY: socket(2) takes no pointers; a returned descriptor is ours
+    // and closed at once.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        if fd >= 0 {
+            libc::close(fd);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kvm_request_numbers_match_the_kernel_headers() {
+        assert_eq!(KVM_RUN, 0xae80);
+        assert_eq!(KVM_GET_REGS, 0x8090_ae81);
+        assert_eq!(KVM_GET_SREGS, 0x8138_ae83);
+        assert_eq!(KVM_IRQ_LINE, 0x4008_ae61);
+        assert_eq!(KVM_IRQ_LINE_STATUS, 0xc008_ae67);
+        assert_eq!(KVM_SIGNAL_MSI, 0x4020_aea5);
+    }
+
+    #[test]
+    fn vm_list_covers_the_threads_it_creates() {
+        let vm = allowed_syscalls(ThreadKind::Vm);
+        for kind in [ThreadKind::Vcpu, ThreadKind::TraceWriter] {
+            for nr in allowed_syscalls(kind) {
+                assert!(vm.contains(&nr), "{kind} allows {nr}, the VM thread not");
+            }
+        }
+    }
+
+    #[test]
+    fn no_list_holds_what_an_escape_wants() {
+        let forbidden = [
+            libc::SYS_socket,
+            libc::SYS_connect,
+            libc::SYS_bind,
+            libc::SYS_execve,
+            libc::SYS_execveat,
+            libc::SYS_fork,
+            libc::SYS_vfork,
+            libc::SYS_ptrace,
+            libc::SYS_mount,
+            libc::SYS_init_module,
+            libc::SYS_finit_module,
+            libc::SYS_bpf,
+            libc::SYS_unshare,
+            libc::SYS_setns,
+            libc::SYS_process_vm_writev,
+            libc::SYS_kexec_load,
+            libc::SYS_keyctl,
+        ];
+        for kind in ThreadKind::ALL {
+            let allowed = allowed_syscalls(kind);
+            for nr in forbidden {
+                assert!(!allowed.contains(&nr), "{kind} allows syscall {nr}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_filter_compiles_and_off_has_none() {
+        for kind in ThreadKind::ALL {
+            for mode in [SeccompMode::On, SeccompMode::Log] {
+                let p = program(kind, mode).unwrap().unwrap();
+                assert!(p.len() > allowed_syscalls(kind).len(), "{kind} {mode}");
+            }
+            assert!(program(kind, SeccompMode::Off).unwrap().is_none());
+        }
+    }
+
+    /// Forks; the child installs `kind`'s filter under `mode`, makes one
+    /// syscall, and exits 0. Returns the child's wait status.
+    fn child_status(kind: ThreadKind, mode: SeccompMode, forbidden: bool) -> libc::c_int {
+        // Built before fork: the child only makes syscalls.
+        let prog = program(kind, mode).unwrap().unwrap();
+        // SAFETY: fork in a test process; the child calls only
+        // async-signal-safe functions (prctl/seccomp via apply_filter,
+        // socket, getpid, _exit) and never returns into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = if seccompiler::apply_filter(&prog).is_err() {
+                3
+            } else if forbidden {
+                forbidden_syscall();
+                0
+            } else {
+                // SAFETY: getpid has no arguments.
+                unsafe { libc::getpid() };
+                0
+            };
+            // SAFETY: ends the child without running the parent's
+            // destructors or atexit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child; status is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(r, pid);
+        status
+    }
+
+    #[test]
+    fn reject_socket_in_every_thread_kind() {
+        for kind in ThreadKind::ALL {
+            let s = child_status(kind, SeccompMode::On, true);
+            assert!(
+                libc::WIFSIGNALED(s) && libc::WTERMSIG(s) == libc::SIGSYS,
+                "{kind}: child status {s:#x}, expected death by SIGSYS"
+            );
+        }
+    }
+
+    #[test]
+    fn allowed_syscall_passes_in_every_thread_kind() {
+        for kind in ThreadKind::ALL {
+            let s = child_status(kind, SeccompMode::On, false);
+            assert!(
+                libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0,
+                "{kind}: {s:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn log_mode_lets_a_forbidden_syscall_through() {
+        let s = child_status(ThreadKind::Vcpu, SeccompMode::Log, true);
+        assert!(libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0, "{s:#x}");
+    }
+
+    #[test]
+    fn mode_names_round_trip_through_clap() {
+        use clap::ValueEnum;
+        for m in SeccompMode::value_variants() {
+            let name = m.to_possible_value().unwrap().get_name().to_string();
+            assert_eq!(name, m.to_string());
+            assert_eq!(SeccompMode::from_str(&name, false).unwrap(), *m);
+        }
+        assert_eq!(SeccompMode::default(), SeccompMode::On);
+    }
+}
