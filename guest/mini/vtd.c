@@ -402,6 +402,48 @@ bool vtd_dma_map(u64 pa, u64 len)
 
 /* ---- SVA ---- */
 
+/* The DMA domain's leaf entry for `iova`, without allocating; NULL when a
+ * level above it is absent or a large page. */
+static u64 *dma_pte(u64 iova)
+{
+    u64 *t = (u64 *)dma_domain.pml4;
+    for (int level = 3; level > 0; level--) {
+        u64 e = t[(iova >> (12 + 9 * level)) & 511];
+        if (!(e & PTE_P) || (e & PTE_PS))
+            return NULL;
+        t = (u64 *)(e & PTE_ADDR);
+    }
+    return &t[(iova >> 12) & 511];
+}
+
+bool vtd_dma_unmap(u64 pa, u64 len)
+{
+    if (!base)
+        return true;
+    u64 start = pa & ~0xfffULL, end = pa + len;
+    if (!len || end < pa)
+        return false;
+    for (u64 a = start; a < end; a += PAGE_SIZE) {
+        u64 *pte = dma_pte(a);
+        if (!pte || !(*pte & PTE_P))
+            return false;
+        *pte = 0;
+    }
+    /* one page-selective PASID-based IOTLB invalidation on RID_PASID (as
+     * 6.12's cache_tag_flush_range for a first-stage domain): the smallest
+     * aligned 2^am-page block that covers the range, or the whole PASID
+     * when that exceeds CAP.MAMV */
+    u32 am = 0, mamv = (u32)((cap >> 48) & 0x3f);
+    while (am < 52 && (start & ~((1ULL << (12 + am)) - 1)) + (1ULL << (12 + am)) < end)
+        am++;
+    __asm__ volatile("" ::: "memory");
+    if (am <= mamv)
+        piotlb_page(VTD_DMA_DID, 0, start & ~((1ULL << (12 + am)) - 1), am);
+    else
+        piotlb_pasid(VTD_DMA_DID, 0);
+    return qi_wait(false);
+}
+
 bool vtd_sva_bind(u16 rid, u32 pasid, u64 pgd, bool sre)
 {
     struct vdev *d = find_dev(rid);

@@ -94,6 +94,11 @@ bool vtd_present(void);
 /* Identity-maps [pa, pa+len) in the DMA domain (4 KiB pages, RW); a no-op
  * returning true without a unit. */
 bool vtd_dma_map(u64 pa, u64 len);
+/* Removes the identity mappings of [pa, pa+len) from the DMA domain and
+ * sends the PASID-based IOTLB invalidation (RID_PASID, DID 2) and a wait;
+ * false when a page was not mapped or the wait failed; true without a
+ * unit. */
+bool vtd_dma_unmap(u64 pa, u64 len);
 /* The DMA domain's first-stage table (for inspection). */
 struct address_space *vtd_dma_domain(void);
 
