@@ -753,9 +753,15 @@ pub fn diff(a: &Summary, b: &Summary) -> Vec<DiffRow> {
 pub fn diff_human(rows: &[DiffRow], a: &str, b: &str) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "A: {a}\nB: {b}");
+    let w = rows
+        .iter()
+        .map(|r| r.counter.len())
+        .max()
+        .unwrap_or(0)
+        .max(7);
     let _ = writeln!(
         o,
-        "{:<44} {:>12} {:>12} {:>12}",
+        "{:<w$} {:>12} {:>12} {:>12}",
         "counter", "A", "B", "delta"
     );
     for r in rows {
@@ -764,7 +770,7 @@ pub fn diff_human(rows: &[DiffRow], a: &str, b: &str) -> String {
         } else {
             format!("{:+}", r.delta)
         };
-        let _ = writeln!(o, "{:<44} {:>12} {:>12} {:>12}", r.counter, r.a, r.b, delta);
+        let _ = writeln!(o, "{:<w$} {:>12} {:>12} {:>12}", r.counter, r.a, r.b, delta);
     }
     o
 }
