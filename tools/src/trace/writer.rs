@@ -102,6 +102,19 @@ pub struct TraceOptions {
     pub kernel_half_start: u64,
     /// Queue capacity (tests use a small one); [`QUEUE_CAPACITY`] by default.
     pub capacity: usize,
+    /// Run first thing in the writer thread (the vmm installs its seccomp
+    /// filter there); none by default.
+    pub on_start: Option<OnStart>,
+}
+
+/// Code the writer thread runs before anything else.
+#[derive(Clone)]
+pub struct OnStart(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for OnStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnStart(..)")
+    }
 }
 
 impl Default for TraceOptions {
@@ -111,6 +124,7 @@ impl Default for TraceOptions {
             command: String::new(),
             kernel_half_start: viommu::Levels::Four.kernel_half_start(),
             capacity: QUEUE_CAPACITY,
+            on_start: None,
         }
     }
 }
@@ -389,9 +403,15 @@ impl TraceWriter {
                 reason: e.to_string(),
             });
         }
+        let on_start = options.on_start.clone();
         let handle = std::thread::Builder::new()
             .name("trace-writer".to_string())
-            .spawn(move || thread.run())
+            .spawn(move || {
+                if let Some(f) = on_start {
+                    (f.0)();
+                }
+                thread.run()
+            })
             .map_err(|e| WriteError::Thread {
                 reason: e.to_string(),
             })?;
@@ -790,6 +810,22 @@ mod tests {
         assert_eq!(l[3]["records"], 3);
         assert_eq!(l[3]["events"]["hint"], 1);
         assert_eq!(l[3]["dropped"], 0);
+    }
+
+    #[test]
+    fn on_start_runs_first_in_the_writer_thread() {
+        let seen = Arc::new(StdMutex::new(None));
+        let s = seen.clone();
+        let options = TraceOptions {
+            on_start: Some(OnStart(Arc::new(move || {
+                *s.lock().unwrap() = std::thread::current().name().map(str::to_string);
+            }))),
+            ..TraceOptions::default()
+        };
+        let buf = Buf::default();
+        let w = TraceWriter::to_writer(Box::new(buf.clone()), "mem".into(), options).unwrap();
+        w.finish().unwrap();
+        assert_eq!(seen.lock().unwrap().as_deref(), Some("trace-writer"));
     }
 
     #[test]
