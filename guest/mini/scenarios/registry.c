@@ -5,6 +5,7 @@
 
 static const struct scenario scenarios[] = {
     {"smoke", "a loop at CPL3 returning through the ud2 system call", scenario_smoke},
+    {"spin", "spin at CPL3 forever (tests of SIGINT/SIGTERM)", scenario_spin},
     {"fault-ud", "ud2 at CPL0: the exception path (exits 3)", scenario_fault_ud},
     {"triple-fault", "an exception with no IDT: the VMM reports a triple fault", scenario_triple_fault},
     {"emulation-failure", "cmpxchg16b at CPL0, which KVM's emulator cannot run", scenario_emulation_failure},

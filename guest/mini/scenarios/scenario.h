@@ -18,6 +18,7 @@ const struct scenario *scenario_find(const char *name);
 void scenario_list(void);
 
 int scenario_smoke(const struct boot_info *bi);
+int scenario_spin(const struct boot_info *bi);
 int scenario_fault_ud(const struct boot_info *bi);
 int scenario_triple_fault(const struct boot_info *bi);
 int scenario_emulation_failure(const struct boot_info *bi);

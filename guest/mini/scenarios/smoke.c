@@ -34,3 +34,25 @@ int scenario_smoke(const struct boot_info *bi)
             got == want ? "pass" : "FAIL");
     return got == want ? EXIT_OK : EXIT_FAIL;
 }
+
+USER_TEXT void spin_user(u64 unused)
+{
+    (void)unused;
+    for (;;)
+        __asm__ volatile("pause");
+}
+
+/* Spins at CPL3 forever: for tests of how the VMM stops a guest that never
+ * exits (SIGINT/SIGTERM). */
+int scenario_spin(const struct boot_info *bi)
+{
+    (void)bi;
+    struct user_process p;
+    if (!user_process_create(&p)) {
+        kprintf("stalewalk-guest: error=out_of_memory\n");
+        return EXIT_FAIL;
+    }
+    kprintf("stalewalk-guest: scenario=spin spinning=1\n");
+    user_call(&p, spin_user, 0);
+    return EXIT_FAIL;
+}
