@@ -71,16 +71,35 @@ void kpgtable_unshare(u64 pml4)
 
 u64 vmalloc_region(u32 i) { return VMALLOC_START + (u64)(i % VMALLOC_REGIONS) * PMD_SIZE; }
 
-static u64 *pde_for(u64 va)
+u64 vmalloc_area(u32 i) { return VMALLOC_START + (u64)(1 + i % (VMALLOC_AREAS - 1)) * PUD_SIZE; }
+
+/* The PDPT entry for `va`, or NULL outside the vmalloc slot. */
+static u64 *pud_for(u64 va)
 {
-    if (va < VMALLOC_START || va >= VMALLOC_START + VMALLOC_REGIONS * PMD_SIZE)
+    if (va < VMALLOC_START || (va - VMALLOC_START) / PUD_SIZE >= VMALLOC_AREAS)
         return NULL;
-    return (u64 *)vmalloc_pd + ((va - VMALLOC_START) / PMD_SIZE);
+    return (u64 *)vmalloc_pdpt + (va - VMALLOC_START) / PUD_SIZE;
+}
+
+/* The PDE for `va`; with `alloc`, the PD is created when missing. */
+static u64 *pde_for(u64 va, bool alloc)
+{
+    u64 *pud = pud_for(va);
+    if (!pud || (*pud & PTE_PS))
+        return NULL;
+    if (!(*pud & PTE_P)) {
+        u64 pd = alloc ? page_alloc() : 0;
+        if (!pd)
+            return NULL;
+        *pud = pd | PTE_P | PTE_W;
+        st.tables_allocated++;
+    }
+    return (u64 *)(*pud & PTE_ADDR) + ((va >> 21) & 511);
 }
 
 u64 vmalloc_pte_table(u64 va)
 {
-    u64 *pde = pde_for(va);
+    u64 *pde = pde_for(va, false);
     if (!pde || !(*pde & PTE_P) || (*pde & PTE_PS))
         return 0;
     return *pde & PTE_ADDR;
@@ -88,7 +107,7 @@ u64 vmalloc_pte_table(u64 va)
 
 bool vmap_page(u64 va, u64 pa)
 {
-    u64 *pde = pde_for(va);
+    u64 *pde = pde_for(va, true);
     if (!pde || (*pde & PTE_PS))
         return false;
     if (!(*pde & PTE_P)) {
@@ -120,8 +139,9 @@ static void drain(void)
     st.batches++;
 }
 
-/* The page-table code is done with `pt` (no longer linked anywhere). */
-static void pte_table_free(u64 pt)
+/* The page-table code is done with table page `pt` (no longer linked
+ * anywhere). */
+static void table_free(u64 pt)
 {
     st.frees++;
     switch (policy) {
@@ -152,25 +172,58 @@ void kpgtable_tick(void)
 
 bool vunmap_region(u64 va)
 {
-    u64 *pde = pde_for(va);
+    u64 *pde = pde_for(va, false);
     if (!pde || !(*pde & PTE_P))
         return false;
     u64 old = *pde;
     *pde = 0;
     /* (the CPU's TLB: the kernel never touches vmalloc addresses itself) */
     if (!(old & PTE_PS))
-        pte_table_free(old & PTE_ADDR);
+        table_free(old & PTE_ADDR);
     return true;
 }
 
 bool vmap_huge(u64 va, u64 pa)
 {
-    u64 *pde = pde_for(va);
+    u64 *pde = pde_for(va, true);
     if (!pde || (pa & (PMD_SIZE - 1)))
         return false;
     u64 old = *pde;
     *pde = pa | PTE_P | PTE_W | PTE_PS;
     if ((old & PTE_P) && !(old & PTE_PS))
-        pte_table_free(old & PTE_ADDR);
+        table_free(old & PTE_ADDR);
     return true;
 }
+
+/* pud_free_pmd_page: the PTE tables under a PD, then the PD itself. */
+static void pmd_table_free(u64 pd)
+{
+    u64 *e = (u64 *)pd;
+    for (u32 i = 0; i < 512; i++)
+        if ((e[i] & PTE_P) && !(e[i] & PTE_PS))
+            table_free(e[i] & PTE_ADDR);
+    table_free(pd);
+}
+
+/* Replaces the PDPT entry of a 1 GiB area (never area 0, whose PD holds
+ * the 2 MiB regions) and frees what it linked. */
+static bool set_pud(u64 va, u64 val)
+{
+    u64 *pud = pud_for(va);
+    if (!pud || pud == (u64 *)vmalloc_pdpt)
+        return false;
+    u64 old = *pud;
+    *pud = val;
+    if ((old & PTE_P) && !(old & PTE_PS))
+        pmd_table_free(old & PTE_ADDR);
+    return true;
+}
+
+bool vmap_huge_pud(u64 va, u64 pa)
+{
+    if (pa & (PUD_SIZE - 1))
+        return false;
+    return set_pud(va, pa | PTE_P | PTE_W | PTE_PS);
+}
+
+bool vunmap_area(u64 va) { return set_pud(va, 0); }

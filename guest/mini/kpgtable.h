@@ -2,7 +2,9 @@
  * a vmalloc-like region in the kernel half (one PML4 slot whose PDPT is
  * shared by every process PGD), 4 KiB supervisor mappings in it, and PTE
  * tables freed when a huge mapping replaces them or the 2 MiB region is
- * unmapped (as pmd_free_pte_page does). How a freed table page goes back
+ * unmapped (as pmd_free_pte_page does), and PDs freed with their PTE
+ * tables when a 1 GiB mapping replaces them or the area is unmapped (as
+ * pud_free_pmd_page does). How a freed table page goes back
  * to the page allocator is the policy (kpgtable_free= on the command line,
  * the names of the Linux patch):
  *   sync     - at once, no IOMMU flush (6.12 with SVA: vulnerable)
@@ -21,6 +23,10 @@
 /* 2 MiB regions the model hands out: one PD page (1 GiB). */
 #define VMALLOC_REGIONS 512
 #define PMD_SIZE 0x200000ULL
+/* 1 GiB areas (PDPT entries); area 0 is the 2 MiB regions' PD, which
+ * stays. */
+#define VMALLOC_AREAS 512
+#define PUD_SIZE 0x40000000ULL
 /* Deferred frees per batch before the worker runs on its own. */
 #define KPT_BATCH 64
 #define PORT_PGTABLE_FREED 0xf0
@@ -28,8 +34,8 @@
 enum kpt_policy { KPT_SYNC, KPT_DEFERRED, KPT_EAGER };
 
 struct kpt_stats {
-    u64 tables_allocated; /* PTE tables created */
-    u64 frees;            /* PTE tables released by the page-table code */
+    u64 tables_allocated; /* PTE tables and PDs created */
+    u64 frees;            /* table pages released by the page-table code */
     u64 returned;         /* pages given back to the allocator (hinted) */
     u64 batches;          /* deferred worker runs that freed something */
     u64 invalidations;    /* kernel-range IOTLB invalidations sent */
@@ -48,12 +54,20 @@ void kpgtable_share(u64 pml4);
 void kpgtable_unshare(u64 pml4);
 /* Address of 2 MiB region `i` of the vmalloc area. */
 u64 vmalloc_region(u32 i);
-/* Maps one 4 KiB page (supervisor, RW) at `va` in the vmalloc area. */
+/* Address of 1 GiB area `i` (1..511 after wrapping; never area 0). */
+u64 vmalloc_area(u32 i);
+/* Maps one 4 KiB page (supervisor, RW) at `va` in the vmalloc slot,
+ * creating the PD and PTE table as needed. */
 bool vmap_page(u64 va, u64 pa);
 /* Unmaps the 2 MiB region containing `va`: PDE cleared, PTE table freed. */
 bool vunmap_region(u64 va);
 /* Replaces the PTE table of the region by a 2 MiB mapping of `pa`. */
 bool vmap_huge(u64 va, u64 pa);
+/* Replaces a 1 GiB area's PD by a 1 GiB mapping of `pa`: the PTE tables
+ * under it and the PD are freed (as pud_free_pmd_page does). */
+bool vmap_huge_pud(u64 va, u64 pa);
+/* Unmaps a 1 GiB area: PDPT entry cleared, PD and PTE tables freed. */
+bool vunmap_area(u64 va);
 /* The PTE table page currently linked for `va` (0 if none). */
 u64 vmalloc_pte_table(u64 va);
 /* The deferred worker: flush and free what is queued (no-op otherwise). */

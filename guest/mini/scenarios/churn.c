@@ -1,12 +1,13 @@
 /* churn.c - kernel page-table churn under SVA (issue 7): several processes
  * bound to every SVA device, bursts of vmalloc mappings whose PTE tables
- * are freed again (half replaced by huge mappings, half unmapped), user
+ * are freed again (half replaced by huge mappings, half unmapped), a
+ * 1 GiB area whose PD and PTE tables are freed together, user
  * DMA (fill and copy, checked at CPL3) throughout, user probes of kernel
  * addresses that leave kernel entries in the IOMMU's caches, and user
  * pages unmapped and remapped (the mm invalidations 6.12 sends). Prints
  * the counts per policy; the VMM's report carries the verdict on stale
  * walks and invalidations. Knobs: churn_rounds=N (default 32, 64 frees
- * each), churn_procs=N (default 3). */
+ * each, plus 3 for the area), churn_procs=N (default 3). */
 #include "scenario.h"
 #include "uwork.h"
 #include "../console.h"
@@ -22,7 +23,7 @@
 #define MAX_ROUNDS 4096
 #define TABLES_PER_ROUND KPT_BATCH
 #define PROBES_PER_ROUND 8
-#define HUGE_TARGET 0x40000000ULL /* any 2 MiB-aligned physical range */
+#define HUGE_TARGET 0x40000000ULL /* any 1 GiB-aligned physical range */
 
 static struct platform pf;
 static struct proc procs[MAX_PROCS];
@@ -66,6 +67,16 @@ int scenario_churn(const struct boot_info *bi)
                 kprintf("stalewalk-guest: error=vmap round=%llu\n", r);
                 return EXIT_FAIL;
             }
+        /* a 1 GiB area: a PD with two PTE tables under it */
+        u64 area = vmalloc_area((u32)(r % 8));
+        u64 area_va = area + (r % 512) * PAGE_SIZE;
+        if (!vmap_page(area_va, kdata) || !vmap_page(area + PMD_SIZE, kdata)) {
+            kprintf("stalewalk-guest: error=vmap_area round=%llu\n", r);
+            return EXIT_FAIL;
+        }
+        probe_ok += sva_probe(&pf.sva[r % pf.nsva], (u32)(r % nproc) + 1, 0, area_va, NULL,
+                              NULL) == SVA_ST_SUCCESS;
+        probes++;
         /* user probes of kernel addresses: fault, cache kernel entries */
         for (u32 j = 0; j < PROBES_PER_ROUND; j++) {
             struct sva_dev *d = &pf.sva[(r + j) % pf.nsva];
@@ -106,6 +117,10 @@ int scenario_churn(const struct boot_info *bi)
                 vunmap_region(va);
             }
         }
+        /* ... and the area's PD with its tables (pud_free_pmd_page) */
+        if (r & 1)
+            vmap_huge_pud(area, HUGE_TARGET);
+        vunmap_area(area);
         kpgtable_tick();
     }
     kpgtable_tick();
