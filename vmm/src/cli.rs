@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{self, ConfigError, KernelSource, VmConfig};
 use crate::cpuid::CpuProfile;
 use crate::platform::PlatformConfig;
+use crate::seccomp::SeccompMode;
 
 /// stalewalk: a KVM VMM with a virtual VT-d IOMMU that detects stale
 /// paging-structure-cache walks.
@@ -174,6 +175,11 @@ pub struct RunArgs {
         default_value = "inv,walk,fault,prq,stale,hint,serial"
     )]
     pub trace_events: String,
+    /// seccomp filters per VMM thread (vCPU, VM, trace writer): on kills
+    /// the VMM on a syscall off its thread's list, log only has the kernel
+    /// log it, off installs none (docs/SECURITY.md).
+    #[arg(long, value_enum, default_value_t = SeccompMode::On)]
+    pub seccomp: SeccompMode,
 }
 
 /// A switch.
@@ -288,6 +294,7 @@ impl RunArgs {
             serial: config::parse_serial(&self.serial)?,
             verbose: self.verbose,
             platform: self.platform_config()?,
+            seccomp: self.seccomp,
         })
     }
 }

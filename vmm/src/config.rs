@@ -63,6 +63,8 @@ pub struct VmConfig {
     pub verbose: bool,
     /// ACPI, PCI, vIOMMU and SVA devices.
     pub platform: crate::platform::PlatformConfig,
+    /// seccomp filters for the VMM's threads (`--seccomp`).
+    pub seccomp: crate::seccomp::SeccompMode,
 }
 
 impl Default for VmConfig {
@@ -78,6 +80,7 @@ impl Default for VmConfig {
             serial: SerialMode::Stdio,
             verbose: false,
             platform: crate::platform::PlatformConfig::default(),
+            seccomp: crate::seccomp::SeccompMode::On,
         }
     }
 }
