@@ -8,9 +8,10 @@ use std::process::ExitCode;
 use crate::cli::{CompareArgs, ReplayArgs, ReportFormat, RunArgs};
 use crate::config::{SerialMode, VmConfig};
 use crate::report::RunReport;
+use crate::seccomp::{SeccompMode, ThreadKind};
 use crate::vm::{RunHooks, run_with_report};
 use stalewalk_tools::trace::KindSet;
-use stalewalk_tools::trace::writer::{TraceOptions, TraceWriter};
+use stalewalk_tools::trace::writer::{OnStart, TraceOptions, TraceWriter};
 
 /// Exit status when the VMM fails (as opposed to the guest's own status).
 pub const EXIT_VMM_ERROR: u8 = 125;
@@ -133,6 +134,7 @@ fn trace_hooks(args: &RunArgs, cfg: &VmConfig) -> Result<(RunHooks, Option<Trace
             kinds,
             command: std::env::args().collect::<Vec<_>>().join(" "),
             kernel_half_start,
+            on_start: Some(seccomp_on_start(cfg.seccomp)),
             ..TraceOptions::default()
         },
     )
@@ -144,6 +146,17 @@ fn trace_hooks(args: &RunArgs, cfg: &VmConfig) -> Result<(RunHooks, Option<Trace
         serial_line: Some(Box::new(move |line: &str| markers.marker(line))),
     };
     Ok((hooks, Some(writer)))
+}
+
+/// Installs the trace-writer seccomp filter in the writer thread; a
+/// filter that cannot be installed stops the VMM rather than run without.
+fn seccomp_on_start(mode: SeccompMode) -> OnStart {
+    OnStart(std::sync::Arc::new(move || {
+        if let Err(e) = crate::seccomp::install(ThreadKind::TraceWriter, mode) {
+            eprintln!("stalewalk: error: {e}");
+            std::process::exit(i32::from(EXIT_VMM_ERROR));
+        }
+    }))
 }
 
 /// Finishes the trace (end record, flush); 0 on success, 1 with a message

@@ -224,6 +224,8 @@ const VM: &[i64] = &[
     libc::SYS_prlimit64,
     libc::SYS_rseq,
     libc::SYS_rt_sigaction,
+    // New vCPU threads install their own (narrower) filter under this one.
+    libc::SYS_seccomp,
     libc::SYS_set_robust_list,
     libc::SYS_statx,
 ];

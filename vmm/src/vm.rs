@@ -31,6 +31,7 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use crate::config::{ConfigError, SerialMode, VmConfig};
 use crate::cpuid::{self, CpuProfile};
 use crate::report::{self, BreakdownSink, GuestLines, RunReport, SvaReport, VmmCounters};
+use crate::seccomp::{self, ThreadKind};
 use crate::vcpu::{self, VcpuShared, VcpuStop};
 use crate::{boot, loader, memory, platform};
 
@@ -77,6 +78,9 @@ pub enum VmError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A seccomp filter could not be installed (`--seccomp`).
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     /// /dev/kvm does not exist.
     #[error(
         "{path} does not exist: KVM is not available on this host (load the kvm module, enable \
@@ -612,15 +616,22 @@ fn run_inner(
         mem: mem.clone(),
         unclaimed: AtomicU64::new(0),
     });
+    // Set-up is done: from here this thread only starts the vCPUs (which
+    // inherit this filter, then add their own), waits and reports.
+    seccomp::install(ThreadKind::Vm, cfg.seccomp)?;
     let (tx, rx) = mpsc::channel::<(u32, VcpuStop)>();
     let mut threads = Vec::new();
     for (id, fd) in (0u32..).zip(vcpus) {
         let shared = shared.clone();
         let tx = tx.clone();
+        let mode = cfg.seccomp;
         let t = std::thread::Builder::new()
             .name(format!("vcpu{id}"))
             .spawn(move || {
-                let stop = vcpu::run(fd, &shared);
+                let stop = match seccomp::install(ThreadKind::Vcpu, mode) {
+                    Ok(()) => vcpu::run(fd, &shared),
+                    Err(e) => VcpuStop::RunFailed(e.to_string()),
+                };
                 // The receiver outlives every thread (joined below).
                 let _ = tx.send((id, stop));
             })
