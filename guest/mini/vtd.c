@@ -39,6 +39,8 @@
 #define WAIT_FSTS_EVERY 256
 /* Kernel half as the fix flushes it: PAGE_OFFSET rounded to the half. */
 #define KVA_FLUSH_ADDR 0xffff800000000000ULL
+/* A first-stage 2 MiB leaf (PDE with PS). */
+#define HUGE_2M 0x200000ULL
 #define KVA_FLUSH_AM 35 /* 2^35 pages = 2^47 bytes: the whole kernel half */
 
 static u64 base, cap, ecap;
@@ -401,6 +403,35 @@ bool vtd_dma_map(u64 pa, u64 len)
 }
 
 /* ---- SVA ---- */
+
+bool vtd_dma_map_2m(u64 pa, u64 len)
+{
+    if (!base)
+        return true;
+    u64 end = pa + len;
+    if (!len || end < pa || ((pa | len) & (HUGE_2M - 1)))
+        return false;
+    for (u64 a = pa; a < end; a += HUGE_2M) {
+        u64 *t = (u64 *)dma_domain.pml4;
+        for (int level = 3; level > 1; level--) {
+            u64 *e = &t[(a >> (12 + 9 * level)) & 511];
+            if (!(*e & PTE_P)) {
+                u64 page = page_alloc();
+                if (!page)
+                    return false;
+                *e = page | PTE_P | PTE_W | PTE_U;
+            } else if (*e & PTE_PS) {
+                return false;
+            }
+            t = (u64 *)(*e & PTE_ADDR);
+        }
+        u64 *pde = &t[(a >> 21) & 511];
+        if (*pde & PTE_P)
+            return false; /* a 4 KiB table (or a leaf) is already there */
+        *pde = a | PTE_P | PTE_W | PTE_U | PTE_PS;
+    }
+    return true;
+}
 
 /* The DMA domain's leaf entry for `iova`, without allocating; NULL when a
  * level above it is absent or a large page. */

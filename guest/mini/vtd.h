@@ -94,6 +94,12 @@ bool vtd_present(void);
 /* Identity-maps [pa, pa+len) in the DMA domain (4 KiB pages, RW); a no-op
  * returning true without a unit. */
 bool vtd_dma_map(u64 pa, u64 len);
+/* Identity-maps [pa, pa+len) in the DMA domain with 2 MiB first-stage
+ * leaves (RW, U), as Linux maps an aligned range when the domain's page
+ * sizes include 2 MiB; both must be 2 MiB aligned and nothing mapped
+ * there yet. A no-op returning true without a unit. (vtd_dma_unmap does
+ * not take these apart.) */
+bool vtd_dma_map_2m(u64 pa, u64 len);
 /* Removes the identity mappings of [pa, pa+len) from the DMA domain and
  * sends the PASID-based IOTLB invalidation (RID_PASID, DID 2) and a wait;
  * false when a page was not mapped or the wait failed; true without a
