@@ -246,10 +246,11 @@ fn vtd_blk_fault_on_a_missing_mapping_writes_nothing() {
 #[test]
 fn blk_bench_reads_with_the_viommu_on_and_off() {
     let img = Image::new("blk-bench");
-    for viommu in [true, false] {
+    // (vIOMMU, 2 MiB DMA pages, pages the guest reports)
+    for (viommu, huge, pages) in [(true, 1, "2m"), (true, 0, "4k"), (false, 1, "none")] {
         let Some(r) = run(
             "blk_bench_reads_with_the_viommu_on_and_off",
-            "scenario=blk-bench blk_bench_mib=8",
+            &format!("scenario=blk-bench blk_bench_mib=8 blk_bench_2m={huge}"),
             &img.0,
             viommu,
         ) else {
@@ -259,22 +260,27 @@ fn blk_bench_reads_with_the_viommu_on_and_off() {
         assert_eq!(r.exit_status, 0, "{s}");
         let on = if viommu { "on" } else { "off" };
         assert_eq!(r.guest("translation").as_deref(), Some(on), "{s}");
+        assert_eq!(r.guest("bench_dma_pages").as_deref(), Some(pages), "{s}");
         assert_eq!(r.guest_u64("bench_bytes"), 8 << 20, "{s}");
         assert_eq!(r.guest_u64("bench_failed"), 0, "{s}");
         assert!(r.guest_u64("bench_tsc_cycles") > 0, "{s}");
-        // warm-up request plus the timed ones
+        // the 2 MiB warm-up request plus the timed ones
         assert_eq!(
             r.blk()["device_counters"]["read_bytes"],
-            9 << 20,
+            10 << 20,
             "{}",
             r.report
         );
-        if viommu {
-            // Warm IOTLB: one miss per buffer page (the warm-up), hits after.
-            assert!(r.counter("translations") >= 9 * 256, "{}", r.report);
-        } else {
-            assert_eq!(r.counter("translations"), 0, "{}", r.report);
-            assert_eq!(r.counter("invalidations.wait"), 0, "{}", r.report);
+        let translations = r.counter("translations");
+        match pages {
+            // at least one per 4 KiB page the device wrote
+            "4k" => assert!(translations >= 5 * 512, "{}", r.report),
+            // one per 64 KiB piece the device moves, not one per page
+            "2m" => assert!((5 * 32..5 * 512).contains(&translations), "{}", r.report),
+            _ => {
+                assert_eq!(translations, 0, "{}", r.report);
+                assert_eq!(r.counter("invalidations.wait"), 0, "{}", r.report);
+            }
         }
     }
 }
