@@ -202,6 +202,32 @@ fn vtd_blk_round_trip_through_first_stage_tables() {
     assert_eq!(blk["device_counters"]["read_bytes"], 8192, "{blk}");
 }
 
+/// The round trip's fault check is not vacuous: a driver that clears the
+/// mappings without the PASID-based IOTLB invalidation lets the device
+/// write the buffer through stale IOTLB entries; the guest sees it (FAIL,
+/// exit 1) and the model's checker counts the stale leaf uses.
+#[test]
+fn reject_unmap_without_iotlb_invalidation() {
+    let img = Image::new("vtd-blk-noflush");
+    let Some(r) = run(
+        "reject_unmap_without_iotlb_invalidation",
+        "scenario=vtd-blk blk_unmap_flush=0",
+        &img.0,
+        true,
+    ) else {
+        return;
+    };
+    let s = &r.serial;
+    assert_eq!(r.exit_status, 1, "{s}");
+    assert_eq!(r.guest("result").as_deref(), Some("FAIL"), "{s}");
+    assert_eq!(r.guest_u64("unmap_flush"), 0, "{s}");
+    assert_eq!(r.guest_u64("stale_read_status"), 0, "{s}");
+    assert_eq!(r.guest_u64("untouched"), 0, "{s}");
+    assert_eq!(r.counter("faults"), 0, "{}", r.report);
+    assert_eq!(r.counter("invalidations.piotlb"), 0, "{}", r.report);
+    assert!(r.counter("stale_walks.leaf") >= 1, "{}", r.report);
+}
+
 #[test]
 fn vtd_blk_fault_on_a_missing_mapping_writes_nothing() {
     let img = Image::new("vtd-blk-fault");

@@ -8,6 +8,11 @@
  *                 the device must fault instead of using a stale IOTLB
  *                 entry, and the buffer must stay untouched. Byte i of the
  *                 pattern is (i * 7 + (i >> 9)) & 0xff ^ 0x5a.
+ *                 blk_unmap_flush=0 plays a buggy driver: the mappings are
+ *                 cleared without the IOTLB invalidation, so the device
+ *                 writes the buffer through the stale IOTLB entries; the
+ *                 scenario then reports FAIL (and the model's checker
+ *                 sees the stale use).
  *  vtd-blk-fault  needs a DMAR unit. A read into and a write from a page the
  *                 DMA domain never mapped: both requests fail, each DMA
  *                 raises a fault record and a fault interrupt, the page
@@ -67,6 +72,23 @@ static bool up(const char *name, bool need_vtd)
     return vblk_init(&blk, pf.pci, pf.npci);
 }
 
+/* The buggy unmap of blk_unmap_flush=0: clears the DMA domain's 4 KiB
+ * leaves of [pa, pa+len) and sends no invalidation. */
+static bool clear_without_flush(u64 pa, u64 len)
+{
+    for (u64 a = pa; a < pa + len; a += PAGE_SIZE) {
+        u64 *t = (u64 *)vtd_dma_domain()->pml4;
+        for (int level = 3; level > 0; level--) {
+            u64 e = t[(a >> (12 + 9 * level)) & 511];
+            if (!(e & PTE_P) || (e & PTE_PS))
+                return false;
+            t = (u64 *)(e & PTE_ADDR);
+        }
+        t[(a >> 12) & 511] = 0;
+    }
+    return true;
+}
+
 static bool all_bytes(u64 pa, u64 len, u8 v)
 {
     for (u64 i = 0; i < len; i++)
@@ -100,7 +122,9 @@ int scenario_vtd_blk(const struct boot_info *bi)
      * gone, so a third read faults and writes nothing */
     memset((void *)rbuf, 0x3c, VTD_BLK_BYTES);
     u64 faults0 = vtd_stats()->faults, irqs0 = irq_count(VEC_VTD_FAULT);
-    bool unmapped = vtd_dma_unmap(rbuf, VTD_BLK_BYTES);
+    bool flush = cmdline_u64("blk_unmap_flush", 1) != 0;
+    bool unmapped = flush ? vtd_dma_unmap(rbuf, VTD_BLK_BYTES)
+                          : clear_without_flush(rbuf, VTD_BLK_BYTES);
     u8 us = vblk_rw(&blk, false, sector, rbuf, VTD_BLK_BYTES);
     bool irq = irq_wait(VEC_VTD_FAULT, irqs0, FAULT_IRQ_SPINS);
     vtd_fault_service(NULL);
@@ -115,9 +139,9 @@ int scenario_vtd_blk(const struct boot_info *bi)
     kprintf("stalewalk-guest: scenario=vtd-blk rid=0x%x capacity=%llu sector=%llu bytes=%llu "
             "write_status=%u read_status=%u match=%u\n",
             blk.pci.rid, blk.capacity, sector, VTD_BLK_BYTES, ws, rs, match);
-    kprintf("stalewalk-guest: unmapped=%u stale_read_status=%u fault_irq=%u fault_records=%llu "
-            "fault_addr=0x%llx fault_rid=0x%x fault_reason=0x%x untouched=%u\n",
-            unmapped, us, irq, nf, f->addr, f->rid, f->reason, untouched);
+    kprintf("stalewalk-guest: unmapped=%u unmap_flush=%u stale_read_status=%u fault_irq=%u "
+            "fault_records=%llu fault_addr=0x%llx fault_rid=0x%x fault_reason=0x%x untouched=%u\n",
+            unmapped, flush, us, irq, nf, f->addr, f->rid, f->reason, untouched);
     kprintf("stalewalk-guest: driver_descriptors=%llu driver_waits=%llu driver_piotlb=%llu "
             "driver_pasid_cache=%llu result=%s\n",
             s->descriptors, s->waits, s->piotlb, s->pasid_cache, pass ? "pass" : "FAIL");
