@@ -17,8 +17,8 @@
  *                 DMA domain never mapped: both requests fail, each DMA
  *                 raises a fault record and a fault interrupt, the page
  *                 stays untouched and the disk at blk_sector=N (default
- *                 128) keeps its contents; then a mapped read works (the
- *                 device and the VMM carry on).
+ *                 128) keeps its contents (read before and after through a
+ *                 mapped buffer: the device and the VMM carry on).
  *  blk-bench      with or without a DMAR unit: reads blk_bench_mib=N MiB
  *                 (default 64) sequentially in BENCH_REQ-byte requests into
  *                 one mapped buffer, after one warm-up request (so the
@@ -175,10 +175,13 @@ int scenario_vtd_blk_fault(const struct boot_info *bi)
                 sector, blk.capacity);
         return EXIT_USAGE;
     }
-    u64 victim = page_alloc(), ok_buf = page_alloc();
-    if (!victim || !ok_buf || !vtd_dma_map(ok_buf, PAGE_SIZE))
+    u64 victim = page_alloc(), ok_buf = page_alloc(), before = page_alloc();
+    if (!victim || !ok_buf || !before || !vtd_dma_map(ok_buf, PAGE_SIZE))
         return EXIT_FAIL;
     memset((void *)victim, 0x3c, PAGE_SIZE);
+    /* what the disk holds there before the faulting write */
+    u8 first = vblk_rw(&blk, false, sector, ok_buf, PAGE_SIZE);
+    memcpy((void *)before, (void *)ok_buf, PAGE_SIZE);
     u8 rs, ws;
     bool rirq, wirq;
     struct vtd_fault rf, wf;
@@ -187,11 +190,11 @@ int scenario_vtd_blk_fault(const struct boot_info *bi)
     bool write_ok = faulting_request(true, sector, victim, &ws, &wirq, &wf);
     bool untouched = all_bytes(victim, PAGE_SIZE, 0x3c);
     /* the device and the VMM carry on: a mapped read of the same sectors
-     * works and finds them unchanged (the test image holds zeros there) */
+     * works and finds them unchanged */
     memset((void *)ok_buf, 0xee, PAGE_SIZE);
     u8 after = vblk_rw(&blk, false, sector, ok_buf, PAGE_SIZE);
-    bool disk_unchanged = all_bytes(ok_buf, PAGE_SIZE, 0);
-    bool pass = read_ok && write_ok && untouched && after == 0 && disk_unchanged;
+    bool disk_unchanged = memcmp((void *)ok_buf, (void *)before, PAGE_SIZE) == 0;
+    bool pass = first == 0 && read_ok && write_ok && untouched && after == 0 && disk_unchanged;
     kprintf("stalewalk-guest: scenario=vtd-blk-fault rid=0x%x sector=%llu victim=0x%llx "
             "read_status=%u read_fault_irq=%u read_fault_addr=0x%llx read_fault_reason=0x%x "
             "read_fault_write=%u\n",
