@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# Build the stalewalk guest kernel: Debian's linux-source-6.12 with the
+# series in patches/, the config in config.fragment, the kpgtable_test and
+# sva_dma modules, the sva-dma-test program and a busybox initramfs.
+#
+# Output goes to ${STALEWALK_CACHE:-$HOME/.cache/stalewalk}/linux-<hash>,
+# where <hash> covers the source version, the series, the config, the
+# module and initramfs sources and this script. A run whose hash is
+# already built only prints the paths.
+#
+# The object tree is kept in .../work/linux-<version>/ and the patched
+# source is synced into it by content, so a change to one patch rebuilds
+# only what that patch touches.
+#
+# Usage: build.sh [--check]
+#   --check  build nothing: print the paths and exit 0 if the build for
+#            the current inputs is in the cache, exit 3 if it is not.
+#
+# Environment:
+#   STALEWALK_CACHE   cache root (default: $HOME/.cache/stalewalk)
+#   STALEWALK_JOBS    make -j value (default: 2; the build runs at nice 19)
+#   STALEWALK_NO_APT  set to 1 to skip installing build dependencies
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache_root=${STALEWALK_CACHE:-$HOME/.cache/stalewalk}
+jobs=${STALEWALK_JOBS:-2}
+src_pkg=linux-source-6.12
+tarball=/usr/src/${src_pkg}.tar.xz
+
+log() { printf 'build.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+check_only=0
+case ${1:-} in
+--check) check_only=1 ;;
+"") ;;
+*) die "usage: build.sh [--check]" ;;
+esac
+
+# ---------------------------------------------------------------- deps --
+# Packages, and a file each provides, so a machine that has them all
+# does not need apt at all.
+deps=(
+	"build-essential:/usr/bin/make"
+	"bc:/usr/bin/bc"
+	"bison:/usr/bin/bison"
+	"flex:/usr/bin/flex"
+	"libelf-dev:/usr/include/libelf.h"
+	"libssl-dev:/usr/include/openssl/ssl.h"
+	"cpio:/usr/bin/cpio"
+	"busybox-static:/bin/busybox"
+	"xz-utils:/usr/bin/xz"
+	"dwarves:/usr/bin/pahole"
+	"rsync:/usr/bin/rsync"
+	"kmod:/usr/bin/kmod"
+	"gzip:/usr/bin/gzip"
+	"qemu-system-x86:/usr/bin/qemu-system-x86_64"
+	"${src_pkg}:${tarball}"
+)
+
+install_deps() {
+	local missing=() d
+	for d in "${deps[@]}"; do
+		[[ -e ${d#*:} ]] || missing+=("${d%%:*}")
+	done
+	((${#missing[@]})) || return 0
+	[[ ${STALEWALK_NO_APT:-0} == 1 ]] && die "missing packages: ${missing[*]}"
+	log "installing ${missing[*]}"
+	apt-get update -qq
+	# Debian 12 ships linux-source-6.12 in bookworm-security and
+	# bookworm-backports; enable backports only if apt cannot see it.
+	if ! apt-cache policy "$src_pkg" | grep -q 'Candidate: [0-9]'; then
+		log "enabling bookworm-backports for $src_pkg"
+		echo 'deb http://deb.debian.org/debian bookworm-backports main' \
+			>/etc/apt/sources.list.d/stalewalk-backports.list
+		apt-get update -qq
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends "${missing[@]}" >&2
+}
+
+if ((check_only)); then
+	version=$(dpkg-query -W -f='${Version}' "$src_pkg" 2>/dev/null) || true
+	if [[ -z $version || ! -f $tarball ]]; then
+		log "$src_pkg is not installed"
+		exit 3
+	fi
+else
+	install_deps
+	version=$(dpkg-query -W -f='${Version}' "$src_pkg")
+	[[ -n $version && -f $tarball ]] || die "$src_pkg is not installed"
+fi
+
+# --------------------------------------------------------------- hash --
+shopt -s nullglob
+patches=("$here"/patches/*.patch)
+((${#patches[@]})) || die "no patches in $here/patches"
+inputs=("$here/build.sh" "$here/config.fragment" "${patches[@]}"
+	"$here"/sva_dma/*.[ch] "$here"/sva_dma/Makefile "$here"/sva_dma/Kbuild
+	"$here"/initramfs/*)
+hash=$({
+	echo "$src_pkg $version"
+	dpkg-query -W -f='${Version}\n' busybox-static 2>/dev/null || echo no-busybox
+	for f in "${inputs[@]}"; do
+		printf '%s\n' "${f#"$here"/}"
+		sha256sum <"$f"
+	done
+} | sha256sum | cut -c1-16)
+out=$cache_root/linux-$hash
+
+print_paths() {
+	cat <<EOF
+kernel_dir=$out
+vmlinux=$out/vmlinux
+bzimage=$out/bzImage
+initramfs=$out/initramfs.cpio.gz
+kpgtable_test=$out/kpgtable_test.ko
+sva_dma=$out/sva_dma.ko
+sva_dma_test=$out/sva-dma-test
+config=$out/config
+EOF
+}
+
+if [[ -f $out/.complete ]]; then
+	log "up to date ($out)"
+	print_paths
+	exit 0
+fi
+if ((check_only)); then
+	log "not built yet: $out"
+	exit 3
+fi
+
+mkdir -p "$cache_root"
+exec 9>"$cache_root/build.lock"
+flock 9
+if [[ -f $out/.complete ]]; then
+	print_paths
+	exit 0
+fi
+
+start=$(date +%s)
+work=$cache_root/work/linux-$version
+src=$work/src
+obj=$work/obj
+mkdir -p "$work" "$obj"
+
+# ------------------------------------------------------ patched source --
+# Files a series touches, one per line.
+series_files() {
+	sed -n -e 's|^--- a/||p' -e 's|^+++ b/||p' "$@" | sort -u
+}
+
+# Fast path: src still holds the previous series (a copy is in $applied).
+# Take it off with patch -R, put the new one on, and give back their old
+# timestamps to files whose content ended up unchanged, so make rebuilds
+# only what really changed. Takes seconds instead of minutes.
+update_src_in_place() {
+	local applied=$work/applied stamps=$work/stamps p f
+	[[ -d $src && -d $applied ]] || return 1
+	local old=("$applied"/*.patch)
+	((${#old[@]})) || return 1
+	: >"$stamps"
+	while IFS= read -r f; do
+		[[ -f $src/$f ]] &&
+			printf '%s %s %s\n' "$(sha256sum <"$src/$f" | cut -c1-64)" \
+				"$(stat -c %Y "$src/$f")" "$f" >>"$stamps"
+	done < <(series_files "${old[@]}")
+	for ((i = ${#old[@]} - 1; i >= 0; i--)); do
+		patch -d "$src" -p1 -s -R --batch --no-backup-if-mismatch \
+			<"${old[i]}" >/dev/null || return 1
+	done
+	rm -rf "$applied"
+	for p in "${patches[@]}"; do
+		patch -d "$src" -p1 -s --batch --forward --no-backup-if-mismatch \
+			<"$p" || die "patch $(basename "$p") does not apply"
+	done
+	while read -r sum stamp f; do
+		[[ -f $src/$f && $(sha256sum <"$src/$f" | cut -c1-64) == "$sum" ]] &&
+			touch -d "@$stamp" "$src/$f"
+	done <"$stamps"
+	return 0
+}
+
+# Slow path: unpack the tarball, patch it, copy by content into src.
+update_src_from_tarball() {
+	local scratch=$work/scratch top p
+	rm -rf "$scratch" "$work/applied"
+	mkdir -p "$scratch"
+	tar -xJf "$tarball" -C "$scratch"
+	top=$(find "$scratch" -mindepth 1 -maxdepth 1 -type d | head -n1)
+	for p in "${patches[@]}"; do
+		patch -d "$top" -p1 -s --batch --forward <"$p" ||
+			die "patch $(basename "$p") does not apply"
+	done
+	# Files that did not change keep their timestamps, so make only
+	# rebuilds what the series changed since the last build.
+	mkdir -p "$src"
+	rsync -rlp --checksum --delete "$top"/ "$src"/
+	rm -rf "$scratch"
+}
+
+log "applying ${#patches[@]} patches to $src_pkg $version"
+if ! update_src_in_place; then
+	log "unpacking $src_pkg (slow path)"
+	update_src_from_tarball
+fi
+mkdir -p "$work/applied"
+cp "${patches[@]}" "$work/applied/"
+
+# ------------------------------------------------------------- config --
+kmake() { nice -n 19 make -C "$src" O="$obj" -j"$jobs" "$@"; }
+log "configuring"
+kmake -s x86_64_defconfig
+"$src"/scripts/kconfig/merge_config.sh -m -O "$obj" "$obj/.config" \
+	"$here/config.fragment" >/dev/null
+kmake -s olddefconfig
+# Every option the fragment sets must have survived olddefconfig.
+while IFS= read -r line; do
+	case $line in
+	CONFIG_*=*)
+		grep -qx "$line" "$obj/.config" ||
+			die "config.fragment: '$line' did not stick (dependency missing?)"
+		;;
+	"# CONFIG_"*" is not set")
+		sym=${line#"# "}
+		sym=${sym%% *}
+		if grep -q "^$sym=" "$obj/.config"; then
+			die "config.fragment: $sym is still enabled"
+		fi
+		;;
+	esac
+done <"$here/config.fragment"
+
+# -------------------------------------------------------------- build --
+log "building vmlinux, bzImage and modules (make -j$jobs at nice 19)"
+kmake vmlinux bzImage modules
+
+log "building sva_dma"
+mod=$work/sva_dma
+rm -rf "$mod"
+mkdir -p "$mod"
+cp "$here"/sva_dma/* "$mod"/
+kmake M="$mod" W=1 modules
+nice -n 19 make -C "$mod" -s sva-dma-test
+
+# ---------------------------------------------------------- initramfs --
+log "building initramfs"
+root=$work/initramfs
+rm -rf "$root"
+mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,lib/modules}
+cp /bin/busybox "$root/bin/busybox"
+cp "$here/initramfs/init" "$root/init"
+chmod 755 "$root/init"
+cp "$obj/mm/kpgtable_test.ko" "$mod/sva_dma.ko" "$root/lib/modules/"
+cp "$mod/sva-dma-test" "$root/bin/"
+staging=$work/out.tmp
+rm -rf "$staging"
+mkdir -p "$staging"
+(cd "$root" && find . -print0 | sort -z |
+	cpio --null -o -H newc --owner=0:0 --quiet) | gzip -9n >"$staging/initramfs.cpio.gz"
+
+cp "$obj/vmlinux" "$obj/arch/x86/boot/bzImage" "$obj/mm/kpgtable_test.ko" \
+	"$mod/sva_dma.ko" "$mod/sva-dma-test" "$staging/"
+cp "$obj/.config" "$staging/config"
+end=$(date +%s)
+echo "built in $((end - start)) s with make -j$jobs from $src_pkg $version" \
+	>"$staging/BUILD-INFO"
+touch "$staging/.complete"
+rm -rf "$out"
+mv "$staging" "$out"
+log "done in $((end - start)) s"
+print_paths
