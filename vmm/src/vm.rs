@@ -15,8 +15,8 @@ use std::os::unix::thread::JoinHandleExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, Once};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use devices::bus::Bus;
 use devices::legacy::debug_exit::{DEBUG_EXIT_LEN, DEBUG_EXIT_PORT, DebugExit};
@@ -620,16 +620,23 @@ fn run_inner(
     // inherit this filter, then add their own), waits and reports.
     seccomp::install(ThreadKind::Vm, cfg.seccomp)?;
     let (tx, rx) = mpsc::channel::<(u32, VcpuStop)>();
+    // When the first vCPU entered KVM_RUN (the guest's first instruction),
+    // for the verbose line that tools/bench.sh reads.
+    let first_run: Arc<OnceLock<(Instant, SystemTime)>> = Arc::default();
     let mut threads = Vec::new();
     for (id, fd) in (0u32..).zip(vcpus) {
         let shared = shared.clone();
         let tx = tx.clone();
         let mode = cfg.seccomp;
+        let first_run = first_run.clone();
         let t = std::thread::Builder::new()
             .name(format!("vcpu{id}"))
             .spawn(move || {
                 let stop = match seccomp::install(ThreadKind::Vcpu, mode) {
-                    Ok(()) => vcpu::run(fd, &shared),
+                    Ok(()) => {
+                        first_run.get_or_init(|| (Instant::now(), SystemTime::now()));
+                        vcpu::run(fd, &shared)
+                    }
                     Err(e) => VcpuStop::RunFailed(e.to_string()),
                 };
                 // The receiver outlives every thread (joined below).
@@ -678,6 +685,17 @@ fn run_inner(
             elapsed.as_secs_f64() * 1e3
         )
     });
+    if let Some((at, wall)) = first_run.get() {
+        verbose(&|| {
+            let since_start = at.duration_since(start);
+            let unix = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+            format!(
+                "first KVM_RUN entry {:.3} ms after run start (first_run_unix_us={})",
+                since_start.as_secs_f64() * 1e3,
+                unix.as_micros()
+            )
+        });
+    }
 
     *report_inputs = Some((platform, shared.unclaimed.load(Ordering::Relaxed)));
     let (vcpu, stop) = first.unwrap_or((0, VcpuStop::Stopped));
