@@ -107,7 +107,12 @@ pub fn run_mini(test: &str, run: &MiniRun<'_>) -> Option<MiniResult> {
         .expect("the vIOMMU is on by default");
     viommu.cache = run.cache.parse().expect("cache policy");
     viommu.check = run.check.parse().expect("checker mode");
-    let r = stalewalk::run_with_report(&cfg, RunHooks::default());
+    // The run installs the VMM's seccomp filter on the thread that calls
+    // it; a thread of its own keeps the test's thread unfiltered (the
+    // tests remove their disk images afterwards).
+    let r = std::thread::spawn(move || stalewalk::run_with_report(&cfg, RunHooks::default()))
+        .join()
+        .expect("the VM thread panicked");
     let serial = String::from_utf8_lossy(&buf.lock().expect("serial buffer")).into_owned();
     let outcome = r
         .result
