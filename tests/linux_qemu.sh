@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Boots the patched Linux 6.12 guest kernel (guest/linux/) under QEMU with
 # TCG (no KVM) and a scalable-mode intel-iommu, once per kpgtable_free=
-# mode, has the initramfs free 256 kernel PTE tables in 8 bursts through
-# pmd_free_pte_page() (kpgtable_test), and checks the debugfs counters the
-# init script prints:
+# mode (the sync boot through the PVH entry of vmlinux, the others from
+# the bzImage), has the initramfs free 256 kernel PTE tables in 8 bursts
+# through pmd_free_pte_page() (kpgtable_test), and checks the debugfs
+# counters the init script prints:
 #
 #   deferred  freed = 256, queued = 256, batches well below 256 (at most
 #             one per 4 tables), one KVA flush per batch;
@@ -41,8 +42,9 @@ command -v qemu-system-x86_64 >/dev/null ||
 	skip "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
 
 bzimage=$(sed -n 's/^bzimage=//p' <<<"$paths")
+vmlinux=$(sed -n 's/^vmlinux=//p' <<<"$paths")
 initramfs=$(sed -n 's/^initramfs=//p' <<<"$paths")
-[[ -f $bzimage && -f $initramfs ]] || {
+[[ -f $bzimage && -f $vmlinux && -f $initramfs ]] || {
 	echo "linux-qemu: build.sh --check printed paths that do not exist" >&2
 	exit 1
 }
@@ -61,12 +63,16 @@ field() { sed -n "s/.* $1=\([0-9a-z]*\).*/\1/p" <<<"$2"; }
 
 for mode in deferred sync eager; do
 	log=$work/serial-$mode.log
+	# One boot takes the PVH entry (the ELF vmlinux, as stalewalk loads
+	# it), the others the bzImage.
+	kernel=$bzimage
+	[[ $mode == sync ]] && kernel=$vmlinux
 	start=$(date +%s.%N)
 	set +e
 	timeout "$timeout_s" qemu-system-x86_64 \
 		-accel tcg -machine q35 -cpu max -smp 2 -m 512M \
 		-device intel-iommu,intremap=off,x-scalable-mode=on \
-		-kernel "$bzimage" -initrd "$initramfs" \
+		-kernel "$kernel" -initrd "$initramfs" \
 		-append "console=ttyS0 panic=-1 intel_iommu=on kpgtable_free=$mode stalewalk.pmds=$pmds stalewalk.bursts=$bursts" \
 		-display none -monitor none -serial "file:$log" -no-reboot \
 		</dev/null >"$work/qemu-$mode.out" 2>&1
@@ -80,7 +86,7 @@ for mode in deferred sync eager; do
 		cat "$work/qemu-$mode.out"
 		continue
 	fi
-	echo "linux-qemu: $mode ($(printf '%.1f' "$(echo "$end - $start" | bc)") s): ${line#stalewalk-guest: }"
+	echo "linux-qemu: $mode, $(basename "$kernel") ($(printf '%.1f' "$(echo "$end - $start" | bc)") s): ${line#stalewalk-guest: }"
 
 	got_mode=$(field mode "$line")
 	queued=$(field queued "$line")
