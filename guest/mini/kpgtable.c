@@ -97,6 +97,14 @@ static u64 *pde_for(u64 va, bool alloc)
     return (u64 *)(*pud & PTE_ADDR) + ((va >> 21) & 511);
 }
 
+u64 vmalloc_pmd_table(u64 va)
+{
+    u64 *pud = pud_for(va);
+    if (!pud || !(*pud & PTE_P) || (*pud & PTE_PS))
+        return 0;
+    return *pud & PTE_ADDR;
+}
+
 u64 vmalloc_pte_table(u64 va)
 {
     u64 *pde = pde_for(va, false);

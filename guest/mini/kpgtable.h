@@ -68,6 +68,8 @@ bool vmap_huge(u64 va, u64 pa);
 bool vmap_huge_pud(u64 va, u64 pa);
 /* Unmaps a 1 GiB area: PDPT entry cleared, PD and PTE tables freed. */
 bool vunmap_area(u64 va);
+/* The PD page currently linked for `va` (0 if none). */
+u64 vmalloc_pmd_table(u64 va);
 /* The PTE table page currently linked for `va` (0 if none). */
 u64 vmalloc_pte_table(u64 va);
 /* The deferred worker: flush and free what is queued (no-op otherwise). */
