@@ -14,7 +14,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use viommu::qi::{self, PiotlbGranularity};
-use viommu::walk::index;
+use viommu::walk::{self, Geometry, Path, index};
 use viommu::{
     Access, CachePolicy, CheckMode, Config, Descriptor, DmaRequest, Levels, Viommu, regs,
 };
@@ -192,6 +192,22 @@ fn translate_benches(c: &mut Criterion) {
         b.unit.translate(&mem, &Bench::req(va)).unwrap();
         g.bench_function(name, |bn| {
             bn.iter(|| b.unit.translate(&mem, black_box(&Bench::req(va))).unwrap())
+        });
+    }
+
+    // The walker alone (what a full walk costs once context and PASID
+    // entries are cached): 4 and 5 levels from the root.
+    for (name, levels, va) in [
+        ("walker_4level", Levels::Four, VA),
+        ("walker_5level", Levels::Five, VA5),
+    ] {
+        let mut b = Bench::new(CachePolicy::None, CheckMode::Off, levels);
+        b.map(va, 0x20_0000);
+        let geo = Geometry::new(levels.count(), 48, true);
+        let mem = b.mem.clone();
+        let mut path = Path::default();
+        g.bench_function(name, |bn| {
+            bn.iter(|| walk::walk(&mem, &geo, geo.root(TABLES), black_box(va), &mut path).unwrap())
         });
     }
 

@@ -32,7 +32,15 @@ pub struct TagHasher(u64);
 impl Hasher for TagHasher {
     #[inline]
     fn finish(&self) -> u64 {
-        self.0
+        // MurmurHash3's 64-bit finalizer: every output bit depends on every
+        // input bit, so the low bits hashbrown indexes with are spread even
+        // when tags differ only in a few page-number bits.
+        let mut k = self.0;
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        k ^ (k >> 33)
     }
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
@@ -54,7 +62,7 @@ impl Hasher for TagHasher {
     }
     #[inline]
     fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        self.0 = self.0.rotate_left(23).wrapping_add(v);
     }
     #[inline]
     fn write_usize(&mut self, v: usize) {
@@ -687,16 +695,17 @@ impl Caches {
         removed
     }
 
-    /// Splits a 64-bit inclusive range into masked-tag spans.
-    fn spans(lo: u64, hi: u64) -> Vec<(u64, u64)> {
+    /// Splits a 64-bit inclusive range into masked-tag spans (one, or two
+    /// when the range wraps the tag space).
+    fn spans(lo: u64, hi: u64) -> ([(u64, u64); 2], usize) {
         if hi.wrapping_sub(lo) >= TAG_ADDR_MASK {
-            return vec![(0, TAG_ADDR_MASK)];
+            return ([(0, TAG_ADDR_MASK), (0, 0)], 1);
         }
         let (a, b) = (lo & TAG_ADDR_MASK, hi & TAG_ADDR_MASK);
         if a <= b {
-            vec![(a, b)]
+            ([(a, b), (0, 0)], 1)
         } else {
-            vec![(a, TAG_ADDR_MASK), (0, b)]
+            ([(a, TAG_ADDR_MASK), (0, b)], 2)
         }
     }
 
@@ -745,7 +754,8 @@ impl Caches {
     fn page_range(&mut self, did: u16, pasid: Option<u32>, addr: u64, am: u8, ih: bool) -> Removed {
         let (lo, hi) = page_range_bounds(addr, am);
         let mut total = Removed::default();
-        for (a, b) in Self::spans(lo, hi) {
+        let (spans, n) = Self::spans(lo, hi);
+        for &(a, b) in &spans[..n] {
             let r = self.remove_span(did, pasid, a, b, ih);
             total.iotlb += r.iotlb;
             for i in 0..4 {

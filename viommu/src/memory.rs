@@ -5,7 +5,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use vm_memory::{GuestAddress, GuestMemory, Permissions, VolatileMemory};
+use vm_memory::bitmap::BS;
+use vm_memory::{
+    GuestAddress, GuestMemory, GuestMemoryBackend, GuestMemoryRegion, Permissions, VolatileMemory,
+    VolatileSlice,
+};
 
 /// Errors accessing guest memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -26,13 +30,104 @@ fn slice<M: GuestMemory>(
     gpa: u64,
     len: usize,
     perm: Permissions,
-) -> Result<vm_memory::VolatileSlice<'_, vm_memory::bitmap::BS<'_, M::Bitmap>>, MemoryError> {
+) -> Result<VolatileSlice<'_, BS<'_, M::Bitmap>>, MemoryError> {
     let mut it = mem
         .get_slices(GuestAddress(gpa), len, perm)
         .map_err(|_| MemoryError::Unbacked(gpa))?;
     match it.next() {
         Some(Ok(s)) if s.len() == len => Ok(s),
         _ => Err(MemoryError::Unbacked(gpa)),
+    }
+}
+
+type RegionBitmap<M> =
+    <<<M as GuestMemory>::PhysicalMemory as GuestMemoryBackend>::R as GuestMemoryRegion>::B;
+
+/// Reads table entries through the guest-memory region it resolved last, so
+/// a walk over several table pages looks the region up once. Memory without
+/// a plain physical backend falls back to [`load_u64`].
+pub struct Reader<'a, M: GuestMemory> {
+    mem: &'a M,
+    last: Option<(u64, VolatileSlice<'a, BS<'a, RegionBitmap<M>>>)>,
+}
+
+impl<M: GuestMemory> std::fmt::Debug for Reader<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Reader(region at {:?})", self.last.as_ref().map(|l| l.0))
+    }
+}
+
+impl<'a, M: GuestMemory> Reader<'a, M> {
+    /// A reader over `mem`.
+    #[inline]
+    pub fn new(mem: &'a M) -> Self {
+        Reader { mem, last: None }
+    }
+
+    /// The memory read.
+    pub fn memory(&self) -> &'a M {
+        self.mem
+    }
+
+    /// Loads the naturally aligned u64 at `gpa` (one atomic access).
+    #[inline]
+    pub fn load_u64(&mut self, gpa: u64) -> Result<u64, MemoryError> {
+        if gpa & 7 != 0 {
+            return Err(MemoryError::Misaligned(gpa));
+        }
+        if let Some((start, s)) = &self.last {
+            if let Some(v) = Self::load_in(*start, s, gpa) {
+                return Ok(v);
+            }
+        }
+        if let Some(phys) = self.mem.physical_memory() {
+            if let Some(r) = phys.find_region(GuestAddress(gpa)) {
+                if let Ok(s) = r.as_volatile_slice() {
+                    let start = r.start_addr().0;
+                    let v = Self::load_in(start, &s, gpa);
+                    self.last = Some((start, s));
+                    if let Some(v) = v {
+                        return Ok(v);
+                    }
+                }
+            }
+        }
+        load_u64(self.mem, gpa)
+    }
+
+    #[inline]
+    fn load_in(
+        start: u64,
+        s: &VolatileSlice<'a, BS<'a, RegionBitmap<M>>>,
+        gpa: u64,
+    ) -> Option<u64> {
+        let off = usize::try_from(gpa.checked_sub(start)?).ok()?;
+        if off.checked_add(8)? > s.len() {
+            return None;
+        }
+        s.get_atomic_ref::<AtomicU64>(off)
+            .ok()
+            .map(|a| u64::from_le(a.load(Ordering::Acquire)))
+    }
+
+    /// Loads two consecutive u64s (16-aligned) once each.
+    #[inline]
+    pub fn load_pair(&mut self, gpa: u64) -> Result<[u64; 2], MemoryError> {
+        if gpa & 15 != 0 {
+            return Err(MemoryError::Misaligned(gpa));
+        }
+        let hi = gpa.checked_add(8).ok_or(MemoryError::Unbacked(gpa))?;
+        Ok([self.load_u64(gpa)?, self.load_u64(hi)?])
+    }
+
+    /// Loads the 128 bits at `gpa` as two u64s, twice; a difference is
+    /// [`MemoryError::Torn`].
+    pub fn load_u128(&mut self, gpa: u64) -> Result<[u64; 2], MemoryError> {
+        let first = self.load_pair(gpa)?;
+        if self.load_pair(gpa)? != first {
+            return Err(MemoryError::Torn(gpa));
+        }
+        Ok(first)
     }
 }
 
@@ -46,74 +141,6 @@ pub fn load_u64<M: GuestMemory>(mem: &M, gpa: u64) -> Result<u64, MemoryError> {
     s.get_atomic_ref::<AtomicU64>(0)
         .map(|a| u64::from_le(a.load(Ordering::Acquire)))
         .map_err(|_| MemoryError::Misaligned(gpa))
-}
-
-/// One guest page resolved to host memory once, so several entries of the
-/// same table can be read without looking the region up again.
-pub struct PageView<'a, B: vm_memory::bitmap::BitmapSlice> {
-    slice: Option<vm_memory::VolatileSlice<'a, B>>,
-    base: u64,
-}
-
-impl<B: vm_memory::bitmap::BitmapSlice> std::fmt::Debug for PageView<'_, B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "PageView({:#x}, resolved: {})",
-            self.base,
-            self.slice.is_some()
-        )
-    }
-}
-
-/// Resolves the page holding `gpa`. A page not wholly backed (a region
-/// ending mid-page) is still usable: its loads fall back to [`load_u64`].
-pub fn page<M: GuestMemory>(
-    mem: &M,
-    gpa: u64,
-) -> PageView<'_, vm_memory::bitmap::BS<'_, M::Bitmap>> {
-    let base = gpa & !0xfff;
-    PageView {
-        slice: slice(mem, base, 4096, Permissions::Read).ok(),
-        base,
-    }
-}
-
-impl<B: vm_memory::bitmap::BitmapSlice> PageView<'_, B> {
-    /// Loads the u64 at `gpa` (which must lie in this page) atomically.
-    #[inline]
-    pub fn load<M: GuestMemory>(&self, mem: &M, gpa: u64) -> Result<u64, MemoryError> {
-        if gpa & 7 != 0 {
-            return Err(MemoryError::Misaligned(gpa));
-        }
-        match &self.slice {
-            Some(s) if gpa & !0xfff == self.base => {
-                let off = usize::try_from(gpa & 0xfff).map_err(|_| MemoryError::Unbacked(gpa))?;
-                s.get_atomic_ref::<AtomicU64>(off)
-                    .map(|a| u64::from_le(a.load(Ordering::Acquire)))
-                    .map_err(|_| MemoryError::Misaligned(gpa))
-            }
-            _ => load_u64(mem, gpa),
-        }
-    }
-
-    /// Loads the 128 bits at `gpa` (16-aligned, in this page) as two u64s,
-    /// then reads them again; a difference is [`MemoryError::Torn`].
-    pub fn load_u128<M: GuestMemory>(&self, mem: &M, gpa: u64) -> Result<[u64; 2], MemoryError> {
-        if gpa & 15 != 0 {
-            return Err(MemoryError::Misaligned(gpa));
-        }
-        let first = self.load_pair(mem, gpa)?;
-        if self.load_pair(mem, gpa)? != first {
-            return Err(MemoryError::Torn(gpa));
-        }
-        Ok(first)
-    }
-
-    /// Loads two consecutive u64s (16-aligned) once each.
-    pub fn load_pair<M: GuestMemory>(&self, mem: &M, gpa: u64) -> Result<[u64; 2], MemoryError> {
-        Ok([self.load(mem, gpa)?, self.load(mem, gpa | 8)?])
-    }
 }
 
 /// Stores a u64 at `gpa` (atomic). Used for status writes and queue entries.
@@ -166,7 +193,7 @@ pub fn cmpxchg_u64<M: GuestMemory>(
 /// Reads the 128 bits at `gpa` (16-byte aligned) as two u64 loads, then reads
 /// them again; a difference means the entry was being written: `Torn`.
 pub fn load_u128<M: GuestMemory>(mem: &M, gpa: u64) -> Result<[u64; 2], MemoryError> {
-    page(mem, gpa).load_u128(mem, gpa)
+    Reader::new(mem).load_u128(gpa)
 }
 
 /// Reads a whole 4-KiB page into `buf` (for checker snapshots).

@@ -582,6 +582,7 @@ impl Viommu {
             );
             return;
         }
+        let mut reader = memory::Reader::new(mem);
         let mut head = self.regs.get64(regs::IQH) % qsize;
         let mut budget = MAX_DESCRIPTORS_PER_TAIL_WRITE;
         while head != tail && budget > 0 {
@@ -593,11 +594,11 @@ impl Viommu {
             let mut qw = [0u64; 4];
             let n = if wide { 4 } else { 2 };
             for (i, q) in qw.iter_mut().take(n).enumerate() {
-                match gpa
+                let v = gpa
                     .checked_add(8 * i as u64)
                     .ok_or(memory::MemoryError::Unbacked(gpa))
-                    .and_then(|a| memory::load_u64(mem, a))
-                {
+                    .and_then(|a| reader.load_u64(a));
+                match v {
                     Ok(v) => *q = v,
                     Err(_) => {
                         self.queue_error(QiError::Fetch { gpa }, head);

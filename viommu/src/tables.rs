@@ -264,7 +264,8 @@ pub fn read_context<M: GuestMemory>(
     let root_gpa = (root & ADDR_MASK)
         .checked_add(u64::from(bus) * 16)
         .ok_or(TableError::RootAccess { bus, gpa: root })?;
-    let re = match memory::load_u128(mem, root_gpa) {
+    let mut reader = memory::Reader::new(mem);
+    let re = match reader.load_u128(root_gpa) {
         Ok(v) => v,
         Err(MemoryError::Torn(_)) => return Err(TableError::RootNotPresent { bus }),
         Err(_) => return Err(TableError::RootAccess { bus, gpa: root_gpa }),
@@ -276,7 +277,7 @@ pub fn read_context<M: GuestMemory>(
     let ctx_gpa = (half & ADDR_MASK)
         .checked_add(u64::from(devfn & 0x7f) * 32)
         .ok_or(TableError::ContextAccess { gpa: half })?;
-    let raw = match memory::load_u128(mem, ctx_gpa) {
+    let raw = match reader.load_u128(ctx_gpa) {
         Ok(v) => v,
         Err(MemoryError::Torn(_)) => return Err(TableError::ContextNotPresent { rid }),
         Err(_) => return Err(TableError::ContextAccess { gpa: ctx_gpa }),
@@ -315,10 +316,10 @@ pub fn read_pasid_entry<M: GuestMemory>(
         .ok_or(TableError::PasidAccess { gpa: dire })?;
     // Each 128-bit half is read as two u64s; the first half is read again
     // after the second: a change means the entry was rewritten meanwhile.
-    // The entry is 64-byte aligned, so both halves lie in one page.
-    let view = memory::page(mem, pe_gpa);
-    let read = |gpa: u64| {
-        view.load_pair(mem, gpa)
+    let mut reader = memory::Reader::new(mem);
+    let mut read = |gpa: u64| {
+        reader
+            .load_pair(gpa)
             .map_err(|_| TableError::PasidAccess { gpa })
     };
     let a = read(pe_gpa)?;

@@ -298,13 +298,14 @@ pub fn walk<M: GuestMemory>(
     path: &mut Path,
 ) -> Result<Leaf, WalkError> {
     path.clear();
+    let mut reader = memory::Reader::new(mem);
     let mut level = start.level;
     let mut table = start.table;
     let mut rights = start.rights;
     // The loop runs at most `levels` times: level strictly decreases.
     while level >= 1 {
         let gpa = table | (index(addr, level) * 8);
-        let value = match memory::load_u64(mem, gpa) {
+        let value = match reader.load_u64(gpa) {
             Ok(v) => v,
             Err(MemoryError::Unbacked(_) | MemoryError::Misaligned(_) | MemoryError::Torn(_)) => {
                 return Err(WalkError::Access { level, gpa });
