@@ -24,6 +24,8 @@ fn chaos_10000_iterations_the_vmm_and_the_guest_survive() {
     assert_eq!(r.guest_u64("chaos_survived"), 1, "{}", r.serial);
     assert_eq!(r.guest_u64("recovered"), 1, "{}", r.serial);
     assert!(r.counter("vmm.rejected_guest_actions") > 0, "{}", r.report);
+    let ms = r.report["elapsed_ms"].as_f64().unwrap_or(f64::MAX);
+    assert!(ms < 60_000.0, "chaos took {ms} ms");
 }
 
 #[test]

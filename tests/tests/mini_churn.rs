@@ -28,6 +28,9 @@ fn churn(test: &str, policy: &str) -> Option<MiniResult> {
         "{}",
         r.report
     );
+    // Issue 7: each mini-guest scenario finishes in under a minute here.
+    let ms = r.report["elapsed_ms"].as_f64().unwrap_or(f64::MAX);
+    assert!(ms < 60_000.0, "churn {policy} took {ms} ms");
     Some(r)
 }
 
