@@ -8,7 +8,7 @@
 //! with the entries removed, not with the size of the range. Lookups here never
 //! touch statistics: the caller counts, so the checker can probe freely.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use crate::config::CachePolicy;
@@ -79,12 +79,14 @@ struct Slot<V> {
 }
 
 /// One cache: a hash map for lookups, an ordered index of tags for range
-/// invalidation, and a stamp order for replacement.
+/// invalidation, and a stamp queue for replacement (oldest first; entries
+/// made obsolete by a later touch or a removal are skipped lazily and
+/// compacted away, so the queue stays within a constant factor of the map).
 #[derive(Debug, Clone)]
 pub struct Store<K: Ord + Hash + Copy, V> {
     map: FastMap<K, Slot<V>>,
     index: BTreeSet<K>,
-    order: BTreeMap<u64, K>,
+    order: VecDeque<(u64, K)>,
     stamp: u64,
     capacity: usize,
     touch_on_hit: bool,
@@ -101,7 +103,7 @@ impl<K: Ord + Hash + Copy, V> Store<K, V> {
         Store {
             map: FastMap::default(),
             index: BTreeSet::new(),
-            order: BTreeMap::new(),
+            order: VecDeque::new(),
             stamp: 0,
             capacity,
             touch_on_hit,
@@ -127,18 +129,26 @@ impl<K: Ord + Hash + Copy, V> Store<K, V> {
         self.map.get(k).map(|s| &s.value)
     }
 
+    fn compact(&mut self) {
+        if self.order.len() > 2 * self.map.len() + 64 {
+            let map = &self.map;
+            self.order
+                .retain(|(s, k)| map.get(k).is_some_and(|slot| slot.stamp == *s));
+        }
+    }
+
     /// Looks `k` up; under LRU marks it most recently used.
     #[inline]
     pub fn lookup(&mut self, k: &K) -> Option<&V> {
         if !self.touch_on_hit {
             return self.peek(k);
         }
-        let slot = self.map.get_mut(k)?;
-        self.order.remove(&slot.stamp);
         self.stamp += 1;
-        slot.stamp = self.stamp;
-        self.order.insert(self.stamp, *k);
-        Some(&slot.value)
+        let stamp = self.stamp;
+        self.map.get_mut(k)?.stamp = stamp;
+        self.order.push_back((stamp, *k));
+        self.compact();
+        self.map.get(k).map(|s| &s.value)
     }
 
     /// Inserts (or replaces); returns entries evicted to make room.
@@ -154,30 +164,30 @@ impl<K: Ord + Hash + Copy, V> Store<K, V> {
                 stamp: self.stamp,
             },
         ) {
-            self.order.remove(&old.stamp);
             evicted.push((k, old.value));
         } else {
             self.index.insert(k);
         }
-        self.order.insert(self.stamp, k);
-        // Bounded: each pass removes one entry and the map holds at most
-        // capacity + 1 entries here.
+        self.order.push_back((self.stamp, k));
+        // Bounded: every pass pops one queue element.
         while self.map.len() > self.capacity {
-            let Some((_, victim)) = self.order.pop_first() else {
+            let Some((s, victim)) = self.order.pop_front() else {
                 break;
             };
-            if let Some(slot) = self.map.remove(&victim) {
-                self.index.remove(&victim);
-                evicted.push((victim, slot.value));
+            if self.map.get(&victim).is_some_and(|slot| slot.stamp == s) {
+                if let Some(slot) = self.map.remove(&victim) {
+                    self.index.remove(&victim);
+                    evicted.push((victim, slot.value));
+                }
             }
         }
+        self.compact();
     }
 
     /// Removes `k`.
     pub fn remove(&mut self, k: &K) -> Option<V> {
         let slot = self.map.remove(k)?;
         self.index.remove(k);
-        self.order.remove(&slot.stamp);
         Some(slot.value)
     }
 
@@ -1014,6 +1024,23 @@ mod tests {
         );
         assert!(c.iotlb_lookup(1, 1, 0x1000, false).is_some());
         assert!(c.iotlb_lookup(1, 1, 0x2000, false).is_none());
+    }
+
+    #[test]
+    fn replacement_queue_stays_bounded() {
+        let mut st: Store<u64, u64> = Store::new(CachePolicy::Lru(NonZeroUsize::new(2).unwrap()));
+        let mut ev = Vec::new();
+        st.insert(1, 1, &mut ev);
+        st.insert(2, 2, &mut ev);
+        for _ in 0..10_000 {
+            assert!(st.lookup(&1).is_some());
+            assert!(st.lookup(&2).is_some());
+        }
+        assert!(st.order.len() <= 2 * 2 + 64 + 1);
+        st.insert(3, 3, &mut ev);
+        assert_eq!(ev, [(1, 1)], "1 was used least recently");
+        assert_eq!(st.len(), 2);
+        assert!(st.peek(&2).is_some() && st.peek(&3).is_some());
     }
 
     #[test]

@@ -70,13 +70,26 @@ pub fn page_hash<M: GuestMemory>(mem: &M, page: u64) -> u64 {
     if memory::read_page(mem, page & !0xfff, &mut buf).is_err() {
         return 0;
     }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for chunk in buf.chunks_exact(8) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        let v = u64::from_le_bytes(w) & !(PTE_A | PTE_D);
-        h = (h ^ v).wrapping_mul(0x100_0000_01b3).rotate_left(29);
+    // Four independent lanes keep the multiplier busy; each entry is mixed
+    // with its position so swapping entries changes the hash.
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut lanes = [
+        0x243f_6a88_85a3_08d3u64,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+    ];
+    for (i, chunk) in buf.chunks_exact(32).enumerate() {
+        for (j, lane) in lanes.iter_mut().enumerate() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&chunk[j * 8..j * 8 + 8]);
+            let v = u64::from_le_bytes(w) & !(PTE_A | PTE_D);
+            *lane = (*lane ^ v ^ (i as u64)).wrapping_mul(K).rotate_left(31);
+        }
     }
+    let h = lanes
+        .iter()
+        .fold(0u64, |acc, l| (acc ^ l).wrapping_mul(K).rotate_left(27));
     h | 1
 }
 
