@@ -253,6 +253,20 @@ pub fn compare_table(policies: &[String], reports: &[serde_json::Value]) -> Stri
     out
 }
 
+/// `--trace PATH` for one policy of `compare`: the policy goes before the
+/// extension (`run.trace` -> `run.sync.trace`).
+pub fn policy_path(path: &Path, policy: &str) -> std::path::PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{policy}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{policy}"),
+    };
+    path.with_file_name(name)
+}
+
 /// `stalewalk compare`.
 pub fn compare(args: &CompareArgs) -> ExitCode {
     if args.run.scenario.is_none() {
@@ -291,7 +305,20 @@ pub fn compare(args: &CompareArgs) -> ExitCode {
     for p in &args.policies {
         let cfg = policy_config(&base, p);
         eprintln!("stalewalk: compare: running policy {p} ...");
-        let r = run_with_report(&cfg, RunHooks::default());
+        let mut policy_args = args.run.clone();
+        policy_args.trace = args.run.trace.as_deref().map(|t| policy_path(t, p));
+        let (hooks, trace) = match trace_hooks(&policy_args, &cfg) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("stalewalk: error: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
+        let r = run_with_report(&cfg, hooks);
+        status = status.max(finish_trace(trace));
+        if let Some(t) = &policy_args.trace {
+            eprintln!("stalewalk: compare: policy {p}: trace in {}", t.display());
+        }
         match &r.result {
             Ok(o) if o.exit_status != 0 => {
                 eprintln!(
@@ -352,6 +379,15 @@ mod tests {
             policy_config(&base, "sync").cmdline,
             "scenario=exploit kpgtable_free=sync"
         );
+    }
+
+    #[test]
+    fn compare_traces_get_the_policy_in_their_name() {
+        assert_eq!(
+            policy_path(Path::new("/tmp/run.trace"), "sync"),
+            Path::new("/tmp/run.sync.trace")
+        );
+        assert_eq!(policy_path(Path::new("t"), "eager"), Path::new("t.eager"));
     }
 
     #[test]

@@ -146,15 +146,33 @@ pub struct Breakdown {
 }
 
 /// Per-device and per-PASID counts, built from the vIOMMU's event stream.
+///
+/// Keyed by number while the guest runs (this is on every translation's
+/// path: no formatting, no allocation once a key exists); names are made
+/// only when the report is serialized.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Breakdowns {
-    /// By requester id (`"00:04.0"`).
-    pub per_device: BTreeMap<String, Breakdown>,
-    /// By PASID (`"none"` for requests without one).
-    pub per_pasid: BTreeMap<String, Breakdown>,
+    /// By requester id, serialized as `"00:04.0"`.
+    #[serde(serialize_with = "by_rid")]
+    pub per_device: BTreeMap<u16, Breakdown>,
+    /// By PASID, serialized as the number or `"none"` for requests without
+    /// one.
+    #[serde(serialize_with = "by_pasid")]
+    pub per_pasid: BTreeMap<Option<u32>, Breakdown>,
     /// Events whose key did not fit under [`MAX_BREAKDOWN_KEYS`].
     #[serde(rename = "breakdown_overflow")]
     pub other: Breakdown,
+}
+
+fn by_rid<S: serde::Serializer>(m: &BTreeMap<u16, Breakdown>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(m.iter().map(|(k, v)| (rid_name(*k), v)))
+}
+
+fn by_pasid<S: serde::Serializer>(
+    m: &BTreeMap<Option<u32>, Breakdown>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(m.iter().map(|(k, v)| (pasid_name(*k), v)))
 }
 
 /// Formats a requester id as bus:device.function.
@@ -166,11 +184,16 @@ fn pasid_name(pasid: Option<u32>) -> String {
     pasid.map_or_else(|| "none".to_string(), |p| p.to_string())
 }
 
+/// The PASID the checker reports for requests without one (RID_PASID as
+/// Linux programs it); the breakdown files those under `"none"`, beside
+/// the same requests' translations.
+const RID_PASID: u32 = 0;
+
 impl Breakdowns {
-    fn slot<'a>(
-        map: &'a mut BTreeMap<String, Breakdown>,
+    fn slot<'a, K: Ord>(
+        map: &'a mut BTreeMap<K, Breakdown>,
         other: &'a mut Breakdown,
-        key: String,
+        key: K,
     ) -> &'a mut Breakdown {
         if map.len() >= MAX_BREAKDOWN_KEYS && !map.contains_key(&key) {
             return other;
@@ -179,16 +202,13 @@ impl Breakdowns {
     }
 
     fn both(&mut self, rid: u16, pasid: Option<u32>, f: impl Fn(&mut Breakdown)) {
-        f(Self::slot(
-            &mut self.per_device,
-            &mut self.other,
-            rid_name(rid),
-        ));
-        f(Self::slot(
-            &mut self.per_pasid,
-            &mut self.other,
-            pasid_name(pasid),
-        ));
+        f(Self::slot(&mut self.per_device, &mut self.other, rid));
+        f(Self::slot(&mut self.per_pasid, &mut self.other, pasid));
+    }
+
+    /// The counts of one device (`"00:04.0"`-style names are for output).
+    pub fn device(&self, rid: u16) -> Option<&Breakdown> {
+        self.per_device.get(&rid)
     }
 
     /// Accounts one event.
@@ -208,8 +228,8 @@ impl Breakdowns {
             }),
             Event::StaleWalk(s) => {
                 let reused = matches!(s.class, viommu::checker::StaleClass::Reused);
-                // The checker reports RID_PASID for requests without one.
-                self.both(s.rid, Some(s.pasid), |b| {
+                let pasid = (s.pasid != RID_PASID).then_some(s.pasid);
+                self.both(s.rid, pasid, |b| {
                     b.stale_walks += 1;
                     if reused {
                         b.reused += 1;
@@ -220,12 +240,8 @@ impl Breakdowns {
                 descriptor: Descriptor::Piotlb { pasid, .. },
                 ..
             } => {
-                Self::slot(
-                    &mut self.per_pasid,
-                    &mut self.other,
-                    pasid_name(Some(*pasid)),
-                )
-                .piotlb += 1
+                let key = (*pasid != RID_PASID).then_some(*pasid);
+                Self::slot(&mut self.per_pasid, &mut self.other, key).piotlb += 1
             }
             _ => {}
         }
@@ -430,6 +446,7 @@ impl RunReport {
             k.pml5e.misses
         );
         for (dev, b) in &self.breakdowns.per_device {
+            let dev = rid_name(*dev);
             let _ = writeln!(
                 s,
                 "device {dev}: translations {} faults {} stale {} (reused {})",
@@ -437,6 +454,7 @@ impl RunReport {
             );
         }
         for (p, b) in &self.breakdowns.per_pasid {
+            let p = pasid_name(*p);
             let _ = writeln!(
                 s,
                 "pasid {p}: translations {} faults {} stale {} (reused {}) piotlb {}",
@@ -560,10 +578,11 @@ mod tests {
         }
         assert_eq!(b.per_pasid.len(), MAX_BREAKDOWN_KEYS);
         assert_eq!(b.other.translations, 5);
-        assert_eq!(
-            b.per_device["00:04.0"].faults,
-            MAX_BREAKDOWN_KEYS as u64 + 5
-        );
+        let n = u64::try_from(MAX_BREAKDOWN_KEYS).unwrap() + 5;
+        assert_eq!(b.device(0x20).unwrap().faults, n);
+        let v = serde_json::to_value(&b).unwrap();
+        assert_eq!(v["per_device"]["00:04.0"]["translations"], n);
+        assert_eq!(v["per_pasid"]["0"]["translations"], 1);
     }
 
     #[test]
