@@ -158,6 +158,9 @@ const COMMON: &[i64] = &[
     libc::SYS_close,
     libc::SYS_exit,
     libc::SYS_exit_group,
+    // Debug builds of std check that a descriptor is open (F_GETFD) before
+    // closing it, e.g. when a vCPU thread drops its vCPU fd.
+    libc::SYS_fcntl,
     libc::SYS_futex,
     libc::SYS_getpid,
     libc::SYS_getrandom,
