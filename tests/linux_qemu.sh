@@ -120,6 +120,8 @@ for mode in deferred sync eager; do
 			fail "eager: kva_flushes=$flushes, want one per table ($tables)"
 		;;
 	esac
+	grep -aq '^stalewalk-guest: sva_dma loaded=1' "$log" ||
+		fail "$mode: the sva_dma module did not load"
 	grep -aq '^stalewalk-guest: done status=0' "$log" ||
 		fail "$mode: init did not finish cleanly"
 	if grep -aE 'BUG:|WARNING:|Oops|Bad page' "$log" >/dev/null; then
