@@ -12,12 +12,12 @@
 //! filtered at all (`off`). `docs/SECURITY.md` lists the policy.
 //!
 //! A filter cannot be removed from a thread, and threads inherit their
-//! creator's. The VM thread's filter is installed on the thread that called
-//! [`crate::vm::run`]: `compare` and library users (the integration tests)
-//! run several VMs one after another on that thread, so its list also holds
-//! what the next run's set-up needs (KVM ioctls, opening files, creating
-//! threads), and the vCPU and trace-writer lists are subsets of it (a thread
-//! created under it keeps working). What no list holds is what an escaped
+//! creator's. The VM thread's filter is installed on the binary's main
+//! thread once set-up is done (see [`install`]): `compare` runs several VMs
+//! one after another on it, so its list also holds what the next run's
+//! set-up needs (KVM ioctls, opening files, creating threads), and the vCPU
+//! and trace-writer lists are subsets of it (a thread created under it keeps
+//! working). What no list holds is what an escaped
 //! guest would want first: sockets, `execve`, `ptrace`, `mount`, module and
 //! BPF loading, namespaces, keyrings, `process_vm_*`, `kexec`, and more.
 
@@ -299,12 +299,23 @@ std::thread_local! {
     static VM_FILTER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Whether the calling thread is the process's main thread.
+fn is_main_thread() -> bool {
+    // SAFETY: getpid and gettid take no arguments and cannot fail.
+    unsafe { libc::getpid() == libc::gettid() }
+}
+
 /// Installs the filter for `kind` on the calling thread (nothing for
-/// `off`; the VM-thread filter only once per thread). With
-/// [`SELFTEST_ENV`] naming `kind`, then calls `socket(2)`, which the `on`
-/// filter answers by killing the process.
+/// `off`). With [`SELFTEST_ENV`] naming `kind`, then calls `socket(2)`,
+/// which the `on` filter answers by killing the process.
+///
+/// The VM-thread filter goes only on the process's main thread (the
+/// `stalewalk` binary's), once: a library caller that runs a VM from a
+/// thread of its own (the integration tests do) keeps that thread as it
+/// was, because a filter could never be lifted from it again; its vCPU
+/// threads are filtered all the same.
 pub fn install(kind: ThreadKind, mode: SeccompMode) -> Result<(), SeccompError> {
-    if kind == ThreadKind::Vm && VM_FILTER.with(|f| f.get()) {
+    if kind == ThreadKind::Vm && (!is_main_thread() || VM_FILTER.with(|f| f.get())) {
         return Ok(());
     }
     let selftest = std::env::var(SELFTEST_ENV).is_ok_and(|v| v == kind.name());
