@@ -270,5 +270,9 @@ echo "built in $((end - start)) s with make -j$jobs from $src_pkg $version" \
 touch "$staging/.complete"
 rm -rf "$out"
 mv "$staging" "$out"
+# Keep the newest few builds (about 40 MB each), not one per change ever.
+keep=3
+ls -1dt "$cache_root"/linux-*/ 2>/dev/null | tail -n +$((keep + 1)) |
+	while IFS= read -r old; do rm -rf "$old"; done
 log "done in $((end - start)) s"
 print_paths
