@@ -18,6 +18,7 @@ fn churn(test: &str, policy: &str) -> Option<MiniResult> {
     )?;
     assert_eq!(r.exit_status, 0, "{}", r.serial);
     assert_eq!(r.guest("result").as_deref(), Some("pass"), "{}", r.serial);
+    assert_eq!(r.guest("verdict").as_deref(), Some("pass"), "{}", r.serial);
     assert_eq!(r.guest_u64("dma_errors"), 0, "{}", r.serial);
     assert_eq!(r.guest_u64("data_errors"), 0, "{}", r.serial);
     assert!(r.guest_u64("pt_frees") >= 2000, "{}", r.serial);
