@@ -2,7 +2,8 @@
 //! virtio-console, virtio-blk, virtio-rng, the SVA device, and absent
 //! slots), through ECAM (any offset, 1 to 8 bytes) and the legacy
 //! 0xcf8/0xcfc ports (any port offset and size), with BAR reads and writes
-//! wherever the guest has just moved the BARs.
+//! wherever the guest has just moved the BARs; and the other port devices
+//! (COM1, i8042, debug-exit, the hint port, ACPI PM).
 #![no_main]
 
 use devices::pci::root::{BAR_WINDOW_BASE, BAR_WINDOW_SIZE, CONFIG_IO_PORT, ECAM_SIZE};
@@ -51,8 +52,10 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             4 => {
-                // Legacy mechanism: address then data, any port and size.
-                let port = CONFIG_IO_PORT + u64::from(input.u8() % 8);
+                // A port device: 0xcf8/0xcfc (address then data), COM1,
+                // i8042, debug-exit, hint, ACPI PM; any offset and size.
+                let base = input.pick(&[CONFIG_IO_PORT, 0x3f8, 0x60, 0xf4, 0xf0, 0x604]);
+                let port = base + u64::from(input.u8() % 8);
                 let len = 1 + usize::from(input.u8() % 4);
                 let v = input.u32().to_le_bytes();
                 if input.bool() {

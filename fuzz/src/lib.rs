@@ -217,7 +217,8 @@ pub mod vtd {
 /// The devices a guest reaches, wired as the vmm wires them (without KVM):
 /// the PCIe root (host bridge, ECAM, 0xcf8, BAR window), virtio-console,
 /// virtio-blk and virtio-rng DMAing through the vIOMMU, one SVA device, the
-/// vIOMMU's register block, the hint port and the ACPI power-off port.
+/// vIOMMU's register block, and the port devices (COM1, i8042, debug-exit,
+/// the hint port and the ACPI power-off port).
 pub mod platform {
     use std::path::PathBuf;
     use std::sync::{Arc, Mutex, OnceLock};
@@ -229,6 +230,10 @@ pub mod platform {
     use devices::interrupt::InterruptSink;
     use devices::iommu_mmio::{VIOMMU_MMIO_BASE, VIOMMU_MMIO_SIZE, ViommuMmio, ViommuPort};
     use devices::legacy::ShutdownSignal;
+    use devices::legacy::debug_exit::{DEBUG_EXIT_LEN, DEBUG_EXIT_PORT, DebugExit};
+    use devices::legacy::i8042::{I8042, I8042_DATA_PORT, I8042_LEN};
+    use devices::legacy::serial::{COM1_LEN, COM1_PORT, IrqTrigger, Serial};
+    use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
     use devices::pci::root::{
         BAR_WINDOW_BASE, BAR_WINDOW_SIZE, CONFIG_IO_LEN, CONFIG_IO_PORT, ECAM_BASE, ECAM_SIZE,
         PciBarWindow, PciConfigIo, PciEcam, PciRoot,
@@ -266,7 +271,7 @@ pub mod platform {
         pub root: Arc<PciRoot>,
         /// MMIO bus (ECAM, BAR window, vIOMMU registers).
         pub mmio: Bus,
-        /// Port bus (0xcf8, hint, ACPI PM).
+        /// Port bus (COM1, i8042, debug-exit, 0xcf8, hint, ACPI PM).
         pub pio: Bus,
         /// Where interrupts go.
         pub sink: Arc<CountingSink>,
@@ -354,12 +359,35 @@ pub mod platform {
             HINT_LEN,
         )
         .expect("hint");
+        let shutdown = Arc::new(ShutdownSignal::new());
         pio.insert(
-            Arc::new(Mutex::new(AcpiPm::new(Arc::new(ShutdownSignal::new())))),
+            Arc::new(Mutex::new(AcpiPm::new(shutdown.clone()))),
             u64::from(SLEEP_CONTROL_PORT),
             ACPI_PM_LEN,
         )
         .expect("ACPI PM");
+        let irq = EventFd::new(EFD_NONBLOCK).expect("eventfd");
+        pio.insert(
+            Arc::new(Mutex::new(Serial::new(
+                IrqTrigger(irq),
+                Box::new(std::io::sink()),
+            ))),
+            u64::from(COM1_PORT),
+            COM1_LEN,
+        )
+        .expect("COM1");
+        pio.insert(
+            Arc::new(Mutex::new(I8042::new(shutdown.clone()))),
+            u64::from(I8042_DATA_PORT),
+            I8042_LEN,
+        )
+        .expect("i8042");
+        pio.insert(
+            Arc::new(Mutex::new(DebugExit::new(shutdown))),
+            u64::from(DEBUG_EXIT_PORT),
+            DEBUG_EXIT_LEN,
+        )
+        .expect("debug-exit");
         Platform {
             mem,
             viommu,
