@@ -1,0 +1,279 @@
+#!/usr/bin/env bash
+# bench.sh - every benchmark behind docs/PERFORMANCE.md, in one command, and
+# the document's tables rewritten from the results.
+#
+#   vIOMMU model     criterion: viommu/benches/translate.rs, invalidate.rs
+#   device DMA       the SVA device's 64 MiB copy (devices, ignored test
+#                    perf_copy_64m); virtio-blk via tools/bench-virtio.sh
+#   VMM              start to first guest instruction, to exit, peak RSS and
+#                    RSS beyond guest RAM, side by side with QEMU microvm
+#                    booting the same ELF (tools/bench/boot.py)
+#   guest patch      the mini guest's churn under kpgtable_free=eager/deferred
+#   tracing          the trace writer's costs (stalewalk-tools ignored tests)
+#                    and mini-guest runs traced vs untraced
+#   profiles         perf (or callgrind) of the paths that miss their target
+#
+# Things that are compared run interleaved in the same invocation (A, B, A,
+# B, ...) and the document reports medians, spread and per-round ratios.
+# The raw results stay under OUT (target/bench, or target/bench-smoke);
+# tools/bench/report.py writes the generated blocks of the document
+# (between <!-- bench:NAME --> markers; all other text is kept).
+#
+# usage: tools/bench.sh [--smoke] [--rounds N] [--no-docs]
+#   --smoke     a short run of every step (about a minute once built) that
+#               writes OUT/PERFORMANCE.md instead of docs/PERFORMANCE.md
+#               (tests/bench_smoke.sh); it installs nothing
+#   --rounds N  rounds of the interleaved measurements (default 10 for the
+#               VMM start-up, 5 for the others; criterion runs 3 rounds)
+#   --no-docs   leave docs/PERFORMANCE.md alone (results in OUT only)
+# Needs /dev/kvm, python3, gcc (the mini guest), GNU time; as root on
+# Debian it installs qemu-system-x86 and time when they are missing.
+set -euo pipefail
+
+smoke=0
+docs=1
+rounds=""
+while [ $# -gt 0 ]; do
+    case $1 in
+        --smoke) smoke=1; docs=0 ;;
+        --rounds) rounds=${2:?--rounds needs a number}; shift ;;
+        --no-docs) docs=0 ;;
+        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+started=$(date +%s)
+load_start=$(cut -d" " -f1 /proc/loadavg)
+invocation="tools/bench.sh${*:+ $*}"
+[ "$smoke" = 1 ] && invocation="tools/bench.sh --smoke"
+
+if [ "$smoke" = 1 ]; then
+    out=${BENCH_OUT:-$root/target/bench-smoke}
+    crit_rounds=1
+    crit_args=(--warm-up-time 0.1 --measurement-time 0.2 --sample-size 10)
+    boot_runs=${rounds:-2}
+    runs=${rounds:-1}
+    virtio_mib=8
+    churn_knob=" churn_rounds=2"
+else
+    out=${BENCH_OUT:-$root/target/bench}
+    crit_rounds=3
+    crit_args=(--warm-up-time 1 --measurement-time 2 --sample-size 20)
+    boot_runs=${rounds:-10}
+    runs=${rounds:-5}
+    virtio_mib=64
+    churn_knob=""
+fi
+rm -rf "$out"
+mkdir -p "$out/criterion" "$out/reports" "$out/profiles"
+: >"$out/commands.txt"
+
+log() { echo "bench.sh [$(($(date +%s) - started)) s]: $*" >&2; }
+# record CMD...: notes the command for the document, then runs it.
+record() {
+    local q
+    q=$(printf '%q ' "$@")
+    echo "${q% }" | sed "s|$root/||g; s|$out|OUT|g" >>"$out/commands.txt"
+    "$@"
+}
+# note TEXT: a command line for the document that a loop runs many times.
+note() { echo "$*" >>"$out/commands.txt"; }
+
+# ------------------------------------------------------------ prerequisites
+[ -c /dev/kvm ] || { echo "bench.sh: /dev/kvm is missing: the VMM rows need KVM" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "bench.sh: python3 is missing" >&2; exit 1; }
+install_pkg() {
+    # Only a full run, as root, on Debian/Ubuntu installs anything.
+    if [ "$smoke" = 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing $* from the distribution"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >"$out/apt.log" 2>&1 ||
+            { apt-get update >>"$out/apt.log" 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >>"$out/apt.log" 2>&1; } ||
+            log "could not install $* (see $out/apt.log)"
+    fi
+}
+[ -x /usr/bin/time ] || install_pkg time
+[ -x /usr/bin/time ] || { echo "bench.sh: GNU time (/usr/bin/time) is missing: apt-get install -y time" >&2; exit 1; }
+command -v qemu-system-x86_64 >/dev/null || install_pkg qemu-system-x86
+qemu=$(command -v qemu-system-x86_64 || true)
+[ -n "$qemu" ] || log "no qemu-system-x86_64: the VMM rows show stalewalk only"
+
+# ------------------------------------------------------------------ builds
+log "building (release)"
+record cargo build --release -p stalewalk >&2
+sw=$root/target/release/stalewalk
+elf=$(ls -t "$root"/target/release/build/stalewalk-*/out/mini.elf | head -n 1)
+# exes CARGO-ARGS...: the executables a --no-run build produced (only
+# those of the target kinds in the array `kinds`, when it is not empty).
+kinds=()
+exes() {
+    cargo "$@" --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import json,sys
+for l in sys.stdin:
+    try: m = json.loads(l)
+    except ValueError: continue
+    kinds = sys.argv[1:]
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and \
+            (not kinds or set(kinds) & set(m["target"]["kind"])):
+        print(m["target"]["name"], m["executable"])' "${kinds[@]}"
+}
+record cargo bench -p viommu --no-run >&2
+kinds=(bench)
+crit_bins=$(exes bench -p viommu)
+kinds=()
+record cargo test --release -p devices --lib --no-run >&2
+dev_bin=$(exes test --release -p devices --lib | awk '{print $2}' | head -n 1)
+record cargo test --release -p stalewalk-tools --test trace_bench --test trace_roundtrip --no-run >&2
+tool_bins=$(exes test --release -p stalewalk-tools --test trace_bench --test trace_roundtrip)
+[ -n "$crit_bins" ] && [ -n "$dev_bin" ] && [ -n "$tool_bins" ] || { echo "bench.sh: a build produced no executable" >&2; exit 1; }
+log "built"
+
+# --------------------------------------------------------- vIOMMU (criterion)
+for r in $(seq "$crit_rounds"); do
+    log "criterion round $r/$crit_rounds"
+    while read -r name bin; do
+        [ "$r" = 1 ] && note "cargo bench -p viommu --bench $name -- ${crit_args[*]} --noplot   # x$crit_rounds rounds"
+        CRITERION_HOME="$out/criterion/work" "$bin" --bench "${crit_args[@]}" --noplot >>"$out/criterion.txt" 2>&1 ||
+            { tail -n 30 "$out/criterion.txt" >&2; echo "bench.sh: criterion bench $name failed" >&2; exit 1; }
+    done <<<"$crit_bins"
+    mv "$out/criterion/work" "$out/criterion/round-$r"
+done
+
+# ------------------------------------------------------- device DMA (copy)
+log "SVA copy, $runs invocation(s)"
+note "cargo test --release -p devices --lib -- --ignored --nocapture perf_   # x$runs"
+for _ in $(seq "$runs"); do
+    "$dev_bin" --ignored --nocapture perf_ >>"$out/dma.txt" 2>&1 ||
+        { tail -n 30 "$out/dma.txt" >&2; echo "bench.sh: the SVA copy measurement failed" >&2; exit 1; }
+done
+
+# ---------------------------------------------------------- virtio-blk
+if [ -x tools/bench-virtio.sh ] || [ -f tools/bench-virtio.sh ]; then
+    log "virtio-blk, $runs round(s)"
+    note "BENCH_MIB=$virtio_mib STALEWALK_BIN=target/release/stalewalk tools/bench-virtio.sh $runs"
+    BENCH_MIB=$virtio_mib STALEWALK_BIN=$sw bash tools/bench-virtio.sh "$runs" >"$out/virtio.txt" 2>"$out/virtio.err" ||
+        { cat "$out/virtio.err" >&2; echo "bench.sh: tools/bench-virtio.sh failed" >&2; exit 1; }
+else
+    echo "tools/bench-virtio.sh is not in this tree" >"$out/virtio.skip"
+fi
+
+# ------------------------------------------------------- VMM start-up
+log "VMM start-up, $boot_runs round(s)"
+note "python3 tools/bench/boot.py --runs $boot_runs --stalewalk target/release/stalewalk --elf target/release/build/stalewalk-*/out/mini.elf --qemu qemu-system-x86_64 --out OUT/boot.json"
+python3 tools/bench/boot.py --runs "$boot_runs" --stalewalk "$sw" --elf "$elf" --qemu "$qemu" --out "$out/boot.json"
+
+# -------------------------------------------------- guest patch: churn
+log "churn eager vs deferred, $runs round(s)"
+note "target/release/stalewalk run --sva-dev 2 --scenario churn --cmdline 'kpgtable_free=eager|deferred$churn_knob' --report-file FILE   # x$runs, interleaved"
+for i in $(seq "$runs"); do
+    for pol in eager deferred; do
+        "$sw" run --sva-dev 2 --scenario churn --cmdline "kpgtable_free=$pol$churn_knob" \
+            --report-file "$out/reports/churn-$pol-$i.json" >"$out/churn.log" 2>&1 ||
+            { tail -n 20 "$out/churn.log" >&2; echo "bench.sh: churn ($pol) failed" >&2; exit 1; }
+    done
+done
+
+# ------------------------------------------------------------ tracing
+log "tracing"
+while read -r name bin; do
+    note "cargo test --release -p stalewalk-tools --test $name -- --ignored --nocapture"
+    "$bin" --ignored --nocapture >>"$out/trace-bench.txt" 2>&1 ||
+        { tail -n 30 "$out/trace-bench.txt" >&2; echo "bench.sh: $name failed" >&2; exit 1; }
+done <<<"$tool_bins"
+trace_rounds=$runs
+[ "$smoke" = 0 ] && trace_rounds=$((runs > 3 ? 3 : runs))
+note "target/release/stalewalk run --sva-dev --scenario exploit|churn --cmdline 'kpgtable_free=sync$churn_knob' [--trace FILE] --report-file FILE   # interleaved"
+echo "{}" >"$out/trace-records.json"
+for scen in exploit churn; do
+    n=$runs
+    [ "$scen" = churn ] && n=$trace_rounds
+    for i in $(seq "$n"); do
+        for mode in plain traced; do
+            extra=()
+            [ "$mode" = traced ] && extra=(--trace "$out/$scen.trace")
+            "$sw" run --sva-dev --scenario "$scen" --cmdline "kpgtable_free=sync$churn_knob" "${extra[@]}" \
+                --report-file "$out/reports/trace-${scen}_$mode-$i.json" >"$out/trace-run.log" 2>&1 || true
+            [ -s "$out/reports/trace-${scen}_$mode-$i.json" ] ||
+                { tail -n 20 "$out/trace-run.log" >&2; echo "bench.sh: $scen ($mode) wrote no report" >&2; exit 1; }
+        done
+    done
+    python3 - "$out/$scen.trace" "$out/trace-records.json" "$scen" <<'EOF'
+import json, sys
+trace, meta, scen = sys.argv[1:]
+with open(trace, encoding="utf-8") as f:
+    end = json.loads(f.readlines()[-1])
+m = json.load(open(meta))
+m[scen] = {"records": end.get("records"), "dropped": end.get("dropped")}
+json.dump(m, open(meta, "w"))
+EOF
+    rm -f "$out/$scen.trace"
+done
+
+# ----------------------------------------------------------- profiles
+# perf when it can record here (perf_event_paranoid <= 2 lets a user profile
+# its own processes), else callgrind; skipped in --smoke.
+profile() { # NAME CMD...
+    local name=$1; shift
+    if perf record -q -F 1999 -o "$out/profiles/$name.data" -- "$@" >/dev/null 2>"$out/profiles/$name.err"; then
+        perf report -i "$out/profiles/$name.data" --stdio --no-children --sort symbol --percent-limit 2 2>/dev/null |
+            grep -E '^ +[0-9.]+%' | sed -E 's/ +- +- *$//' | head -n 12 | cut -c1-150 >"$out/profiles/$name.txt"
+        rm -f "$out/profiles/$name.data"
+    elif command -v valgrind >/dev/null; then
+        valgrind --tool=callgrind --callgrind-out-file="$out/profiles/$name.cg" "$@" >/dev/null 2>>"$out/profiles/$name.err"
+        callgrind_annotate "$out/profiles/$name.cg" 2>/dev/null | grep -E '^ *[0-9,]+ ' | head -n 13 | cut -c1-150 >"$out/profiles/$name.txt"
+    fi
+}
+if [ "$smoke" = 0 ]; then
+    log "profiles"
+    translate_bin=$(awk '$1 == "translate" {print $2}' <<<"$crit_bins")
+    for b in iotlb_hit full_walk_4level; do
+        note "perf record -F 1999 -- <translate bench> --bench --profile-time 3 '^translate/$b\$'"
+        profile "$b" "$translate_bin" --bench --profile-time 3 "^translate/$b\$"
+    done
+    note "perf record -F 1999 -- <translate bench> --bench --profile-time 3 '^queue/piotlb_page_descriptors\$'"
+    profile piotlb_page_descriptors "$translate_bin" --bench --profile-time 3 '^queue/piotlb_page_descriptors$'
+    note "perf record -F 1999 -- <devices test binary> --ignored perf_"
+    profile sva_copy "$dev_bin" --ignored perf_
+    note "perf record -F 1999 -- bash -c 'for i in \$(seq 20); do target/release/stalewalk run --memory 128M; done'"
+    profile vmm_start bash -c 'for i in $(seq 20); do "$0" run --memory 128M >/dev/null 2>&1; done' "$sw"
+fi
+
+# ----------------------------------------------------------- the document
+finished=$(date +%s)
+python3 - "$out/meta.json" "$invocation" "$((finished - started))" "$out/commands.txt" "$load_start" "$(nproc)" <<'EOF'
+import json, os, platform, subprocess, sys, time
+meta, invocation, duration, commands, load_start, nproc = sys.argv[1:]
+cpu = "unknown CPU"
+with open("/proc/cpuinfo", encoding="utf-8") as f:
+    for line in f:
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True).stdout.strip()
+kvm = ",".join(sorted(m for m in os.listdir("/sys/module") if m.startswith("kvm"))) or "none"
+json.dump({
+    "invocation": invocation,
+    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    "commit": git("rev-parse", "--short", "HEAD"),
+    "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    "cpu": cpu,
+    "nproc": int(nproc),
+    "uname": " ".join(platform.uname()[i] for i in (0, 2, 4)),
+    "kvm": kvm,
+    "load_start": load_start,
+    "load_end": open("/proc/loadavg").read().split()[0],
+    "duration_s": int(duration),
+    "commands": open(commands).read().splitlines(),
+}, open(meta, "w"), indent=1)
+EOF
+if [ "$docs" = 1 ]; then
+    python3 tools/bench/report.py "$out" docs/PERFORMANCE.md docs/PERFORMANCE.md
+    log "rewrote docs/PERFORMANCE.md"
+else
+    python3 tools/bench/report.py "$out" docs/PERFORMANCE.md "$out/PERFORMANCE.md"
+    log "wrote $out/PERFORMANCE.md"
+fi
+log "done in $(($(date +%s) - started)) s"
