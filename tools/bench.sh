@@ -237,8 +237,16 @@ if [ "$smoke" = 0 ]; then
     profile piotlb_page_descriptors "$translate_bin" --bench --profile-time 3 '^queue/piotlb_page_descriptors$'
     note "perf record -F 1999 -- <devices test binary> --ignored perf_"
     profile sva_copy "$dev_bin" --ignored perf_
-    note "perf record -F 1999 -- bash -c 'for i in \$(seq 20); do target/release/stalewalk run --memory 128M; done'"
-    profile vmm_start bash -c 'for i in $(seq 20); do "$0" run --memory 128M >/dev/null 2>&1; done' "$sw"
+    # The set-up before the first KVM_RUN, phase by phase (strace), else
+    # a perf profile of whole runs.
+    if command -v strace >/dev/null; then
+        record python3 tools/bench/phases.py "$sw" 5 >"$out/profiles/vmm_start.txt"
+    else
+        note "perf record -F 1999 -- bash -c 'for i in \$(seq 20); do target/release/stalewalk run --memory 128M; done'"
+        profile vmm_start bash -c 'for i in $(seq 20); do "$0" run --memory 128M >/dev/null 2>&1; done' "$sw"
+    fi
+    note "perf record -F 1999 -- <translate bench> --bench --profile-time 3 '^translate/miss_fill_plus_pasid_flush_checker\$'"
+    profile checker "$translate_bin" --bench --profile-time 3 '^translate/miss_fill_plus_pasid_flush_checker$'
 fi
 
 # ----------------------------------------------------------- the document

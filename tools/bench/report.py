@@ -414,7 +414,7 @@ def block_targets(c, dma_runs, boot):
     worst = max(((med(crit_ratio(c, a, b)), n) for n, a, b in CHECKER_PAIRS if crit_ratio(c, a, b)),
                 default=(float("nan"), "n/a"))
     add("checker <= 3x", f"x{worst[0]:.2f} (worst path: {worst[1]})", worst[0] <= CHECKER_X,
-        f"x{worst[0] / CHECKER_X:.2f} the target")
+        f"x{worst[0] / CHECKER_X:.2f} the target", "checker")
     e = c.get("queue/piotlb_page_descriptors")
     rate = e["elements"] / (med(e["samples"]) * 1e-9) if e and e["elements"] else float("nan")
     add(">= 10 M descriptors/s", f"{rate / 1e6:.2f} M/s", rate >= DESC_PER_S,
