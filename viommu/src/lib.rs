@@ -170,6 +170,37 @@ pub(crate) struct Memo {
     sre: bool,
     wpe: bool,
     five_level: bool,
+    /// The IOTLB entry the last fast-path hit found, valid while the memo is:
+    /// every IOTLB change (fill, eviction, invalidation) goes through a path
+    /// that clears or rebuilds the memo.
+    last: Option<LastHit>,
+}
+
+/// One IOTLB entry with its input page and the request kinds its rights
+/// allow, so a repeated hit on the same page is a compare and a bit test.
+/// Only a cheaper route to the same IOTLB entry: hits through it count
+/// exactly as IOTLB hits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LastHit {
+    /// Input page base (all 64 bits, so a match implies a canonical address).
+    base: u64,
+    /// `!(page size - 1)`.
+    mask: u64,
+    /// Bit `rights_bit(access, privileged)` set when that request kind passes
+    /// the rights check (and, for privileged ones, SRE).
+    allowed: u8,
+    entry: IotlbEntry,
+}
+
+/// Bit of [`LastHit::allowed`] for a request kind.
+#[inline]
+fn rights_bit(access: Access, privileged: bool) -> u8 {
+    let a = match access {
+        Access::Read => 0,
+        Access::Write => 1,
+        Access::Execute => 2,
+    };
+    1 << (a * 2 + u8::from(privileged))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -486,12 +517,57 @@ impl Viommu {
     /// Translates a device access: caches per policy, the checker, fault
     /// recording (unless the context or PASID entry sets FPD) and the fault
     /// event.
+    #[inline]
     pub fn translate<M: GuestMemory>(
         &mut self,
         mem: &M,
         req: &DmaRequest,
     ) -> Result<Translation, TranslationFault> {
+        if self.sink.is_none() && self.config.check == CheckMode::Off {
+            if let Some(t) = self.last_hit(req) {
+                return Ok(t);
+            }
+        }
         self.translate_mode(mem, req, Mode::Dma)
+    }
+
+    /// A repeated IOTLB hit on the page of the last fast-path hit, for the
+    /// memoized requester (see [`LastHit`]); counts as the full IOTLB hit.
+    #[inline]
+    fn last_hit(&mut self, req: &DmaRequest) -> Option<Translation> {
+        let m = self.memo.as_ref()?;
+        let h = m.last.as_ref()?;
+        if req.addr & h.mask != h.base || m.rid != req.rid || m.req_pasid != req.pasid {
+            return None;
+        }
+        let privileged = req.pasid.is_some() && req.privileged;
+        if h.allowed & rights_bit(req.access, privileged) == 0 {
+            return None;
+        }
+        let t = leaf_translation(
+            &h.entry.leaf,
+            req.addr,
+            privileged,
+            m.wpe,
+            HitLevels {
+                context: true,
+                pasid: true,
+                iotlb: true,
+                psc_level: None,
+            },
+        );
+        self.count_fast_hit();
+        Some(t)
+    }
+
+    #[inline]
+    fn count_fast_hit(&mut self) {
+        self.seq += 1;
+        let c = &mut self.counters;
+        c.translations += 1;
+        c.cache.context.hits += 1;
+        c.cache.pasid.hits += 1;
+        c.cache.iotlb.hits += 1;
     }
 
     /// An ATS translation request: like [`translate`](Self::translate) but a
@@ -512,6 +588,7 @@ impl Viommu {
         let _ = self.translate_mode(mem, req, Mode::Speculative);
     }
 
+    #[inline(never)]
     fn translate_mode<M: GuestMemory>(
         &mut self,
         mem: &M,
@@ -598,14 +675,31 @@ impl Viommu {
         if !geo.canonical(req.addr) || (privileged && !m.sre) {
             return None;
         }
-        let e = self.caches.iotlb_lookup(m.did, m.pasid, req.addr, false)?;
+        let e = match m.last {
+            Some(h) if req.addr & h.mask == h.base => h.entry,
+            _ => self.caches.iotlb_lookup(m.did, m.pasid, req.addr, false)?,
+        };
         walk::check_rights(&e.leaf, req.addr, req.access, privileged, m.wpe).ok()?;
-        self.seq += 1;
-        let c = &mut self.counters;
-        c.translations += 1;
-        c.cache.context.hits += 1;
-        c.cache.pasid.hits += 1;
-        c.cache.iotlb.hits += 1;
+        if let Some(memo) = self.memo.as_mut() {
+            let mask = !(e.leaf.size - 1);
+            let mut allowed = 0;
+            for access in [Access::Read, Access::Write, Access::Execute] {
+                for p in [false, true] {
+                    let ok = (!p || m.sre)
+                        && walk::check_rights(&e.leaf, req.addr, access, p, m.wpe).is_ok();
+                    if ok {
+                        allowed |= rights_bit(access, p);
+                    }
+                }
+            }
+            memo.last = Some(LastHit {
+                base: req.addr & mask,
+                mask,
+                allowed,
+                entry: e,
+            });
+        }
+        self.count_fast_hit();
         if self.config.check != CheckMode::Off {
             self.maybe_check(
                 mem,
@@ -762,6 +856,7 @@ impl Viommu {
                 sre: pe.sre,
                 wpe: pe.wpe,
                 five_level: pe.levels == 5,
+                last: None,
             });
         }
         let leaf = self.first_stage(mem, req, pasid, &pe, privileged, mode, hits)?;

@@ -151,6 +151,11 @@ impl Harness {
         self.map_at(va, pa, 1, leaf, upper)
     }
 
+    pub fn unmap_leaf_for_test(&mut self, va: u64) {
+        let e = self.entry_addr(va, 1);
+        self.w64(e, 0);
+    }
+
     pub fn map_user(&mut self, va: u64, pa: u64, writable: bool) -> u64 {
         let leaf = if writable { U } else { PTE_P | PTE_US };
         self.map(va, pa, leaf, U)
@@ -350,6 +355,52 @@ fn translate_user_pages_and_fill_caches() {
         h.r64(leaf) & (walk::PTE_A | walk::PTE_D),
         walk::PTE_A | walk::PTE_D
     );
+}
+
+/// Repeated IOTLB hits (the memoized last-hit route) give the same results,
+/// rights checks and counts as the first hit, and stop at invalidations,
+/// other pages, other requesters and a translation-enable change.
+#[test]
+fn reject_repeated_hits_that_the_rights_forbid() {
+    let mut h = Harness::new(Config::default());
+    h.map_user(0x7000_0000, 0x40_0000, false);
+    h.map_user(0x7000_1000, 0x41_0000, true);
+    h.bind(1, false);
+    read(&mut h, 1, 0x7000_0000).unwrap();
+    for _ in 0..3 {
+        let t = read(&mut h, 1, 0x7000_0008).unwrap();
+        assert_eq!((t.addr, t.writable, t.hits.iotlb), (0x40_0008, false, true));
+        let f = h
+            .dma(Some(1), 0x7000_0010, Access::Write, false)
+            .unwrap_err();
+        assert_eq!(
+            f.reason,
+            FaultReason::Walk(WalkError::Write { addr: 0x7000_0010 })
+        );
+        // SRE=0: a supervisor request faults even on a cached page.
+        let f = h.dma(Some(1), 0x7000_0010, Access::Read, true).unwrap_err();
+        assert_eq!(f.reason, FaultReason::Walk(WalkError::SupervisorDisabled));
+        let t = h.dma(Some(1), 0x7000_0018, Access::Execute, false).unwrap();
+        assert_eq!(t.addr, 0x40_0018);
+        // Another page (neighbour) is not served by the last hit.
+        let t = h.dma(Some(1), 0x7000_1000, Access::Write, false).unwrap();
+        assert_eq!(t.addr, 0x41_0000);
+        // Non-canonical addresses never match a cached page.
+        assert!(read(&mut h, 1, 0x8000_7000_0000_0000).is_err());
+    }
+    let c = h.unit.counters();
+    assert_eq!((c.translations, c.faults), (1 + 3 * 6, 3 * 3));
+    assert_eq!(c.cache.iotlb.hits, 3 * 3 + 2);
+    // An invalidation ends it: the next access walks memory again.
+    h.unmap_leaf_for_test(0x7000_0000);
+    h.piotlb_page(1, 0x7000_0000, 0, false);
+    assert!(read(&mut h, 1, 0x7000_0000).is_err());
+    // Translation disabled: pass-through, even right after a hit.
+    h.map_user(0x7000_0000, 0x40_0000, false);
+    read(&mut h, 1, 0x7000_0000).unwrap();
+    read(&mut h, 1, 0x7000_0000).unwrap();
+    h.reg32(regs::GCMD, gcmd::QIE);
+    assert!(read(&mut h, 1, 0x7000_0000).unwrap().pass_through);
 }
 
 #[test]
