@@ -15,6 +15,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fuzz="$root/fuzz"
 seconds="${FUZZ_SMOKE_SECONDS:-3}"
 
+if ! command -v rustup >/dev/null 2>&1; then
+    echo "SKIPPED: fuzz-smoke: rustup is not installed (cargo-fuzz needs the nightly toolchain)"
+    exit 0
+fi
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     echo "SKIPPED: fuzz-smoke: the nightly toolchain is not installed (rustup toolchain install nightly)"
     exit 0
