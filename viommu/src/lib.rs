@@ -749,7 +749,7 @@ impl Viommu {
 
     fn context<M: GuestMemory>(
         &mut self,
-        mem: &M,
+        rd: &mut memory::Reader<'_, M>,
         rid: u16,
         hits: &mut HitLevels,
     ) -> Result<ContextEntry, FaultReason> {
@@ -765,7 +765,7 @@ impl Viommu {
         if ttm != 1 {
             return Err(TableError::NotScalableMode { ttm }.into());
         }
-        let c = tables::read_context(mem, self.root, rid)?;
+        let c = tables::read_context_with(rd, self.root, rid)?;
         if self.caches.enabled() {
             self.memo = None;
             self.counters.cache.context.fills += 1;
@@ -776,7 +776,7 @@ impl Viommu {
 
     fn pasid_entry<M: GuestMemory>(
         &mut self,
-        mem: &M,
+        rd: &mut memory::Reader<'_, M>,
         rid: u16,
         ctx: &ContextEntry,
         pasid: u32,
@@ -790,7 +790,7 @@ impl Viommu {
             }
             self.counters.cache.pasid.misses += 1;
         }
-        let p = tables::read_pasid_entry(mem, ctx, pasid)?;
+        let p = tables::read_pasid_entry_with(rd, ctx, pasid)?;
         if self.caches.enabled() {
             self.memo = None;
             self.counters.cache.pasid.fills += 1;
@@ -819,7 +819,8 @@ impl Viommu {
         if !self.translation_enabled() {
             return Ok(identity(*hits));
         }
-        let ctx = self.context(mem, req.rid, hits)?;
+        let mut rd = memory::Reader::new(mem);
+        let ctx = self.context(&mut rd, req.rid, hits)?;
         *fpd = ctx.fpd;
         let pasid = match req.pasid {
             Some(p) if !ctx.pasid_enable => {
@@ -832,7 +833,7 @@ impl Viommu {
             Some(p) => p,
             None => ctx.rid_pasid,
         };
-        let pe = self.pasid_entry(mem, req.rid, &ctx, pasid, hits)?;
+        let pe = self.pasid_entry(&mut rd, req.rid, &ctx, pasid, hits)?;
         *fpd |= pe.fpd;
         if pe.pgtt == pgtt::PASS_THROUGH {
             if !self.config.pass_through {
@@ -859,14 +860,14 @@ impl Viommu {
                 last: None,
             });
         }
-        let leaf = self.first_stage(mem, req, pasid, &pe, privileged, mode, hits)?;
+        let leaf = self.first_stage(&mut rd, req, pasid, &pe, privileged, mode, hits)?;
         Ok(leaf_translation(&leaf, req.addr, privileged, pe.wpe, *hits))
     }
 
     #[allow(clippy::too_many_arguments)]
     fn first_stage<M: GuestMemory>(
         &mut self,
-        mem: &M,
+        rd: &mut memory::Reader<'_, M>,
         req: &DmaRequest,
         pasid: u32,
         pe: &PasidEntry,
@@ -874,6 +875,7 @@ impl Viommu {
         mode: Mode,
         hits: &mut HitLevels,
     ) -> Result<Leaf, FaultReason> {
+        let mem = rd.memory();
         let geo = if pe.levels == 5 { self.geo5 } else { self.geo4 };
         let addr = req.addr;
         if !geo.canonical(addr) {
@@ -932,7 +934,7 @@ impl Viommu {
         let mut restarts = 0;
         loop {
             let mut path = Path::default();
-            let res = walk::walk(mem, &geo, start, addr, &mut path);
+            let res = walk::walk_with(rd, &geo, start, addr, &mut path);
             if restarts == 0 {
                 self.fill_psc(mem, did, pasid, addr, start, &path);
                 if let Some(u) = used.as_ref() {
@@ -1102,7 +1104,7 @@ impl Viommu {
         }
         let mut hits = HitLevels::default();
         let ctx = self
-            .context(mem, req.rid, &mut hits)
+            .context(&mut memory::Reader::new(mem), req.rid, &mut hits)
             .map_err(|_| PrqError::NotEnabled { rid: req.rid })?;
         if !ctx.pre {
             return Err(PrqError::NotEnabled { rid: req.rid });

@@ -1,5 +1,7 @@
 //! Guest-physical memory as the IOMMU sees it: naturally aligned 64-bit loads
-//! of table entries, 128-bit entry halves read twice to catch tearing, and the
+//! of table entries (through a reader that resolves the guest-memory region
+//! once per translation), 128-bit entries read as two loads with the word
+//! holding P read again to catch tearing, and the
 //! compare-exchange the walker uses to set Accessed/Dirty bits (never a blind
 //! store, because the CPU may be editing the same entry).
 
@@ -70,15 +72,25 @@ impl<'a, M: GuestMemory> Reader<'a, M> {
     }
 
     /// Loads the naturally aligned u64 at `gpa` (one atomic access).
-    #[inline]
+    #[inline(always)]
     pub fn load_u64(&mut self, gpa: u64) -> Result<u64, MemoryError> {
+        if let Some((start, s)) = &self.last {
+            if gpa & 7 == 0 {
+                if let Some(v) = Self::load_in(*start, s, gpa) {
+                    return Ok(v);
+                }
+            }
+        }
+        self.load_u64_slow(gpa)
+    }
+
+    /// [`load_u64`](Self::load_u64) outside the region resolved last:
+    /// resolves the region of `gpa` (kept for the next loads).
+    #[cold]
+    #[inline(never)]
+    fn load_u64_slow(&mut self, gpa: u64) -> Result<u64, MemoryError> {
         if gpa & 7 != 0 {
             return Err(MemoryError::Misaligned(gpa));
-        }
-        if let Some((start, s)) = &self.last {
-            if let Some(v) = Self::load_in(*start, s, gpa) {
-                return Ok(v);
-            }
         }
         if let Some(phys) = self.mem.physical_memory() {
             if let Some(r) = phys.find_region(GuestAddress(gpa)) {
@@ -95,7 +107,7 @@ impl<'a, M: GuestMemory> Reader<'a, M> {
         load_u64(self.mem, gpa)
     }
 
-    #[inline]
+    #[inline(always)]
     fn load_in(
         start: u64,
         s: &VolatileSlice<'a, BS<'a, RegionBitmap<M>>>,
@@ -111,13 +123,26 @@ impl<'a, M: GuestMemory> Reader<'a, M> {
     }
 
     /// Loads two consecutive u64s (16-aligned) once each.
-    #[inline]
+    #[inline(always)]
     pub fn load_pair(&mut self, gpa: u64) -> Result<[u64; 2], MemoryError> {
         if gpa & 15 != 0 {
             return Err(MemoryError::Misaligned(gpa));
         }
         let hi = gpa.checked_add(8).ok_or(MemoryError::Unbacked(gpa))?;
         Ok([self.load_u64(gpa)?, self.load_u64(hi)?])
+    }
+
+    /// Loads a 128-bit table entry whose present bit is in its low qword:
+    /// low, high, then the low qword again; a change of the low qword (a
+    /// writer was updating the entry) is [`MemoryError::Torn`]. Each load is
+    /// one atomic 64-bit access, so neither half can be torn by itself.
+    #[inline(always)]
+    pub fn load_entry128(&mut self, gpa: u64) -> Result<[u64; 2], MemoryError> {
+        let v = self.load_pair(gpa)?;
+        if self.load_u64(gpa)? != v[0] {
+            return Err(MemoryError::Torn(gpa));
+        }
+        Ok(v)
     }
 
     /// Loads the 128 bits at `gpa` as two u64s, twice; a difference is
@@ -236,6 +261,18 @@ mod tests {
         store_u32(&m, 0x2004, 7).unwrap();
         assert_eq!(load_u64(&m, 0x2000), Ok(7 << 32));
         assert_eq!(load_u128(&m, 0x1000), Ok([0x1235, 0]));
+        store_u64(&m, 0x1008, 0x77).unwrap();
+        let mut r = Reader::new(&m);
+        assert_eq!(r.load_entry128(0x1000), Ok([0x1235, 0x77]));
+        assert_eq!(
+            r.load_entry128(0x1008),
+            Err(MemoryError::Misaligned(0x1008))
+        );
+        assert_eq!(r.load_entry128(0xfff0), Ok([0, 0]));
+        assert_eq!(
+            r.load_entry128(0x10000),
+            Err(MemoryError::Unbacked(0x10000))
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Scalable-mode translation tables: the root table (one 128-bit entry per
 //! bus, two context-table pointers), 256-bit context entries, the PASID
-//! directory (8-byte entries) and 512-bit PASID-table entries. Entries are read
-//! 128 bits at a time, twice, and a torn or half-written entry is treated as
-//! not present. Legacy-mode tables are not modelled.
+//! directory (8-byte entries) and 512-bit PASID-table entries. Every qword is
+//! one atomic 64-bit load; the qword holding P is read again after the rest of
+//! the entry, and a torn (changed meanwhile) or half-written entry is treated
+//! as not present. Legacy-mode tables are not modelled.
 
 use serde::Serialize;
 use vm_memory::GuestMemory;
@@ -259,25 +260,40 @@ pub fn read_context<M: GuestMemory>(
     root: u64,
     rid: u16,
 ) -> Result<ContextEntry, TableError> {
+    read_context_with(&mut memory::Reader::new(mem), root, rid)
+}
+
+/// [`read_context`] through a reader (one region lookup for a whole
+/// translation). The root-entry half for the device's function range is one
+/// atomic 64-bit load (it cannot tear); the context entry's low qword (P) is
+/// read again after the high one and a change means it was being rewritten.
+#[inline]
+pub fn read_context_with<M: GuestMemory>(
+    reader: &mut memory::Reader<'_, M>,
+    root: u64,
+    rid: u16,
+) -> Result<ContextEntry, TableError> {
     let bus = (rid >> 8) as u8;
     let devfn = (rid & 0xff) as u8;
     let root_gpa = (root & ADDR_MASK)
-        .checked_add(u64::from(bus) * 16)
+        .checked_add(u64::from(bus) * 16 + if devfn < 128 { 0 } else { 8 })
         .ok_or(TableError::RootAccess { bus, gpa: root })?;
-    let mut reader = memory::Reader::new(mem);
-    let re = match reader.load_u128(root_gpa) {
+    let half = match reader.load_u64(root_gpa) {
         Ok(v) => v,
-        Err(MemoryError::Torn(_)) => return Err(TableError::RootNotPresent { bus }),
-        Err(_) => return Err(TableError::RootAccess { bus, gpa: root_gpa }),
+        Err(_) => {
+            return Err(TableError::RootAccess {
+                bus,
+                gpa: root_gpa & !15,
+            });
+        }
     };
-    let half = if devfn < 128 { re[0] } else { re[1] };
     if half & 1 == 0 {
         return Err(TableError::RootNotPresent { bus });
     }
     let ctx_gpa = (half & ADDR_MASK)
         .checked_add(u64::from(devfn & 0x7f) * 32)
         .ok_or(TableError::ContextAccess { gpa: half })?;
-    let raw = match reader.load_u128(ctx_gpa) {
+    let raw = match reader.load_entry128(ctx_gpa) {
         Ok(v) => v,
         Err(MemoryError::Torn(_)) => return Err(TableError::ContextNotPresent { rid }),
         Err(_) => return Err(TableError::ContextAccess { gpa: ctx_gpa }),
@@ -298,6 +314,18 @@ pub fn read_pasid_entry<M: GuestMemory>(
     ctx: &ContextEntry,
     pasid: u32,
 ) -> Result<PasidEntry, TableError> {
+    read_pasid_entry_with(&mut memory::Reader::new(mem), ctx, pasid)
+}
+
+/// [`read_pasid_entry`] through a reader. Qwords 0..4 are each read once
+/// (atomic 64-bit loads); qword 0, which holds P and PGTT, is read again
+/// after the others and a change means the entry was rewritten meanwhile.
+#[inline]
+pub fn read_pasid_entry_with<M: GuestMemory>(
+    reader: &mut memory::Reader<'_, M>,
+    ctx: &ContextEntry,
+    pasid: u32,
+) -> Result<PasidEntry, TableError> {
     let dir_index = u64::from(pasid >> 6);
     if dir_index >= ctx.pasid_dir_entries() {
         return Err(TableError::PasidTooLarge { pasid });
@@ -306,17 +334,15 @@ pub fn read_pasid_entry<M: GuestMemory>(
         .pasid_dir
         .checked_add(dir_index * 8)
         .ok_or(TableError::PasidDirAccess { gpa: ctx.pasid_dir })?;
-    let dire =
-        memory::load_u64(mem, dir_gpa).map_err(|_| TableError::PasidDirAccess { gpa: dir_gpa })?;
+    let dire = reader
+        .load_u64(dir_gpa)
+        .map_err(|_| TableError::PasidDirAccess { gpa: dir_gpa })?;
     if dire & 1 == 0 {
         return Err(TableError::PasidDirNotPresent { pasid });
     }
     let pe_gpa = (dire & ADDR_MASK)
         .checked_add(u64::from(pasid & 0x3f) * 64)
         .ok_or(TableError::PasidAccess { gpa: dire })?;
-    // Each 128-bit half is read as two u64s; the first half is read again
-    // after the second: a change means the entry was rewritten meanwhile.
-    let mut reader = memory::Reader::new(mem);
     let mut read = |gpa: u64| {
         reader
             .load_pair(gpa)
@@ -324,7 +350,10 @@ pub fn read_pasid_entry<M: GuestMemory>(
     };
     let a = read(pe_gpa)?;
     let b = read(pe_gpa | 16)?;
-    if read(pe_gpa)? != a {
+    let again = reader
+        .load_u64(pe_gpa)
+        .map_err(|_| TableError::PasidAccess { gpa: pe_gpa })?;
+    if again != a[0] {
         return Err(TableError::PasidNotPresent { pasid });
     }
     PasidEntry::decode([a[0], a[1], b[0], b[1]], pasid)?

@@ -297,8 +297,20 @@ pub fn walk<M: GuestMemory>(
     addr: u64,
     path: &mut Path,
 ) -> Result<Leaf, WalkError> {
+    walk_with(&mut memory::Reader::new(mem), geo, start, addr, path)
+}
+
+/// [`walk`] through a reader (the guest-memory region is resolved once for
+/// all the tables a translation reads).
+#[inline]
+pub fn walk_with<M: GuestMemory>(
+    reader: &mut memory::Reader<'_, M>,
+    geo: &Geometry,
+    start: WalkStart,
+    addr: u64,
+    path: &mut Path,
+) -> Result<Leaf, WalkError> {
     path.clear();
-    let mut reader = memory::Reader::new(mem);
     let mut level = start.level;
     let mut table = start.table;
     let mut rights = start.rights;
