@@ -101,6 +101,89 @@ fn same_outcome(a: &Result<Leaf, WalkError>, b: &Result<Leaf, WalkError>) -> boo
     }
 }
 
+/// The table entries (address and value, top down, leaf last) a check of an
+/// IOTLB hit read and found consistent with the cached leaf. A walk is a
+/// function of the values it reads (each value selects the next address), so
+/// when every one of these addresses still holds the same value, a fresh walk
+/// would read exactly them again and reach the same leaf: the next check of
+/// the same entry reads them all again from memory and compares, instead of
+/// decoding a walk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerifiedWalk {
+    gpas: [u64; 5],
+    values: [u64; 5],
+    len: u8,
+}
+
+impl VerifiedWalk {
+    /// From a successful walk's path and leaf.
+    pub fn new(path: &Path, leaf: &Leaf) -> Self {
+        let mut v = VerifiedWalk::default();
+        for e in path
+            .entries()
+            .iter()
+            .chain(std::iter::once(&walk::PathEntry {
+                level: leaf.level,
+                gpa: leaf.gpa,
+                value: leaf.value,
+            }))
+        {
+            if let (Some(g), Some(x)) = (
+                v.gpas.get_mut(usize::from(v.len)),
+                v.values.get_mut(usize::from(v.len)),
+            ) {
+                *g = e.gpa;
+                *x = e.value;
+                v.len += 1;
+            }
+        }
+        v
+    }
+
+    /// Reads every recorded entry from memory again; true when all still
+    /// hold the recorded values.
+    #[inline]
+    pub fn unchanged<M: GuestMemory>(&self, reader: &mut memory::Reader<'_, M>) -> bool {
+        let n = usize::from(self.len).min(5);
+        for i in 0..n {
+            if reader.load_u64(self.gpas[i]) != Ok(self.values[i]) {
+                return false;
+            }
+        }
+        n > 0
+    }
+
+    /// True before any successful check was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// [`check`] of an IOTLB hit that also returns, when the hit is not stale,
+/// the entries the fresh walk read (for [`VerifiedWalk::unchanged`]).
+pub fn check_iotlb<M: GuestMemory>(
+    mem: &M,
+    geo: &Geometry,
+    root: u64,
+    addr: u64,
+    e: &IotlbEntry,
+) -> Result<VerifiedWalk, (StaleClass, u8, u64, u64, u64)> {
+    let mut path = Path::default();
+    let fresh = walk::walk(mem, geo, geo.root(root), addr, &mut path);
+    match &fresh {
+        Ok(l) if l.page == e.leaf.page && l.size == e.leaf.size && l.rights == e.leaf.rights => {
+            Ok(VerifiedWalk::new(&path, l))
+        }
+        _ => Err((
+            StaleClass::Leaf,
+            e.leaf.level,
+            e.leaf.value,
+            fresh.as_ref().map(|l| l.value).unwrap_or(0),
+            e.leaf.gpa & !0xfff,
+        )),
+    }
+}
+
 /// Re-walks memory for `addr` from `root` and compares with what the cached
 /// walk produced. Returns the class and the memory value at the cached level
 /// when stale; never writes guest memory.

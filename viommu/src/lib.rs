@@ -190,7 +190,21 @@ pub(crate) struct LastHit {
     /// the rights check (and, for privileged ones, SRE).
     allowed: u8,
     entry: IotlbEntry,
+    /// The translation of the page base, for user and for privileged
+    /// requests (index `privileged as usize`).
+    out: [Translation; 2],
+    /// What the last check of this entry read and found consistent (empty
+    /// until a check succeeds); see [`checker::VerifiedWalk`].
+    verified: checker::VerifiedWalk,
 }
+
+/// What a hit through the memoized requester and the IOTLB reports.
+const FAST_HIT_LEVELS: HitLevels = HitLevels {
+    context: true,
+    pasid: true,
+    iotlb: true,
+    psc_level: None,
+};
 
 /// Bit of [`LastHit::allowed`] for a request kind.
 #[inline]
@@ -523,8 +537,8 @@ impl Viommu {
         mem: &M,
         req: &DmaRequest,
     ) -> Result<Translation, TranslationFault> {
-        if self.sink.is_none() && self.config.check == CheckMode::Off {
-            if let Some(t) = self.last_hit(req) {
+        if self.sink.is_none() {
+            if let Some(t) = self.last_hit(mem, req) {
                 return Ok(t);
             }
         }
@@ -533,8 +547,8 @@ impl Viommu {
 
     /// A repeated IOTLB hit on the page of the last fast-path hit, for the
     /// memoized requester (see [`LastHit`]); counts as the full IOTLB hit.
-    #[inline]
-    fn last_hit(&mut self, req: &DmaRequest) -> Option<Translation> {
+    #[inline(always)]
+    fn last_hit<M: GuestMemory>(&mut self, mem: &M, req: &DmaRequest) -> Option<Translation> {
         let m = self.memo.as_ref()?;
         let h = m.last.as_ref()?;
         if req.addr & h.mask != h.base || m.rid != req.rid || m.req_pasid != req.pasid {
@@ -544,20 +558,58 @@ impl Viommu {
         if h.allowed & rights_bit(req.access, privileged) == 0 {
             return None;
         }
-        let t = leaf_translation(
-            &h.entry.leaf,
-            req.addr,
-            privileged,
-            m.wpe,
-            HitLevels {
-                context: true,
-                pasid: true,
-                iotlb: true,
-                psc_level: None,
-            },
-        );
+        let mut t = h.out[usize::from(privileged)];
+        t.addr |= req.addr & !h.mask;
         self.count_fast_hit();
+        if self.config.check != CheckMode::Off {
+            self.check_last_hit(mem, req);
+        }
         Some(t)
+    }
+
+    /// The checker for a hit through [`LastHit`]: when the entries its
+    /// previous check read are all unchanged in memory the fresh walk would
+    /// agree with the entry; otherwise the full check.
+    #[inline(never)]
+    fn check_last_hit<M: GuestMemory>(&mut self, mem: &M, req: &DmaRequest) {
+        let Some(m) = self.memo else {
+            return;
+        };
+        let Some(h) = m.last else {
+            return;
+        };
+        if !self.check_due() {
+            return;
+        }
+        self.counters.checked += 1;
+        if !h.verified.is_empty() && h.verified.unchanged(&mut memory::Reader::new(mem)) {
+            return;
+        }
+        let geo = if m.five_level { self.geo5 } else { self.geo4 };
+        self.check_now(
+            mem,
+            &geo,
+            m.fs_root,
+            req.rid,
+            m.pasid,
+            req.addr,
+            &Used::Iotlb(h.entry),
+            &Ok(h.entry.leaf),
+        );
+    }
+
+    /// Whether the checker runs for this candidate (advances the sample
+    /// counter under `sampled`).
+    #[inline]
+    fn check_due(&mut self) -> bool {
+        match self.config.check {
+            CheckMode::Off => false,
+            CheckMode::Sampled => {
+                self.sample += 1;
+                self.sample % checker::SAMPLE_PERIOD == 0
+            }
+            CheckMode::All => true,
+        }
     }
 
     #[inline]
@@ -697,6 +749,9 @@ impl Viommu {
                 mask,
                 allowed,
                 entry: e,
+                out: [false, true]
+                    .map(|p| leaf_translation(&e.leaf, req.addr & mask, p, m.wpe, FAST_HIT_LEVELS)),
+                verified: checker::VerifiedWalk::default(),
             });
         }
         self.count_fast_hit();
@@ -1014,20 +1069,31 @@ impl Viommu {
         used: &Used,
         outcome: &Result<Leaf, WalkError>,
     ) {
-        match self.config.check {
-            CheckMode::Off => return,
-            CheckMode::Sampled => {
-                self.sample += 1;
-                if self.sample % checker::SAMPLE_PERIOD != 0 {
-                    return;
-                }
-            }
-            CheckMode::All => {}
+        if !self.check_due() {
+            return;
         }
         self.counters.checked += 1;
-        let Some((class, level, cached, memory, table_page)) =
-            checker::check(mem, geo, root, addr, used, outcome)
-        else {
+        self.check_now(mem, geo, root, rid, pasid, addr, used, outcome);
+    }
+
+    /// One check (already sampled and counted): stale-walk counters and event.
+    #[allow(clippy::too_many_arguments)]
+    fn check_now<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        geo: &Geometry,
+        root: u64,
+        rid: u16,
+        pasid: u32,
+        addr: u64,
+        used: &Used,
+        outcome: &Result<Leaf, WalkError>,
+    ) {
+        let found = match used {
+            Used::Iotlb(e) => self.check_iotlb_hit(mem, geo, root, addr, e),
+            Used::Psc(..) => checker::check(mem, geo, root, addr, used, outcome),
+        };
+        let Some((class, level, cached, memory, table_page)) = found else {
             return;
         };
         let s = &mut self.counters.stale_walks;
@@ -1048,6 +1114,52 @@ impl Viommu {
             table_page,
         };
         self.emit(&Event::StaleWalk(w));
+    }
+
+    /// The memoized last hit when it holds exactly this entry for this page
+    /// and table root.
+    fn last_hit_for(
+        &mut self,
+        geo: &Geometry,
+        root: u64,
+        addr: u64,
+        e: &IotlbEntry,
+    ) -> Option<&mut LastHit> {
+        let m = self.memo.as_mut()?;
+        if m.fs_root != root || (if m.five_level { 5 } else { 4 }) != geo.levels {
+            return None;
+        }
+        m.last
+            .as_mut()
+            .filter(|h| h.entry == *e && addr & h.mask == h.base)
+    }
+
+    /// Checks an IOTLB hit: re-reads the entries the previous check of the
+    /// same memoized hit found consistent and stops there when they are all
+    /// unchanged (the fresh walk would be the same); otherwise a full fresh
+    /// walk from the root, remembered when it agrees with the entry.
+    fn check_iotlb_hit<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        geo: &Geometry,
+        root: u64,
+        addr: u64,
+        e: &IotlbEntry,
+    ) -> Option<(StaleClass, u8, u64, u64, u64)> {
+        if let Some(h) = self.last_hit_for(geo, root, addr, e) {
+            if h.verified.unchanged(&mut memory::Reader::new(mem)) {
+                return None;
+            }
+        }
+        match checker::check_iotlb(mem, geo, root, addr, e) {
+            Ok(v) => {
+                if let Some(h) = self.last_hit_for(geo, root, addr, e) {
+                    h.verified = v;
+                }
+                None
+            }
+            Err(stale) => Some(stale),
+        }
     }
 
     // ------------------------------------------------------- page requests
@@ -1130,6 +1242,7 @@ impl Viommu {
     }
 }
 
+#[inline]
 fn leaf_translation(
     leaf: &Leaf,
     addr: u64,

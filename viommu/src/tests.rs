@@ -1123,6 +1123,47 @@ fn speculative_walk_caches_and_unlinked_window() {
     assert_eq!(c.faults, 0);
 }
 
+/// Repeated IOTLB hits are each checked against memory: a change at any
+/// level after many clean checks is found on the next hit, a change that
+/// keeps the outcome (A/D bits, a relink to an identical table) is not stale.
+#[test]
+fn repeated_hits_are_each_rechecked() {
+    let mut h = Harness::new(Config::default());
+    let leaf = h.map_user(0x4000, 0x60_0000, true);
+    h.bind(1, false);
+    for _ in 0..5 {
+        read(&mut h, 1, 0x4008).unwrap();
+    }
+    assert_eq!(h.unit.counters().checked, 4);
+    // The CPU sets A/D in an upper entry: same outcome, not stale.
+    let pde = h.entry_addr(0x4000, 2);
+    let v = h.r64(pde);
+    h.w64(pde, v | walk::PTE_A | walk::PTE_D);
+    read(&mut h, 1, 0x4000).unwrap();
+    // Relinked to an identical copy of the PTE page: same outcome.
+    let copy = h.alloc_page();
+    let old = v & walk::PTE_ADDR;
+    for i in 0..512 {
+        h.w64(copy + i * 8, h.r64(old + i * 8));
+    }
+    h.w64(pde, copy | U);
+    read(&mut h, 1, 0x4000).unwrap();
+    read(&mut h, 1, 0x4000).unwrap();
+    assert_eq!(h.unit.counters().stale_walks.total(), 0);
+    // Now the copy's leaf changes without an invalidation: every later hit
+    // is stale, including the ones after the first detection.
+    h.w64(copy + index(0x4000, 1) * 8, 0x61_0000 | U);
+    for _ in 0..3 {
+        assert_eq!(read(&mut h, 1, 0x4000).unwrap().addr, 0x60_0000);
+    }
+    assert_eq!(h.unit.counters().stale_walks.leaf, 3);
+    // The old leaf gets the new value too: still stale through the copy.
+    h.w64(leaf, 0x61_0000 | U);
+    read(&mut h, 1, 0x4000).unwrap();
+    assert_eq!(h.unit.counters().stale_walks.leaf, 4);
+    assert_eq!(h.unit.counters().checked, 4 + 7);
+}
+
 #[test]
 fn missing_leaf_invalidation_is_leaf_class() {
     let mut h = Harness::new(Config::default());
