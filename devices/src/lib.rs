@@ -6,6 +6,9 @@
 //! [`interrupt::InterruptSink`] to raise interrupts. Nothing here knows about
 //! vCPUs or KVM.
 
+// Guest input must never panic the VMM: no unwrap/expect outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod acpi_pm;
 pub mod bus;
 pub mod dma;

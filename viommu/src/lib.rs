@@ -12,6 +12,8 @@
 //! other crates use it.
 
 #![deny(missing_docs)]
+// Guest input must never panic the VMM: no unwrap/expect outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 #[cfg(feature = "iommu")]
 pub mod ats;
