@@ -23,8 +23,8 @@
 #   --smoke     a short run of every step (about a minute once built) that
 #               writes OUT/PERFORMANCE.md instead of docs/PERFORMANCE.md
 #               (tests/bench_smoke.sh); it installs nothing
-#   --rounds N  rounds of the interleaved measurements (default 10 for the
-#               VMM start-up, 5 for the others; criterion runs 3 rounds)
+#   --rounds N  rounds of every interleaved measurement (default 10 for the
+#               VMM start-up, 3 for criterion, 5 for the others)
 #   --no-docs   leave docs/PERFORMANCE.md alone (results in OUT only)
 # Needs /dev/kvm, python3, gcc (the mini guest), GNU time; as root on
 # Debian it installs qemu-system-x86 and time when they are missing.
@@ -61,12 +61,17 @@ if [ "$smoke" = 1 ]; then
     churn_knob=" churn_rounds=2"
 else
     out=${BENCH_OUT:-$root/target/bench}
-    crit_rounds=3
+    crit_rounds=${rounds:-3}
     crit_args=(--warm-up-time 1 --measurement-time 2 --sample-size 20)
     boot_runs=${rounds:-10}
     runs=${rounds:-5}
     virtio_mib=64
     churn_knob=""
+fi
+# OUT is emptied first: refuse a directory that is not a previous OUT.
+if [ -e "$out" ] && ! { [ -d "$out" ] && { [ -z "$(ls -A "$out")" ] || [ -f "$out/commands.txt" ]; }; }; then
+    echo "bench.sh: $out exists and is not a bench.sh output directory; not emptying it" >&2
+    exit 1
 fi
 rm -rf "$out"
 mkdir -p "$out/criterion" "$out/reports" "$out/profiles"
@@ -77,7 +82,7 @@ log() { echo "bench.sh [$(($(date +%s) - started)) s]: $*" >&2; }
 record() {
     local q
     q=$(printf '%q ' "$@")
-    echo "${q% }" | sed "s|$root/||g; s|$out|OUT|g" >>"$out/commands.txt"
+    echo "${q% }" | sed "s|$root/||g; s|$out|OUT|g; s| --message-format=json-render-diagnostics||" >>"$out/commands.txt"
     "$@"
 }
 # note TEXT: a command line for the document that a loop runs many times.
@@ -106,27 +111,26 @@ log "building (release)"
 record cargo build --release -p stalewalk >&2
 sw=$root/target/release/stalewalk
 elf=$(ls -t "$root"/target/release/build/stalewalk-*/out/mini.elf | head -n 1)
-# exes CARGO-ARGS...: the executables a --no-run build produced (only
-# those of the target kinds in the array `kinds`, when it is not empty).
+# exes CARGO-ARGS...: builds with cargo CARGO-ARGS --no-run (progress and
+# errors on stderr) and prints "name executable" for each executable it
+# produced, only those of the target kinds in the array `kinds` when it is
+# not empty.
 kinds=()
 exes() {
-    cargo "$@" --no-run --message-format=json 2>/dev/null |
+    record cargo "$@" --no-run --message-format=json-render-diagnostics |
         python3 -c 'import json,sys
+kinds = sys.argv[1:]
 for l in sys.stdin:
     try: m = json.loads(l)
     except ValueError: continue
-    kinds = sys.argv[1:]
     if m.get("reason") == "compiler-artifact" and m.get("executable") and \
             (not kinds or set(kinds) & set(m["target"]["kind"])):
         print(m["target"]["name"], m["executable"])' "${kinds[@]}"
 }
-record cargo bench -p viommu --no-run >&2
 kinds=(bench)
 crit_bins=$(exes bench -p viommu)
 kinds=()
-record cargo test --release -p devices --lib --no-run >&2
 dev_bin=$(exes test --release -p devices --lib | awk '{print $2}' | head -n 1)
-record cargo test --release -p stalewalk-tools --test trace_bench --test trace_roundtrip --no-run >&2
 tool_bins=$(exes test --release -p stalewalk-tools --test trace_bench --test trace_roundtrip)
 [ -n "$crit_bins" ] && [ -n "$dev_bin" ] && [ -n "$tool_bins" ] || { echo "bench.sh: a build produced no executable" >&2; exit 1; }
 log "built"

@@ -16,6 +16,7 @@ import os
 import re
 import statistics
 import sys
+import textwrap
 
 OUT = ""
 
@@ -279,6 +280,10 @@ def block_boot(b):
                   f"({rng(wall, lambda x: f'x{x:.2f}')})."]
     else:
         lines += ["", "QEMU was not available: stalewalk only."]
+    ph = profile("vmm_start")
+    if ph.startswith("execve to first KVM_RUN"):
+        lines += ["", "stalewalk's set-up phases before the first instruction (`tools/bench/phases.py`; "
+                  "strace slows each system call, so read the proportions):", "", "```", ph, "```"]
     lines += ["", "Commands (the harness is `tools/bench/boot.py`):", "", "```",
               b["stalewalk_cmd"], b["qemu_cmd"],
               "# first instruction under QEMU: the same, plus -trace kvm_vcpu_ioctl -msg timestamp=on -D LOG",
@@ -397,7 +402,7 @@ def profile(name):
     t = read(os.path.join("profiles", name + ".txt"))
     if not t:
         return ""
-    return t.strip()
+    return textwrap.dedent(t.strip("\n"))
 
 
 def block_targets(c, dma_runs, boot):
