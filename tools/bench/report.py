@@ -309,7 +309,7 @@ def block_churn():
         return "Not measured in this run."
     n = len(r.get("eager", []))
     rounds = r["eager"][0]["guest"]["values"].get("rounds", "?") if n else "?"
-    lines = [f"`stalewalk run --sva-dev 2 --scenario churn --cmdline 'kpgtable_free=POLICY churn_rounds={rounds}'`, "
+    lines = [f"`stalewalk run --sva-dev 2 --scenario churn --cmdline kpgtable_free=POLICY` ({rounds} rounds), "
              f"{n} run(s) per policy, interleaved (eager, deferred, eager, ...); wall time is the report's "
              "`elapsed_ms` (VMM start of `run` to the guest's exit); median (range).", "",
              "| policy | KVA invalidations | page-table pages freed | stale walks | wall time, median | range |",
