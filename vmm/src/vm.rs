@@ -360,7 +360,35 @@ pub struct RunResult {
 }
 
 /// Like [`run`], with hooks, returning the end-of-run report too.
+///
+/// The VM is driven from a thread of its own ("vm"), which installs the VM
+/// thread's seccomp filter and starts the vCPU threads; the caller's thread
+/// only waits, so no filter stays on it (library users and tests keep
+/// their thread as it was).
 pub fn run_with_report(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
+    let owned = cfg.clone();
+    let spawned = std::thread::Builder::new()
+        .name("vm".to_string())
+        .spawn(move || run_on_this_thread(&owned, hooks));
+    match spawned {
+        Ok(handle) => handle.join().unwrap_or_else(|_| RunResult {
+            result: Err(VmError::Host {
+                what: "the VM thread",
+                source: std::io::Error::other("the VM thread panicked"),
+            }),
+            report: None,
+        }),
+        Err(source) => RunResult {
+            result: Err(VmError::Host {
+                what: "the VM thread",
+                source,
+            }),
+            report: None,
+        },
+    }
+}
+
+fn run_on_this_thread(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
     let start = Instant::now();
     let guest_lines = Arc::new(Mutex::new(GuestLines::default()));
     let breakdowns = BreakdownSink::default();
