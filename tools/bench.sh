@@ -111,13 +111,13 @@ log "building (release)"
 record cargo build --release -p stalewalk >&2
 sw=$root/target/release/stalewalk
 elf=$(ls -t "$root"/target/release/build/stalewalk-*/out/mini.elf | head -n 1)
-# exes CARGO-ARGS...: builds with cargo CARGO-ARGS --no-run (progress and
+# exes CARGO-ARGS...: builds with cargo CARGO-ARGS (progress and
 # errors on stderr) and prints "name executable" for each executable it
 # produced, only those of the target kinds in the array `kinds` when it is
 # not empty.
 kinds=()
 exes() {
-    record cargo "$@" --no-run --message-format=json-render-diagnostics |
+    record cargo "$@" --message-format=json-render-diagnostics |
         python3 -c 'import json,sys
 kinds = sys.argv[1:]
 for l in sys.stdin:
@@ -128,11 +128,13 @@ for l in sys.stdin:
         print(m["target"]["name"], m["executable"])' "${kinds[@]}"
 }
 kinds=(bench)
-crit_bins=$(exes bench -p viommu)
+crit_bins=$(exes bench -p viommu --no-run)
 kinds=()
-dev_bin=$(exes test --release -p devices --lib | awk '{print $2}' | head -n 1)
-tool_bins=$(exes test --release -p stalewalk-tools --test trace_bench --test trace_roundtrip)
-[ -n "$crit_bins" ] && [ -n "$dev_bin" ] && [ -n "$tool_bins" ] || { echo "bench.sh: a build produced no executable" >&2; exit 1; }
+dev_bin=$(exes test --release -p devices --lib --no-run | awk '{print $2}' | head -n 1)
+tool_bins=$(exes test --release -p stalewalk-tools --test trace_bench --test trace_roundtrip --no-run)
+hot_bin=$(exes build --release -p viommu --example hotpath | awk '$1 == "hotpath" {print $2}')
+[ -n "$crit_bins" ] && [ -n "$dev_bin" ] && [ -n "$tool_bins" ] && [ -n "$hot_bin" ] ||
+    { echo "bench.sh: a build produced no executable" >&2; exit 1; }
 log "built"
 
 # --------------------------------------------------------- vIOMMU (criterion)
@@ -145,6 +147,28 @@ for r in $(seq "$crit_rounds"); do
     done <<<"$crit_bins"
     mv "$out/criterion/work" "$out/criterion/round-$r"
 done
+
+# Instructions per operation (load-independent): callgrind counts of the
+# viommu/examples/hotpath driver at two repetition counts, difference
+# divided by the difference in repetitions.
+if command -v valgrind >/dev/null; then
+    log "callgrind instruction counts"
+    mkdir -p "$out/callgrind"
+    note "valgrind --tool=callgrind <viommu example hotpath> OP N   # N = 1000 and 11000 (descriptors: 10 and 110 batches of 1023)"
+    for op in iotlb_hit iotlb_hit_checker pde_hit_speculative full_walk_4level full_walk_5level walker_4level descriptors; do
+        n1=1000 n2=11000
+        [ "$op" = descriptors ] && n1=10 n2=110
+        counts=()
+        for n in $n1 $n2; do
+            valgrind --tool=callgrind --callgrind-out-file="$out/callgrind/$op-$n.out" "$hot_bin" "$op" "$n" \
+                >/dev/null 2>"$out/callgrind/$op-$n.err" || { counts=(); break; }
+            counts+=("$(sed -n -E 's/^(summary|totals): *([0-9]+).*/\2/p' "$out/callgrind/$op-$n.out" | head -n 1)")
+        done
+        [ "${#counts[@]}" = 2 ] && echo "$op $n1 $n2 ${counts[0]} ${counts[1]}" >>"$out/callgrind.txt"
+    done
+else
+    echo "valgrind is not installed" >"$out/callgrind.skip"
+fi
 
 # ------------------------------------------------------- device DMA (copy)
 log "SVA copy, $runs invocation(s)"
@@ -233,7 +257,7 @@ profile() { # NAME CMD...
 if [ "$smoke" = 0 ]; then
     log "profiles"
     translate_bin=$(awk '$1 == "translate" {print $2}' <<<"$crit_bins")
-    for b in iotlb_hit full_walk_4level; do
+    for b in iotlb_hit full_walk_4level walker_4level; do
         note "perf record -F 1999 -- <translate bench> --bench --profile-time 3 '^translate/$b\$'"
         profile "$b" "$translate_bin" --bench --profile-time 3 "^translate/$b\$"
     done
