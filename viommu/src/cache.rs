@@ -321,6 +321,12 @@ pub fn psc_tag(did: u16, pasid: u32, addr: u64, level: u8) -> PscTag {
     }
 }
 
+/// Most tags a range invalidation of one PASID probes one by one (per
+/// cache) before it scans the ordered index instead: a page-selective
+/// invalidation of a few pages then costs a few hash probes, and a large one
+/// still costs per entry removed, never per page of the range.
+const PROBE_LIMIT: u64 = 8;
+
 /// Leaf levels and their page shifts.
 const LEAF_LEVELS: [(u8, u32); 3] = [(1, 12), (2, 21), (3, 30)];
 
@@ -666,16 +672,44 @@ impl Caches {
             vpn: if pasid.is_some() { vhi } else { u64::MAX },
             level: u8::MAX,
         };
-        self.iotlb.remove_range(
-            span_lo,
-            span_hi,
-            |k, e| {
-                let base = k.vpn << 12;
-                let end = base.saturating_add(e.leaf.size - 1);
-                base <= hi && end >= lo
-            },
-            &mut out,
-        );
+        // A small range of one PASID: probe the tags that can intersect it
+        // (per page size present) instead of scanning the ordered index.
+        let probes = LEAF_LEVELS
+            .iter()
+            .zip(self.iotlb_sizes)
+            .filter(|(_, n)| *n != 0)
+            .map(|((_, shift), _)| ((hi >> shift) - (lo >> shift)).saturating_add(1))
+            .fold(0u64, u64::saturating_add);
+        match pasid {
+            Some(pasid) if probes <= PROBE_LIMIT => {
+                for (i, (level, shift)) in LEAF_LEVELS.iter().enumerate() {
+                    if self.iotlb_sizes[i] == 0 {
+                        continue;
+                    }
+                    for v in (lo >> shift)..=(hi >> shift) {
+                        let tag = IotlbTag {
+                            did,
+                            pasid,
+                            vpn: v << (shift - 12),
+                            level: *level,
+                        };
+                        if let Some(e) = self.iotlb.remove(&tag) {
+                            out.push((tag, e));
+                        }
+                    }
+                }
+            }
+            _ => self.iotlb.remove_range(
+                span_lo,
+                span_hi,
+                |k, e| {
+                    let base = k.vpn << 12;
+                    let end = base.saturating_add(e.leaf.size - 1);
+                    base <= hi && end >= lo
+                },
+                &mut out,
+            ),
+        }
         removed.iotlb = self.iotlb_removed(&out);
         if leaf_only {
             return removed;
@@ -694,12 +728,26 @@ impl Caches {
                 prefix: if pasid.is_some() { khi } else { u64::MAX },
             };
             let mut out = Vec::new();
-            self.psc[usize::from(level - 2)].remove_range(
-                span_lo,
-                span_hi,
-                |k, _| k.prefix >= klo && k.prefix <= khi,
-                &mut out,
-            );
+            let store = &mut self.psc[usize::from(level - 2)];
+            if store.is_empty() {
+                continue;
+            }
+            match pasid {
+                Some(pasid) if khi - klo < PROBE_LIMIT => {
+                    for prefix in klo..=khi {
+                        let tag = PscTag { did, pasid, prefix };
+                        if let Some(e) = store.remove(&tag) {
+                            out.push((tag, e));
+                        }
+                    }
+                }
+                _ => store.remove_range(
+                    span_lo,
+                    span_hi,
+                    |k, _| k.prefix >= klo && k.prefix <= khi,
+                    &mut out,
+                ),
+            }
             self.psc_removed(level, &out, &mut removed);
         }
         removed
@@ -909,6 +957,49 @@ mod tests {
         assert_eq!(c.sizes().2, 84);
         let r = c.piotlb_page(1, 1, 0, 63, false);
         assert_eq!(r.iotlb, 84);
+    }
+
+    /// Small ranges of one PASID (probed tag by tag) remove exactly what the
+    /// ordered-index scan of the same range over every PASID removes when
+    /// only that PASID is cached.
+    #[test]
+    fn probed_small_ranges_match_index_scan() {
+        let fill = |c: &mut Caches| {
+            for i in 0..40u64 {
+                let level = [1u8, 1, 2, 3][usize::try_from(i % 4).unwrap()];
+                let addr = (i * 0x1f_3000) & !((1u64 << (12 + 9 * (u32::from(level) - 1))) - 1);
+                let e = IotlbEntry {
+                    leaf: leaf(level, 0x4000_0000),
+                    filled: 0,
+                };
+                c.iotlb_fill(1, 5, addr, e);
+                for l in 2..=4u8 {
+                    c.psc_fill(l, 1, 5, i * 0x1f_3000, psc(0x3000 + (i << 12)));
+                }
+            }
+        };
+        let (mut removed_iotlb, mut removed_psc) = (0, 0);
+        for (addr, am, ih) in [
+            (0x1f_3000u64, 0u8, false),
+            (0x20_0000, 2, false),
+            (0x3e_6000, 1, true),
+            (0x4000_0000, 3, false),
+            (0, 9, false),
+        ] {
+            let (mut a, mut b) = (
+                Caches::new(CachePolicy::Adversarial),
+                Caches::new(CachePolicy::Adversarial),
+            );
+            fill(&mut a);
+            fill(&mut b);
+            let ra = a.piotlb_page(1, 5, addr, am, ih);
+            let rb = b.iotlb_page(1, addr, am, ih);
+            assert_eq!(ra, rb, "addr {addr:#x} am {am}");
+            assert_eq!(a.sizes(), b.sizes());
+            removed_iotlb += ra.iotlb;
+            removed_psc += ra.psc.iter().sum::<u64>();
+        }
+        assert!(removed_iotlb >= 5 && removed_psc >= 5);
     }
 
     #[test]

@@ -236,7 +236,7 @@ pub struct Viommu {
     faults: FaultUnit,
     pub(crate) prq: PageRequestUnit,
     pub(crate) counters: Counters,
-    sink: Option<Box<dyn EventSink>>,
+    pub(crate) sink: Option<Box<dyn EventSink>>,
     msis: Vec<Msi>,
     pub(crate) page_responses: Vec<PageResponse>,
     devtlb: Vec<DevTlbInvalidation>,
@@ -574,19 +574,21 @@ impl Viommu {
     /// agree with the entry; otherwise the full check.
     #[inline(never)]
     fn check_last_hit<M: GuestMemory>(&mut self, mem: &M, req: &DmaRequest) {
+        if self.memo.as_ref().and_then(|m| m.last.as_ref()).is_none() || !self.check_due() {
+            return;
+        }
+        self.counters.checked += 1;
+        if let Some(h) = self.memo.as_ref().and_then(|m| m.last.as_ref()) {
+            if !h.verified.is_empty() && h.verified.unchanged(&mut memory::Reader::new(mem)) {
+                return;
+            }
+        }
         let Some(m) = self.memo else {
             return;
         };
         let Some(h) = m.last else {
             return;
         };
-        if !self.check_due() {
-            return;
-        }
-        self.counters.checked += 1;
-        if !h.verified.is_empty() && h.verified.unchanged(&mut memory::Reader::new(mem)) {
-            return;
-        }
         let geo = if m.five_level { self.geo5 } else { self.geo4 };
         self.check_now(
             mem,

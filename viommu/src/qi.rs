@@ -607,7 +607,10 @@ impl Viommu {
                 }
             }
             let slot = u32::try_from(head / dsize).unwrap_or(u32::MAX);
-            let result = decode(qw).and_then(|d| self.execute(mem, d, Some(slot)).map(|()| d));
+            let result = match decode(qw) {
+                Ok(d) => self.execute(mem, d, Some(slot)),
+                Err(e) => Err(e),
+            };
             if let Err(e) = result {
                 self.queue_error(e, head);
                 return;
@@ -785,13 +788,15 @@ impl Viommu {
             }
         }
         self.record_removed(&removed);
-        let total =
-            removed.context + removed.pasid + removed.iotlb + removed.psc.iter().sum::<u64>();
-        self.emit(&Event::Invalidation {
-            slot,
-            descriptor: d,
-            removed: total,
-        });
+        if self.sink.is_some() {
+            let total =
+                removed.context + removed.pasid + removed.iotlb + removed.psc.iter().sum::<u64>();
+            self.emit(&Event::Invalidation {
+                slot,
+                descriptor: d,
+                removed: total,
+            });
+        }
         Ok(())
     }
 }
