@@ -9,7 +9,7 @@
 use serde::Serialize;
 use vm_memory::GuestMemory;
 
-use crate::memory::{self, MemoryError};
+use crate::memory;
 
 /// Present.
 pub const PTE_P: u64 = 1 << 0;
@@ -313,65 +313,73 @@ pub fn walk_with<M: GuestMemory>(
     path.clear();
     let mut level = start.level;
     let mut table = start.table;
-    let mut rights = start.rights;
+    // R/W and U/S survive only if set at every level, XD if set at any: one
+    // AND and one OR per level, turned into `Rights` at the leaf.
+    let mut all_set =
+        if start.rights.write { PTE_RW } else { 0 } | if start.rights.user { PTE_US } else { 0 };
+    let mut any_set = if start.rights.no_exec { PTE_XD } else { 0 };
     // The loop runs at most `levels` times: level strictly decreases.
     while level >= 1 {
-        let gpa = table | (index(addr, level) * 8);
-        let value = match reader.load_u64(gpa) {
-            Ok(v) => v,
-            Err(MemoryError::Unbacked(_) | MemoryError::Misaligned(_) | MemoryError::Torn(_)) => {
-                return Err(WalkError::Access { level, gpa });
-            }
+        let shift = 12 + 9 * u32::from(level - 1);
+        let gpa = table | (((addr >> shift) & 0x1ff) << 3);
+        let Ok(value) = reader.load_u64(gpa) else {
+            return Err(WalkError::Access { level, gpa });
         };
         if value & PTE_P == 0 {
             return Err(WalkError::NotPresent { level, gpa });
         }
-        let reserved = |mask: u64| -> Result<(), WalkError> {
-            if value & (geo.addr_reserved | mask) != 0 {
-                Err(WalkError::Reserved { level, gpa, value })
-            } else {
-                Ok(())
-            }
-        };
-        rights = rights.and_entry(value);
-        let leaf_size = match level {
-            1 => Some(1u64 << 12),
-            2 if value & PTE_PS != 0 => Some(1 << 21),
-            3 if value & PTE_PS != 0 => Some(1 << 30),
-            _ => None,
-        };
-        match leaf_size {
-            Some(size) => {
-                let rsvd = match level {
-                    3 if !geo.fl1gp => PTE_PS,
-                    3 => 0x3fff_e000, // bits 29:13
-                    2 => 0x1f_e000,   // bits 20:13
-                    _ => 0,
-                };
-                reserved(rsvd)?;
-                let page = value & PTE_ADDR & !(size - 1);
-                return Ok(Leaf {
-                    level,
-                    gpa,
-                    value,
-                    page,
-                    size,
-                    rights,
-                });
-            }
-            None => {
-                // PS is reserved in PML5E and PML4E.
-                reserved(if level >= 4 { PTE_PS } else { 0 })?;
-                path.push(PathEntry { level, gpa, value });
-                table = value & PTE_ADDR;
-                level -= 1;
-            }
+        all_set &= value;
+        any_set |= value;
+        if level == 1 || (level <= 3 && value & PTE_PS != 0) {
+            let rights = Rights {
+                write: all_set & PTE_RW != 0,
+                user: all_set & PTE_US != 0,
+                no_exec: any_set & PTE_XD != 0,
+            };
+            return leaf_at(geo, level, gpa, value, rights);
         }
+        // PS is reserved in PML5E and PML4E.
+        let rsvd = geo.addr_reserved | if level >= 4 { PTE_PS } else { 0 };
+        if value & rsvd != 0 {
+            return Err(WalkError::Reserved { level, gpa, value });
+        }
+        path.push(PathEntry { level, gpa, value });
+        table = value & PTE_ADDR;
+        level -= 1;
     }
     // Only reachable with a start level of 0, which callers never build.
     Err(WalkError::NotPresent {
         level: 0,
         gpa: table,
+    })
+}
+
+/// The leaf entry `value` at `level` (1, or 2/3 with PS): reserved-bit
+/// checks and the output page.
+#[inline]
+fn leaf_at(
+    geo: &Geometry,
+    level: u8,
+    gpa: u64,
+    value: u64,
+    rights: Rights,
+) -> Result<Leaf, WalkError> {
+    let (size, rsvd) = match level {
+        1 => (1u64 << 12, 0),
+        2 => (1 << 21, 0x1f_e000), // bits 20:13
+        _ if !geo.fl1gp => (1 << 30, PTE_PS),
+        _ => (1 << 30, 0x3fff_e000), // bits 29:13
+    };
+    if value & (geo.addr_reserved | rsvd) != 0 {
+        return Err(WalkError::Reserved { level, gpa, value });
+    }
+    Ok(Leaf {
+        level,
+        gpa,
+        value,
+        page: value & PTE_ADDR & !(size - 1),
+        size,
+        rights,
     })
 }
 
