@@ -3,23 +3,26 @@
 //!
 //! A guest drives the vCPU threads directly (every exit runs device code
 //! there) and the trace writer indirectly (through the events it causes);
-//! the VM thread waits for the vCPUs and writes the report. Each kind gets
-//! an allow-list built from what it was seen to call (strace of `run`,
-//! `compare`, `--trace`, `--report-file`, `--serial file=` and the
-//! integration tests); anything else ends the process with `SIGSYS`
-//! (`--seccomp on`), is allowed and logged by the kernel (`log`, the
-//! `SECCOMP_RET_LOG` action, visible in the audit log / `dmesg`), or is not
-//! filtered at all (`off`). `docs/SECURITY.md` lists the policy.
+//! the VM thread (the "vm" thread [`crate::vm::run_with_report`] starts for
+//! each VM) sets the VM up, starts the vCPUs, waits for them, stops them
+//! and builds the report. Each kind gets an allow-list built from what it
+//! was seen to call (strace of `run`, `compare`, `--trace`,
+//! `--report-file`, `--serial file=`, virtio devices, and the integration
+//! tests); anything else ends the process with `SIGSYS` (`--seccomp on`),
+//! is allowed and logged by the kernel (`log`, the `SECCOMP_RET_LOG`
+//! action, visible in the audit log / `dmesg`), or is not filtered at all
+//! (`off`). `docs/SECURITY.md` lists the policy.
 //!
 //! A filter cannot be removed from a thread, and threads inherit their
-//! creator's. The VM thread's filter is installed on the binary's main
-//! thread once set-up is done (see [`install`]): `compare` runs several VMs
-//! one after another on it, so its list also holds what the next run's
-//! set-up needs (KVM ioctls, opening files, creating threads), and the vCPU
-//! and trace-writer lists are subsets of it (a thread created under it keeps
-//! working). What no list holds is what an escaped
-//! guest would want first: sockets, `execve`, `ptrace`, `mount`, module and
-//! BPF loading, namespaces, keyrings, `process_vm_*`, `kexec`, and more.
+//! creator's. The VM thread installs its filter once set-up is done, just
+//! before it starts the vCPU threads; they inherit it and add their own, so
+//! its list holds theirs (a unit test checks that) and what starting a
+//! thread takes. The thread ends with the run, so the caller's thread (the
+//! binary's main thread, a library user's, a test's) is never filtered.
+//! What no list holds is what an escaped guest would want first: sockets,
+//! `execve`, `ptrace`, `mount`, module and BPF loading, namespaces,
+//! keyrings, `process_vm_*`, `kexec`, and more; opening a file is refused
+//! with `EACCES` (everything is opened during set-up).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -171,6 +174,13 @@ const COMMON: &[i64] = &[
     libc::SYS_mremap,
     libc::SYS_munmap,
     libc::SYS_nanosleep,
+    // Let through this filter only to be refused with EACCES by the
+    // file filter ([`NO_FILES`]): glibc opens /sys/devices/system/cpu/online
+    // when a thread's first allocation makes a new malloc arena, and copes
+    // with a refusal; being killed for it would not be graceful.
+    libc::SYS_open,
+    libc::SYS_openat,
+    libc::SYS_openat2,
     libc::SYS_restart_syscall,
     libc::SYS_rt_sigprocmask,
     libc::SYS_rt_sigreturn,
@@ -202,35 +212,18 @@ const VCPU: &[i64] = &[
 /// The trace writer, beyond [`COMMON`]: flushing the trace file.
 const TRACE_WRITER: &[i64] = &[libc::SYS_fdatasync, libc::SYS_fsync, libc::SYS_lseek];
 
-/// The VM thread, beyond [`COMMON`] and [`VCPU`] (and `ioctl` limited to
-/// the KVM group): the report and trace files, and the next VM's set-up —
-/// opening `/dev/kvm`, the kernel and disk images, eventfds, signal
-/// handlers, and new threads (whose start-up calls run under this filter
-/// until their own is installed).
+/// The VM thread, beyond [`COMMON`] and what the threads it starts need
+/// ([`VCPU`], [`TRACE_WRITER`], `ioctl` limited to [`VCPU_IOCTLS`]):
+/// starting the vCPU threads, whose start-up calls run under this filter
+/// until they install their own.
 const VM: &[i64] = &[
-    libc::SYS_access,
     libc::SYS_clone,
     libc::SYS_clone3,
-    libc::SYS_dup,
-    libc::SYS_eventfd2,
-    libc::SYS_fcntl,
-    libc::SYS_fstat,
-    libc::SYS_ftruncate,
-    libc::SYS_getcwd,
-    libc::SYS_mkdir,
-    libc::SYS_mkdirat,
-    libc::SYS_newfstatat,
-    libc::SYS_open,
-    libc::SYS_openat,
-    libc::SYS_poll,
     libc::SYS_prctl,
-    libc::SYS_prlimit64,
     libc::SYS_rseq,
-    libc::SYS_rt_sigaction,
     // New vCPU threads install their own (narrower) filter under this one.
     libc::SYS_seccomp,
     libc::SYS_set_robust_list,
-    libc::SYS_statx,
 ];
 
 /// The syscalls a kind may make (`ioctl` included where its requests are
@@ -261,24 +254,39 @@ fn ioctl_rules(kind: ThreadKind) -> Result<Vec<SeccompRule>, seccompiler::Backen
             .and_then(|c| SeccompRule::new(vec![c]))
     };
     match kind {
-        ThreadKind::Vcpu => VCPU_IOCTLS
+        // The VM thread makes none itself; its vCPU threads start under it.
+        ThreadKind::Vcpu | ThreadKind::Vm => VCPU_IOCTLS
             .iter()
             .map(|&r| request(SeccompCmpOp::Eq, r))
             .collect(),
-        // Any request of the KVM group (type byte 0xae).
-        ThreadKind::Vm => Ok(vec![request(SeccompCmpOp::MaskedEq(0xff00), KVMIO << 8)?]),
         ThreadKind::TraceWriter => Ok(Vec::new()),
     }
 }
 
-/// The BPF program for `kind` under `mode` (`None` for `off`).
-pub fn program(kind: ThreadKind, mode: SeccompMode) -> Result<Option<BpfProgram>, SeccompError> {
+/// Syscalls every filtered thread gets `EACCES` for: no thread opens a
+/// file once its filter is on (everything is opened during set-up).
+pub const NO_FILES: [i64; 3] = [libc::SYS_open, libc::SYS_openat, libc::SYS_openat2];
+
+/// The BPF programs for `kind` under `mode`, in the order to install them
+/// (none for `off`): the file filter (every syscall allowed but
+/// [`NO_FILES`], answered `EACCES`), then the allow-list. The kernel applies
+/// the stricter verdict of the two.
+pub fn programs(kind: ThreadKind, mode: SeccompMode) -> Result<Vec<BpfProgram>, SeccompError> {
     let mismatch = match mode {
-        SeccompMode::Off => return Ok(None),
+        SeccompMode::Off => return Ok(Vec::new()),
         SeccompMode::On => SeccompAction::KillProcess,
         SeccompMode::Log => SeccompAction::Log,
     };
     let build = |source| SeccompError::Build { kind, source };
+    let no_files: BTreeMap<i64, Vec<SeccompRule>> =
+        NO_FILES.iter().map(|&nr| (nr, Vec::new())).collect();
+    let no_files = SeccompFilter::new(
+        no_files,
+        SeccompAction::Allow,
+        SeccompAction::Errno(u32::try_from(libc::EACCES).unwrap_or(1)),
+        TargetArch::x86_64,
+    )
+    .map_err(build)?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for nr in allowed_syscalls(kind) {
         let r = if nr == libc::SYS_ioctl {
@@ -288,43 +296,23 @@ pub fn program(kind: ThreadKind, mode: SeccompMode) -> Result<Option<BpfProgram>
         };
         rules.insert(nr, r);
     }
-    let filter = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, TargetArch::x86_64)
+    let allow = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, TargetArch::x86_64)
         .map_err(build)?;
-    BpfProgram::try_from(filter).map(Some).map_err(build)
-}
-
-std::thread_local! {
-    /// Whether this thread already holds the VM-thread filter (installed
-    /// once per thread: filters stack and cannot be removed).
-    static VM_FILTER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether the calling thread is the process's main thread.
-fn is_main_thread() -> bool {
-    // SAFETY: getpid and gettid take no arguments and cannot fail.
-    unsafe { libc::getpid() == libc::gettid() }
+    Ok(vec![
+        BpfProgram::try_from(no_files).map_err(build)?,
+        BpfProgram::try_from(allow).map_err(build)?,
+    ])
 }
 
 /// Installs the filter for `kind` on the calling thread (nothing for
-/// `off`). With [`SELFTEST_ENV`] naming `kind`, then calls `socket(2)`,
-/// which the `on` filter answers by killing the process.
-///
-/// The VM-thread filter goes only on the process's main thread (the
-/// `stalewalk` binary's), once: a library caller that runs a VM from a
-/// thread of its own (the integration tests do) keeps that thread as it
-/// was, because a filter could never be lifted from it again; its vCPU
-/// threads are filtered all the same.
+/// `off`); it stays until the thread ends. With [`SELFTEST_ENV`] naming
+/// `kind`, then calls `socket(2)`, which the `on` filter answers by killing
+/// the process.
 pub fn install(kind: ThreadKind, mode: SeccompMode) -> Result<(), SeccompError> {
-    if kind == ThreadKind::Vm && (!is_main_thread() || VM_FILTER.with(|f| f.get())) {
-        return Ok(());
-    }
     let selftest = std::env::var(SELFTEST_ENV).is_ok_and(|v| v == kind.name());
-    if let Some(prog) = program(kind, mode)? {
+    for prog in programs(kind, mode)? {
         seccompiler::apply_filter(&prog)
             .map_err(|source| SeccompError::Install { kind, source })?;
-        if kind == ThreadKind::Vm {
-            VM_FILTER.with(|f| f.set(true));
-        }
     }
     if selftest {
         forbidden_syscall();
@@ -389,6 +377,7 @@ mod tests {
             libc::SYS_process_vm_writev,
             libc::SYS_kexec_load,
             libc::SYS_keyctl,
+            libc::SYS_creat,
         ];
         for kind in ThreadKind::ALL {
             let allowed = allowed_syscalls(kind);
@@ -402,34 +391,61 @@ mod tests {
     fn every_filter_compiles_and_off_has_none() {
         for kind in ThreadKind::ALL {
             for mode in [SeccompMode::On, SeccompMode::Log] {
-                let p = program(kind, mode).unwrap().unwrap();
-                assert!(p.len() > allowed_syscalls(kind).len(), "{kind} {mode}");
+                let p = programs(kind, mode).unwrap();
+                assert_eq!(p.len(), 2, "{kind} {mode}");
+                assert!(p[1].len() > allowed_syscalls(kind).len(), "{kind} {mode}");
             }
-            assert!(program(kind, SeccompMode::Off).unwrap().is_none());
+            assert!(programs(kind, SeccompMode::Off).unwrap().is_empty());
         }
     }
 
-    /// Forks; the child installs `kind`'s filter under `mode`, makes one
-    /// syscall, and exits 0. Returns the child's wait status.
-    fn child_status(kind: ThreadKind, mode: SeccompMode, forbidden: bool) -> libc::c_int {
+    /// What the forked child does once its filters are on.
+    #[derive(Clone, Copy)]
+    enum Probe {
+        /// `getpid` (on every list): exit 0.
+        Allowed,
+        /// `socket` (on no list): exit 0 if it returns.
+        Socket,
+        /// `open("/dev/null")`: exit 0 if refused with EACCES, 4 if not.
+        Open,
+    }
+
+    /// Forks; the child installs `kind`'s filters under `mode`, probes, and
+    /// exits. Returns the child's wait status.
+    fn child_status(kind: ThreadKind, mode: SeccompMode, probe: Probe) -> libc::c_int {
         // Built before fork: the child only makes syscalls.
-        let prog = program(kind, mode).unwrap().unwrap();
+        let progs = programs(kind, mode).unwrap();
+        let path = c"/dev/null";
         // SAFETY: fork in a test process; the child calls only
         // async-signal-safe functions (prctl/seccomp via apply_filter,
-        // socket, getpid, _exit) and never returns into the test harness.
+        // socket, open, getpid, _exit) and never returns into the harness.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork failed");
         if pid == 0 {
-            let code = if seccompiler::apply_filter(&prog).is_err() {
-                3
-            } else if forbidden {
-                forbidden_syscall();
-                0
-            } else {
-                // SAFETY: getpid has no arguments.
-                unsafe { libc::getpid() };
-                0
-            };
+            let mut code = 0;
+            for p in &progs {
+                if seccompiler::apply_filter(p).is_err() {
+                    code = 3;
+                }
+            }
+            if code == 0 {
+                match probe {
+                    Probe::Allowed => {
+                        // SAFETY: getpid has no arguments.
+                        unsafe { libc::getpid() };
+                    }
+                    Probe::Socket => forbidden_syscall(),
+                    Probe::Open => {
+                        // SAFETY: a NUL-terminated path; the result is
+                        // only compared.
+                        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+                        let err = std::io::Error::last_os_error().raw_os_error();
+                        if fd >= 0 || err != Some(libc::EACCES) {
+                            code = 4;
+                        }
+                    }
+                }
+            }
             // SAFETY: ends the child without running the parent's
             // destructors or atexit handlers.
             unsafe { libc::_exit(code) };
@@ -441,10 +457,14 @@ mod tests {
         status
     }
 
+    fn exited_0(s: libc::c_int) -> bool {
+        libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0
+    }
+
     #[test]
     fn reject_socket_in_every_thread_kind() {
         for kind in ThreadKind::ALL {
-            let s = child_status(kind, SeccompMode::On, true);
+            let s = child_status(kind, SeccompMode::On, Probe::Socket);
             assert!(
                 libc::WIFSIGNALED(s) && libc::WTERMSIG(s) == libc::SIGSYS,
                 "{kind}: child status {s:#x}, expected death by SIGSYS"
@@ -453,20 +473,27 @@ mod tests {
     }
 
     #[test]
+    fn reject_opening_files_with_eacces_in_every_thread_kind() {
+        for kind in ThreadKind::ALL {
+            for mode in [SeccompMode::On, SeccompMode::Log] {
+                let s = child_status(kind, mode, Probe::Open);
+                assert!(exited_0(s), "{kind} {mode}: {s:#x}");
+            }
+        }
+    }
+
+    #[test]
     fn allowed_syscall_passes_in_every_thread_kind() {
         for kind in ThreadKind::ALL {
-            let s = child_status(kind, SeccompMode::On, false);
-            assert!(
-                libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0,
-                "{kind}: {s:#x}"
-            );
+            let s = child_status(kind, SeccompMode::On, Probe::Allowed);
+            assert!(exited_0(s), "{kind}: {s:#x}");
         }
     }
 
     #[test]
     fn log_mode_lets_a_forbidden_syscall_through() {
-        let s = child_status(ThreadKind::Vcpu, SeccompMode::Log, true);
-        assert!(libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0, "{s:#x}");
+        let s = child_status(ThreadKind::Vcpu, SeccompMode::Log, Probe::Socket);
+        assert!(exited_0(s), "{s:#x}");
     }
 
     #[test]
