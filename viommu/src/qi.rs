@@ -306,6 +306,7 @@ fn devtlb_range(addr: u64, s: bool) -> (u64, u64) {
 }
 
 /// Decodes one descriptor (qwords 2 and 3 are zero for 128-bit descriptors).
+#[inline]
 pub fn decode(qw: [u64; 4]) -> Result<Descriptor, QiError> {
     let q0 = qw[0];
     let q1 = qw[1];
