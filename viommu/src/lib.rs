@@ -560,8 +560,16 @@ impl Viommu {
         if h.allowed & rights_bit(req.access, privileged) == 0 {
             return None;
         }
-        let mut t = h.out[usize::from(privileged)];
-        t.addr |= req.addr & !h.mask;
+        let o = &h.out[usize::from(privileged)];
+        let t = Translation {
+            addr: o.addr | (req.addr & !h.mask),
+            page_size: o.page_size,
+            writable: o.writable,
+            executable: o.executable,
+            user: o.user,
+            pass_through: false,
+            hits: FAST_HIT_LEVELS,
+        };
         self.count_fast_hit();
         if self.config.check != CheckMode::Off {
             self.check_last_hit(mem, req);
