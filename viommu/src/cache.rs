@@ -813,6 +813,9 @@ impl Caches {
         let (lo, hi) = page_range_bounds(addr, am);
         let mut total = Removed::default();
         let (spans, n) = Self::spans(lo, hi);
+        if n == 1 {
+            return self.remove_span(did, pasid, spans[0].0, spans[0].1, ih);
+        }
         for &(a, b) in &spans[..n] {
             let r = self.remove_span(did, pasid, a, b, ih);
             total.iotlb += r.iotlb;
