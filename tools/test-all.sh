@@ -1,20 +1,42 @@
 #!/usr/bin/env bash
-# The project's test command (README "Run the tests"): every Rust test in the
-# workspace, then the shell tests that need external tools. Tests that need
-# something this machine lacks print one `SKIPPED: <test>: <why>` line.
+# The project's test command (README "Quick start"): every Rust test in the
+# workspace, then the shell tests that need external tools (tests/*.sh).
+# Tests that need something this machine lacks print one
+# `SKIPPED: <test>: <why>` line; they are listed and counted at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+mkdir -p target
+log=target/test-output.log
+: >"$log"
+
 cargo build --release --bin stalewalk
-cargo test --workspace --release -- --nocapture 2>&1 | tee target/test-output.log
+set +e
+cargo test --workspace --release -- --nocapture 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
+set -e
 [ "$status" -eq 0 ] || exit "$status"
 
+shell_passed=0
 for t in tests/*.sh; do
     [ -e "$t" ] || continue
-    echo "== $t"
-    bash "$t"
+    echo "== $t" | tee -a "$log"
+    set +e
+    bash "$t" 2>&1 | tee -a "$log"
+    status=${PIPESTATUS[0]}
+    set -e
+    if [ "$status" -ne 0 ]; then
+        echo "tools/test-all.sh: $t failed (exit $status)" >&2
+        exit "$status"
+    fi
+    shell_passed=$((shell_passed + 1))
 done
 
 echo "== skipped tests"
-grep -h '^SKIPPED:' target/test-output.log || echo "(none)"
+grep -h '^SKIPPED:' "$log" || echo "(none)"
+skipped=$(grep -c '^SKIPPED:' "$log" || true)
+passed=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$log" | awk '{s += $1} END {print s + 0}')
+# A skipped test is counted once, as skipped (the Rust harness also counted
+# it as passed, the shell tests too).
+total=$((passed + shell_passed - skipped))
+echo "tests: $total passed, 0 failed, $skipped skipped"
