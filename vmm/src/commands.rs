@@ -73,31 +73,15 @@ pub fn run(args: &RunArgs) -> ExitCode {
 /// `stalewalk replay`: the tools crate's scenario replay, with `--trace`.
 pub fn replay(args: &ReplayArgs) -> ExitCode {
     let json = args.report == ReportFormat::Json;
-    let writer = match &args.trace {
-        None => None,
-        Some(path) => {
-            let kinds: KindSet = match args.trace_events.parse() {
-                Ok(k) => k,
-                Err(e) => {
-                    eprintln!(
-                        "stalewalk: error: --trace-events {:?}: {e}",
-                        args.trace_events
-                    );
-                    return ExitCode::from(EXIT_USAGE);
-                }
-            };
-            let options = TraceOptions {
-                kinds,
-                command: std::env::args().collect::<Vec<_>>().join(" "),
-                ..TraceOptions::default()
-            };
-            match TraceWriter::create(path, options) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    eprintln!("stalewalk: error: --trace {}: {e}", path.display());
-                    return ExitCode::from(EXIT_USAGE);
-                }
-            }
+    let writer = match open_trace(
+        args.trace.as_deref(),
+        &args.trace_events,
+        TraceOptions::default(),
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("stalewalk: error: {e}");
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     let sink = writer
@@ -113,32 +97,43 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
     ExitCode::from(status.max(finish_trace(writer)))
 }
 
+/// Opens the trace writer for `--trace PATH --trace-events KINDS` (none
+/// without a path), on top of `base` options; errors name the flag.
+fn open_trace(
+    path: Option<&Path>,
+    events: &str,
+    base: TraceOptions,
+) -> Result<Option<TraceWriter>, String> {
+    let Some(path) = path else { return Ok(None) };
+    let kinds: KindSet = events
+        .parse()
+        .map_err(|e| format!("--trace-events {events:?}: {e}"))?;
+    let options = TraceOptions {
+        kinds,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        ..base
+    };
+    TraceWriter::create(path, options)
+        .map(Some)
+        .map_err(|e| format!("--trace {}: {e}", path.display()))
+}
+
 /// Starts the trace writer for `--trace` and the hooks that feed it.
 fn trace_hooks(args: &RunArgs, cfg: &VmConfig) -> Result<(RunHooks, Option<TraceWriter>), String> {
-    let Some(path) = &args.trace else {
-        return Ok((RunHooks::default(), None));
-    };
-    let kinds: KindSet = args
-        .trace_events
-        .parse()
-        .map_err(|e| format!("--trace-events {:?}: {e}", args.trace_events))?;
     let kernel_half_start = cfg
         .platform
         .viommu
         .as_ref()
         .map_or(viommu::Levels::Four, |v| v.levels)
         .kernel_half_start();
-    let writer = TraceWriter::create(
-        path,
-        TraceOptions {
-            kinds,
-            command: std::env::args().collect::<Vec<_>>().join(" "),
-            kernel_half_start,
-            on_start: Some(seccomp_on_start(cfg.seccomp)),
-            ..TraceOptions::default()
-        },
-    )
-    .map_err(|e| format!("--trace {}: {e}", path.display()))?;
+    let base = TraceOptions {
+        kernel_half_start,
+        on_start: Some(seccomp_on_start(cfg.seccomp)),
+        ..TraceOptions::default()
+    };
+    let Some(writer) = open_trace(args.trace.as_deref(), &args.trace_events, base)? else {
+        return Ok((RunHooks::default(), None));
+    };
     let sink = writer.sink();
     let markers = writer.sink();
     let hooks = RunHooks {
