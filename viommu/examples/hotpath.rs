@@ -9,119 +9,29 @@
 
 use std::hint::black_box;
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-
 use viommu::qi::{self, PiotlbGranularity};
-use viommu::walk::{self, Geometry, Path, index};
-use viommu::{
-    Access, CachePolicy, CheckMode, Config, Descriptor, DmaRequest, Levels, Viommu, regs,
-};
+use viommu::walk::{self, Geometry, Path};
+use viommu::{CachePolicy, CheckMode, Descriptor, Levels, regs};
 
-const RID: u16 = 0x20;
-const ROOT: u64 = 0x1000;
-const CTX: u64 = 0x2000;
-const PASID_DIR: u64 = 0x3000;
-const PASID_TABLE: u64 = 0x4000;
-const QUEUE: u64 = 0x10000;
-const QS: u64 = 3;
-const TABLES: u64 = 0x100000;
-const U: u64 = 7;
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::{Bench as Unit, QS, QUEUE, TABLES};
+
 const VA: u64 = 0x7f00_0000_0000;
 const VA5: u64 = 0x00f0_1234_5600_0000;
-
-struct Unit {
-    mem: GuestMemoryMmap<()>,
-    unit: Viommu,
-    pgd: u64,
-    next: u64,
-    levels: u8,
-}
-
-impl Unit {
-    fn new(cache: CachePolicy, check: CheckMode, levels: Levels) -> Self {
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 64 << 20)]).expect("memory");
-        let config = Config {
-            cache,
-            check,
-            levels,
-            ..Config::default()
-        };
-        let mut u = Unit {
-            mem,
-            unit: Viommu::new(config),
-            pgd: TABLES,
-            next: TABLES + 0x1000,
-            levels: levels.count(),
-        };
-        u.w(ROOT, CTX | 1);
-        u.w(CTX + u64::from(RID & 0x7f) * 32, PASID_DIR | 0x1d);
-        u.w(PASID_DIR, PASID_TABLE | 1);
-        let pe = PASID_TABLE + 64;
-        u.w(pe + 8, 1);
-        u.w(pe + 16, TABLES | if levels == Levels::Five { 4 } else { 0 });
-        u.w(pe, 1 | (1 << 6));
-        u.reg(regs::RTADDR, ROOT | (1 << 10));
-        u.reg(regs::GCMD, u64::from(regs::gcmd::SRTP));
-        u.reg(regs::IQA, QUEUE | (1 << 11) | QS);
-        u.reg(regs::GCMD, u64::from(regs::gcmd::QIE | regs::gcmd::TE));
-        u
-    }
-
-    fn w(&self, gpa: u64, v: u64) {
-        self.mem.write_obj(v, GuestAddress(gpa)).expect("write");
-    }
-
-    fn r(&self, gpa: u64) -> u64 {
-        self.mem.read_obj(GuestAddress(gpa)).expect("read")
-    }
-
-    fn reg(&mut self, off: u64, v: u64) {
-        let mem = self.mem.clone();
-        if off == regs::GCMD {
-            let v = u32::try_from(v).expect("32-bit register");
-            self.unit.mmio_write(&mem, off, &v.to_le_bytes());
-        } else {
-            self.unit.mmio_write(&mem, off, &v.to_le_bytes());
-        }
-    }
-
-    fn map(&mut self, va: u64, pa: u64) {
-        let mut table = self.pgd;
-        for l in (2..=self.levels).rev() {
-            let e = table + index(va, l) * 8;
-            let v = self.r(e);
-            table = if v & 1 != 0 {
-                v & !0xfff
-            } else {
-                let t = self.next;
-                self.next += 0x1000;
-                self.w(e, t | U);
-                t
-            };
-        }
-        self.w(table + index(va, 1) * 8, pa | U);
-    }
-}
-
-fn req(va: u64) -> DmaRequest {
-    DmaRequest {
-        rid: RID,
-        pasid: Some(1),
-        addr: va,
-        access: Access::Read,
-        privileged: false,
-    }
-}
 
 fn translate_loop(cache: CachePolicy, check: CheckMode, levels: Levels, va: u64, n: u64) {
     let mut u = Unit::new(cache, check, levels);
     u.map(va, 0x20_0000);
     let mem = u.mem.clone();
-    u.unit.translate(&mem, &req(va)).expect("first translation");
+    u.unit
+        .translate(&mem, &Unit::req(va))
+        .expect("first translation");
     for _ in 0..n {
         black_box(
             u.unit
-                .translate(&mem, black_box(&req(va)))
+                .translate(&mem, black_box(&Unit::req(va)))
                 .expect("translation"),
         );
     }
@@ -169,16 +79,21 @@ fn main() {
             u.map(VA, 0x20_0000);
             u.map(VA + 0x1000, 0x21_0000);
             let mem = u.mem.clone();
-            u.unit.translate(&mem, &req(VA)).expect("first translation");
+            u.unit
+                .translate(&mem, &Unit::req(VA))
+                .expect("first translation");
             for _ in 0..n {
-                u.unit.speculative_walk(&mem, black_box(&req(VA + 0x1000)));
+                u.unit
+                    .speculative_walk(&mem, black_box(&Unit::req(VA + 0x1000)));
             }
         }
         "descriptors" => {
             let mut u = Unit::new(CachePolicy::Adversarial, CheckMode::Off, Levels::Four);
             u.map(VA, 0x20_0000);
             let mem = u.mem.clone();
-            u.unit.translate(&mem, &req(VA)).expect("first translation");
+            u.unit
+                .translate(&mem, &Unit::req(VA))
+                .expect("first translation");
             let slots = (4096u64 << QS) / 32;
             for i in 0..slots {
                 let d = Descriptor::Piotlb {
