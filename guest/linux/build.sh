@@ -242,7 +242,13 @@ mod=$work/sva_dma
 rm -rf "$mod"
 mkdir -p "$mod"
 cp "$here"/sva_dma/* "$mod"/
-kmake M="$mod" W=1 modules
+# The module must build clean with W=1: compiler and modpost warnings both
+# fail the build (the program's Makefile uses -Werror itself).
+kmake M="$mod" W=1 modules 2>&1 | tee "$work/sva_dma.log"
+if grep -qi 'warning' "$work/sva_dma.log"; then
+	grep -i 'warning' "$work/sva_dma.log" >&2
+	die "sva_dma built with warnings (full log: $work/sva_dma.log)"
+fi
 nice -n 19 make -C "$mod" -s sva-dma-test
 
 # ---------------------------------------------------------- initramfs --
