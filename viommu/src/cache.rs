@@ -26,16 +26,22 @@ pub const TAG_ADDR_MASK: u64 = (1 << 57) - 1;
 
 /// A small multiplicative hasher for integer tags (the std SipHash costs more
 /// than the rest of an IOTLB hit).
+///
+/// Every written word goes through MurmurHash3's 64-bit finalizer on its
+/// own: every output bit depends on every input bit, so the low bits
+/// hashbrown indexes with are spread even when tags differ only in a few
+/// page-number bits, and a tag written as several words (domain and PASID,
+/// then address) has no simple collisions: the guest chooses those fields,
+/// and tags sharing one hash value would turn its look-ups into long probe
+/// sequences. The mix is fixed, not seeded, so map iteration order (and so
+/// the order of invalidation events) is the same on every run.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TagHasher(u64);
 
 impl Hasher for TagHasher {
     #[inline]
     fn finish(&self) -> u64 {
-        // MurmurHash3's 64-bit finalizer: every output bit depends on every
-        // input bit, so the low bits hashbrown indexes with are spread even
-        // when tags differ only in a few page-number bits.
-        fmix64(self.0)
+        self.0
     }
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
@@ -57,7 +63,7 @@ impl Hasher for TagHasher {
     }
     #[inline]
     fn write_u64(&mut self, v: u64) {
-        self.0 = self.0.rotate_left(23).wrapping_add(v);
+        self.0 = fmix64(self.0 ^ v);
     }
     #[inline]
     fn write_usize(&mut self, v: usize) {
@@ -92,8 +98,8 @@ const CLUSTER_PAGES: u64 = 512;
 /// group compares are distinct), so probe sequences stay as short as with
 /// [`TagHasher`].
 ///
-/// The protocol: `write_u64` calls identify the cluster (mixed together as
-/// in [`TagHasher`]), one `write_u16` gives the position inside it
+/// The protocol: `write_u64` calls identify the cluster (each mixed as in
+/// [`TagHasher`]), one `write_u16` gives the position inside it
 /// (`0..CLUSTER_PAGES`). Only [`IotlbTag`] hashes into it.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ClusteredTagHasher {
@@ -105,7 +111,7 @@ impl Hasher for ClusteredTagHasher {
     #[inline]
     fn finish(&self) -> u64 {
         let p = self.position % CLUSTER_PAGES;
-        fmix64(self.cluster).wrapping_add(p) ^ (p << 57)
+        self.cluster.wrapping_add(p) ^ (p << 57)
     }
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
@@ -119,7 +125,7 @@ impl Hasher for ClusteredTagHasher {
     }
     #[inline]
     fn write_u64(&mut self, v: u64) {
-        self.cluster = self.cluster.rotate_left(23).wrapping_add(v);
+        self.cluster = fmix64(self.cluster ^ v);
     }
 }
 
@@ -301,26 +307,28 @@ pub struct IotlbTag {
     pub level: u8,
 }
 
-// Hashed for [`ClusteredTagHasher`]: one word for the cluster (the fields
-// packed; collisions only cost an equality check), then the page's position
-// in its cluster, counted in pages of the leaf's own size so 2-MiB and 1-GiB
-// leaves cluster too.
+// Hashed for [`ClusteredTagHasher`]: the cluster as two words (domain,
+// PASID and level packed, then the cluster's number), then the page's
+// position in its cluster, counted in pages of the leaf's own size so 2-MiB
+// and 1-GiB leaves cluster too.
 impl Hash for IotlbTag {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
         let id =
             (u64::from(self.pasid) << 16) | u64::from(self.did) | (u64::from(self.level) << 36);
         let page = self.vpn >> (9 * u32::from(self.level.saturating_sub(1)).min(2));
-        state.write_u64((page / CLUSTER_PAGES).rotate_left(24) ^ id);
+        state.write_u64(id);
+        state.write_u64(page / CLUSTER_PAGES);
         state.write_u16((page % CLUSTER_PAGES) as u16);
     }
 }
 
+// Two words: domain and PASID packed, then the address prefix.
 impl Hash for PscTag {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let id = (u64::from(self.pasid) << 16) | u64::from(self.did);
-        state.write_u64(self.prefix.rotate_left(28) ^ id);
+        state.write_u64((u64::from(self.pasid) << 16) | u64::from(self.did));
+        state.write_u64(self.prefix);
     }
 }
 
@@ -1250,7 +1258,10 @@ mod tests {
         }
         // 2-MiB leaves cluster by 2-MiB page.
         let big = iotlb_hash(1, 5, 0x4_0000, 2);
-        assert_eq!(iotlb_hash(1, 5, 0x4_0200, 2).wrapping_sub(big) & 0xffff_ffff, 1);
+        assert_eq!(
+            iotlb_hash(1, 5, 0x4_0200, 2).wrapping_sub(big) & 0xffff_ffff,
+            1
+        );
         // Another cluster, PASID, DID or level lands far away.
         for other in [
             iotlb_hash(1, 5, 0x4_0000 + CLUSTER_PAGES, 1),
@@ -1260,6 +1271,34 @@ mod tests {
         ] {
             let d = other.wrapping_sub(base) & 0xffff_ffff;
             assert!(d > 1 << 16 && d < (1 << 32) - (1 << 16), "{other:#x}");
+        }
+    }
+
+    #[test]
+    fn guest_chosen_tags_do_not_share_hashes() {
+        // With PASID and page packed into one word before mixing, PASID bits
+        // 8-19 could be traded against page bits: 4096 tags with one hash.
+        // Each field is mixed on its own now.
+        let mut seen = std::collections::HashSet::new();
+        for k in 0..4096u64 {
+            let pasid = u32::try_from(k << 8).unwrap();
+            assert!(
+                seen.insert(iotlb_hash(3, pasid, k * CLUSTER_PAGES, 1)),
+                "{k}"
+            );
+        }
+        let psc = |pasid: u32, prefix: u64| {
+            use std::hash::BuildHasher;
+            BuildHasherDefault::<TagHasher>::default().hash_one(PscTag {
+                did: 3,
+                pasid,
+                prefix,
+            })
+        };
+        let mut seen = std::collections::HashSet::new();
+        for k in 0..256u64 {
+            let pasid = u32::try_from(k << 12).unwrap();
+            assert!(seen.insert(psc(pasid, k)), "{k}");
         }
     }
 }
