@@ -8,7 +8,8 @@
  * Checks: fill and copy produce the right bytes; compare finds equal
  * buffers equal and reports the first difference; probe reads a byte of
  * a mapped buffer and faults on an unmapped address; probe of each
- * KERNEL_ADDR (a user request to a supervisor page) faults; ATS
+ * KERNEL_ADDR (a user request to a supervisor page) faults; a probe
+ * without PASID does not reach this process's buffer; ATS
  * translation of a buffer succeeds, and a repeat is answered from the
  * device's ATC.  Prints one line per check and a summary line
  * "stalewalk-guest: sva_dma_test pass=N fail=M"; exits 0 only if
@@ -170,6 +171,27 @@ static void test_probe_unmapped(int fd)
 	      "probe of an unmapped user address faults", &op);
 }
 
+/*
+ * A request without PASID goes through the device's DMA API domain, where
+ * this process's buffer is not mapped: it must not succeed, and the driver
+ * must encode it as the device expects (no PASID field without the PASID
+ * flag, else the device answers "bad descriptor").
+ */
+static void test_probe_no_pasid(int fd, uint8_t *buf)
+{
+	struct sva_dma_op op = { 0 };
+
+	op.addr_a = (uintptr_t)buf;
+	op.flags = SVA_DMA_F_NO_PASID;
+	if (submit(fd, SVA_DMA_IOC_PROBE, &op)) {
+		check(0, "probe without PASID: ioctl", NULL);
+		return;
+	}
+	check(op.status != SVA_DMA_ST_SUCCESS &&
+	      op.status != SVA_DMA_ST_BAD_DESCRIPTOR,
+	      "probe without PASID does not reach the process's memory", &op);
+}
+
 static void test_probe_kernel(int fd, uint64_t kaddr)
 {
 	struct sva_dma_op op = { 0 };
@@ -262,6 +284,7 @@ int main(int argc, char **argv)
 	test_compare(fd, a, b);
 	test_probe_mapped(fd, a);
 	test_probe_unmapped(fd);
+	test_probe_no_pasid(fd, a);
 	for (i = 0; i < nk; i++)
 		test_probe_kernel(fd, kaddrs[i]);
 	test_ats(fd, a);

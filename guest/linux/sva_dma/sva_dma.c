@@ -19,6 +19,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/bits.h>
+#include <linux/capability.h>
 #include <linux/dma-mapping.h>
 #include <linux/fs.h>
 #include <linux/idr.h>
@@ -26,6 +27,7 @@
 #include <linux/iommu.h>
 #include <linux/iopoll.h>
 #include <linux/kref.h>
+#include <linux/list.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
@@ -58,6 +60,7 @@
 #define SVA_DMA_REG_ATC_INVALIDATIONS	0x58
 
 #define SVA_DMA_CTRL_ENABLE		BIT(0)
+#define SVA_DMA_STATUS_ENABLED		BIT(0)
 #define SVA_DMA_STATUS_WAITING		BIT(1)
 #define SVA_DMA_STATUS_HALTED		BIT(2)
 
@@ -106,7 +109,8 @@ struct sva_dma_dev {
 	u32 max_transfer;
 	bool iopf;
 	bool gone;		/* removed; under lock */
-	struct mutex lock;	/* ring, tail, gone */
+	struct mutex lock;	/* ring, tail, gone, files, each file's sva */
+	struct list_head files;	/* open files, so remove can unbind them */
 	struct miscdevice misc;
 	int index;
 	char name[16];
@@ -114,7 +118,9 @@ struct sva_dma_dev {
 
 struct sva_dma_file {
 	struct sva_dma_dev *sdev;
-	struct iommu_sva *sva;
+	struct list_head node;	/* in sdev->files */
+	struct iommu_sva *sva;	/* NULL once the device is removed */
+	struct mm_struct *mm;	/* the bound address space (the bond holds it) */
 	u32 pasid;
 };
 
@@ -128,7 +134,8 @@ static void sva_dma_dev_free(struct kref *kref)
 	kfree(sdev);
 }
 
-static void sva_dma_ring_start(struct sva_dma_dev *sdev)
+/* Restart the ring (empty, HEAD = TAIL = 0); false if it did not enable. */
+static bool sva_dma_ring_start(struct sva_dma_dev *sdev)
 {
 	writel(0, sdev->regs + SVA_DMA_REG_CTRL);
 	writel(0, sdev->regs + SVA_DMA_REG_ERROR);
@@ -137,6 +144,21 @@ static void sva_dma_ring_start(struct sva_dma_dev *sdev)
 	writel(SVA_DMA_RING_ENTRIES, sdev->regs + SVA_DMA_REG_RING_ENTRIES);
 	writel(SVA_DMA_CTRL_ENABLE, sdev->regs + SVA_DMA_REG_CTRL);
 	sdev->tail = 0;
+	return readl(sdev->regs + SVA_DMA_REG_STATUS) & SVA_DMA_STATUS_ENABLED;
+}
+
+/*
+ * The completion status of @d, or 0xff when the device halted the ring (it
+ * could not fetch a descriptor or write a completion): no status will come.
+ */
+static u8 sva_dma_completion(struct sva_dma_dev *sdev, struct sva_dma_desc *d)
+{
+	u8 done = READ_ONCE(d->status);
+
+	if (!done && readl(sdev->regs + SVA_DMA_REG_STATUS) &
+		     SVA_DMA_STATUS_HALTED)
+		return 0xff;
+	return done;
 }
 
 /* Run one descriptor; the caller holds sdev->lock. */
@@ -150,7 +172,11 @@ static int sva_dma_run(struct sva_dma_dev *sdev, struct sva_dma_file *f,
 	u8 done;
 	int ret;
 
-	if (!(readl(sdev->regs + SVA_DMA_REG_CTRL) & SVA_DMA_CTRL_ENABLE))
+	status = readl(sdev->regs + SVA_DMA_REG_STATUS);
+	if ((status & SVA_DMA_STATUS_HALTED) &&
+	    !sva_dma_ring_start(sdev))
+		return -EIO;
+	if (!(readl(sdev->regs + SVA_DMA_REG_STATUS) & SVA_DMA_STATUS_ENABLED))
 		return -EIO;
 
 	if (!(op->flags & SVA_DMA_F_NO_PASID))
@@ -163,7 +189,9 @@ static int sva_dma_run(struct sva_dma_dev *sdev, struct sva_dma_file *f,
 	memset(d, 0, sizeof(*d));
 	d->opcode = opcode;
 	d->flags = flags;
-	d->pasid = cpu_to_le32(f->pasid);
+	/* The device rejects a PASID field without the PASID flag. */
+	if (flags & SVA_DMA_DESC_PASID)
+		d->pasid = cpu_to_le32(f->pasid);
 	d->addr_a = cpu_to_le64(op->addr_a);
 	d->addr_b = cpu_to_le64(op->addr_b);
 	d->len = cpu_to_le64(op->len);
@@ -173,16 +201,23 @@ static int sva_dma_run(struct sva_dma_dev *sdev, struct sva_dma_file *f,
 	writel(next, sdev->regs + SVA_DMA_REG_TAIL);
 	sdev->tail = next;
 
-	ret = read_poll_timeout(READ_ONCE, done, done != 0, SVA_DMA_POLL_US,
-				SVA_DMA_TIMEOUT_US, false, d->status);
-	if (ret) {
+	/*
+	 * An operation waiting for a page response is still in flight; if it
+	 * times out here, the restart drops it and the late response only sets
+	 * the device's unexpected-group bit (harmless).
+	 */
+	ret = read_poll_timeout(sva_dma_completion, done, done != 0,
+				SVA_DMA_POLL_US, SVA_DMA_TIMEOUT_US, false,
+				sdev, d);
+	if (ret || done == 0xff) {
 		status = readl(sdev->regs + SVA_DMA_REG_STATUS);
 		error = readl(sdev->regs + SVA_DMA_REG_ERROR);
 		dev_warn(&sdev->pdev->dev,
-			 "op %u timed out (status %#x error %u), ring restarted\n",
-			 opcode, status, error);
+			 "op %u %s (status %#x error %u), ring restarted\n",
+			 opcode, ret ? "timed out" : "halted the ring", status,
+			 error);
 		sva_dma_ring_start(sdev);
-		return -ETIMEDOUT;
+		return ret ? -ETIMEDOUT : -EIO;
 	}
 	/* Read the rest of the completion record after its status. */
 	dma_rmb();
@@ -206,7 +241,8 @@ static long sva_dma_ioctl(struct file *file, unsigned int cmd,
 
 	switch (cmd) {
 	case SVA_DMA_IOC_INFO:
-		mutex_lock(&sdev->lock);
+		if (mutex_lock_killable(&sdev->lock))
+			return -EINTR;
 		if (sdev->gone) {
 			mutex_unlock(&sdev->lock);
 			return -ENODEV;
@@ -244,9 +280,31 @@ static long sva_dma_ioctl(struct file *file, unsigned int cmd,
 		return -EFAULT;
 	if (op.flags & ~SVA_DMA_F_ALL)
 		return -EINVAL;
+	/* WRITE selects the access of PROBE and ATS_TRANSLATE only. */
+	if ((op.flags & SVA_DMA_F_WRITE) && opcode != SVA_DMA_OP_PROBE &&
+	    opcode != SVA_DMA_OP_ATS_TRANSLATE)
+		return -EINVAL;
+	/* Supervisor requests need a PASID (there is no RID_PASID privilege). */
+	if ((op.flags & SVA_DMA_F_PRIV) && (op.flags & SVA_DMA_F_NO_PASID))
+		return -EINVAL;
+	/*
+	 * The bond is for the opener's address space: a descriptor inherited
+	 * through fork() or passed over a socket must not reach it.
+	 */
+	if (current->mm != f->mm)
+		return -EPERM;
+	/*
+	 * Supervisor requests and requests without PASID (the DMA API domain,
+	 * which maps the ring) reach beyond the caller's own memory.
+	 */
+	if ((op.flags & (SVA_DMA_F_PRIV | SVA_DMA_F_NO_PASID)) &&
+	    !capable(CAP_SYS_RAWIO))
+		return -EPERM;
 
-	mutex_lock(&sdev->lock);
-	ret = sdev->gone ? -ENODEV : sva_dma_run(sdev, f, opcode, &op);
+	if (mutex_lock_killable(&sdev->lock))
+		return -EINTR;
+	ret = (sdev->gone || !f->sva) ? -ENODEV :
+					sva_dma_run(sdev, f, opcode, &op);
 	mutex_unlock(&sdev->lock);
 	if (ret)
 		return ret;
@@ -276,7 +334,9 @@ static int sva_dma_open(struct inode *inode, struct file *file)
 		goto out_unlock;
 	}
 	f->pasid = iommu_sva_get_pasid(f->sva);
+	f->mm = current->mm;
 	f->sdev = sdev;
+	list_add(&f->node, &sdev->files);
 	kref_get(&sdev->kref);
 	mutex_unlock(&sdev->lock);
 
@@ -294,7 +354,12 @@ static int sva_dma_release(struct inode *inode, struct file *file)
 	struct sva_dma_file *f = file->private_data;
 	struct sva_dma_dev *sdev = f->sdev;
 
-	iommu_sva_unbind_device(f->sva);
+	mutex_lock(&sdev->lock);
+	/* After remove, the bond is already gone (see sva_dma_remove()). */
+	if (f->sva)
+		iommu_sva_unbind_device(f->sva);
+	list_del(&f->node);
+	mutex_unlock(&sdev->lock);
 	kfree(f);
 	kref_put(&sdev->kref, sva_dma_dev_free);
 	return 0;
@@ -314,7 +379,12 @@ static int sva_dma_enable_sva(struct sva_dma_dev *sdev)
 	struct device *dev = &sdev->pdev->dev;
 	int ret;
 
-	/* 6.12 wants I/O page faults (PRI) on before SVA if the device has PRI. */
+	/*
+	 * 6.12 wants I/O page faults (PRI) on before SVA if the device has PRI.
+	 * A page group response of Failure makes the device stop sending page
+	 * requests (PRI status Response Failure) until PRI is reset, which
+	 * here means unbinding and binding the driver again.
+	 */
 	ret = iommu_dev_enable_feature(dev, IOMMU_DEV_FEAT_IOPF);
 	if (ret)
 		dev_info(dev, "no I/O page faults (%d), pages must be present\n",
@@ -356,6 +426,7 @@ static int sva_dma_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		return -ENOMEM;
 	kref_init(&sdev->kref);
 	mutex_init(&sdev->lock);
+	INIT_LIST_HEAD(&sdev->files);
 	sdev->pdev = pdev;
 	sdev->index = ida_alloc(&sva_dma_ida, GFP_KERNEL);
 	if (sdev->index < 0) {
@@ -401,7 +472,12 @@ static int sva_dma_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	if (ret)
 		goto out_put;
 
-	sva_dma_ring_start(sdev);
+	if (!sva_dma_ring_start(sdev)) {
+		dev_err(&pdev->dev, "ring did not enable (error %u)\n",
+			readl(sdev->regs + SVA_DMA_REG_ERROR));
+		ret = -EIO;
+		goto out_disable;
+	}
 
 	snprintf(sdev->name, sizeof(sdev->name), "sva_dma%d", sdev->index);
 	sdev->misc.minor = MISC_DYNAMIC_MINOR;
@@ -428,11 +504,21 @@ out_put:
 static void sva_dma_remove(struct pci_dev *pdev)
 {
 	struct sva_dma_dev *sdev = pci_get_drvdata(pdev);
+	struct sva_dma_file *f;
 
 	misc_deregister(&sdev->misc);
 	mutex_lock(&sdev->lock);
 	sdev->gone = true;
 	writel(0, sdev->regs + SVA_DMA_REG_CTRL);
+	/*
+	 * Every PASID must be unbound before I/O page faults are disabled, and
+	 * before the device leaves its IOMMU group; files still open only
+	 * release their memory later.
+	 */
+	list_for_each_entry(f, &sdev->files, node) {
+		iommu_sva_unbind_device(f->sva);
+		f->sva = NULL;
+	}
 	mutex_unlock(&sdev->lock);
 	sva_dma_disable_sva(sdev);
 	kref_put(&sdev->kref, sva_dma_dev_free);

@@ -13,7 +13,11 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-/* sva_dma_op.flags, set by the caller */
+/*
+ * sva_dma_op.flags, set by the caller.  PRIV and NO_PASID need
+ * CAP_SYS_RAWIO and exclude each other; WRITE applies to probe and
+ * ats_translate only.
+ */
 #define SVA_DMA_F_PRIV		(1U << 0)	/* supervisor request */
 #define SVA_DMA_F_WRITE		(1U << 1)	/* probe/ats_translate: write */
 #define SVA_DMA_F_NO_PASID	(1U << 2)	/* request without PASID */
@@ -29,6 +33,7 @@
 #define SVA_DMA_ST_PASID_DISABLED	6
 #define SVA_DMA_ST_PAGE_RESPONSE_FAILURE 7
 #define SVA_DMA_ST_ATS_DISABLED		8
+#define SVA_DMA_ST_NOT_MEMORY		9	/* translated to no memory */
 
 /* sva_dma_op.cflags, as the device reports them */
 #define SVA_DMA_CF_PAGE_REQUESTED	(1U << 0)
