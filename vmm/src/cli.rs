@@ -180,6 +180,10 @@ pub struct RunArgs {
     /// log it, off installs none (docs/SECURITY.md).
     #[arg(long, value_enum, default_value_t = SeccompMode::On)]
     pub seccomp: SeccompMode,
+    /// Stop the guest after this much wall time (30, 2.5, 90s, 5m): the
+    /// report and trace are written and the exit status is 124.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<String>,
 }
 
 /// A switch.
@@ -295,6 +299,11 @@ impl RunArgs {
             verbose: self.verbose,
             platform: self.platform_config()?,
             seccomp: self.seccomp,
+            timeout: self
+                .timeout
+                .as_deref()
+                .map(config::parse_timeout)
+                .transpose()?,
         })
     }
 }

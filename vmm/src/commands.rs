@@ -17,6 +17,16 @@ use stalewalk_tools::trace::writer::{OnStart, TraceOptions, TraceWriter};
 pub const EXIT_VMM_ERROR: u8 = 125;
 /// Exit status for a usage error (as clap uses).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit status when `--timeout` stopped the guest (as timeout(1) uses).
+pub const EXIT_TIMEOUT: u8 = 124;
+
+/// The exit status for a run that ended in `e`.
+fn error_status(e: &crate::vm::VmError) -> u8 {
+    match e {
+        crate::vm::VmError::TimedOut { .. } => EXIT_TIMEOUT,
+        _ => EXIT_VMM_ERROR,
+    }
+}
 /// The policies a guest understands on `kpgtable_free=`.
 pub const POLICIES: [&str; 3] = ["sync", "deferred", "eager"];
 
@@ -51,7 +61,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Ok(o) => o.exit_status,
         Err(e) => {
             eprintln!("stalewalk: error: {e}");
-            EXIT_VMM_ERROR
+            error_status(e)
         }
     });
     if let Some(report) = &r.report {
@@ -325,7 +335,7 @@ pub fn compare(args: &CompareArgs) -> ExitCode {
             Ok(_) => {}
             Err(e) => {
                 eprintln!("stalewalk: compare: policy {p}: error: {e}");
-                status = EXIT_VMM_ERROR;
+                status = status.max(error_status(e));
             }
         }
         match r.report {

@@ -65,6 +65,8 @@ pub struct VmConfig {
     pub platform: crate::platform::PlatformConfig,
     /// seccomp filters for the VMM's threads (`--seccomp`).
     pub seccomp: crate::seccomp::SeccompMode,
+    /// Stop the guest after this much wall time (`--timeout`).
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl Default for VmConfig {
@@ -81,6 +83,7 @@ impl Default for VmConfig {
             verbose: false,
             platform: crate::platform::PlatformConfig::default(),
             seccomp: crate::seccomp::SeccompMode::On,
+            timeout: None,
         }
     }
 }
@@ -111,6 +114,9 @@ pub enum ConfigError {
         /// The limit.
         max: u32,
     },
+    /// --timeout is not a positive duration.
+    #[error("--timeout {0:?}: give a positive number of seconds, e.g. 30, 2.5, 90s or 5m")]
+    Timeout(String),
     /// --serial has an unknown form.
     #[error("--serial {0:?}: use stdio, off or file=PATH")]
     Serial(String),
@@ -168,6 +174,25 @@ pub fn check_cpus(value: u32) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Longest `--timeout` (a year: beyond it the flag is surely a mistake).
+pub const MAX_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// Parses `--timeout`: seconds (`30`, `2.5`, `90s`) or minutes (`5m`).
+pub fn parse_timeout(text: &str) -> Result<std::time::Duration, ConfigError> {
+    let bad = || ConfigError::Timeout(text.to_string());
+    let t = text.trim();
+    let (number, scale) = if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t.strip_suffix('s').unwrap_or(t), 1.0)
+    };
+    let secs = number.parse::<f64>().map_err(|_| bad())? * scale;
+    if !secs.is_finite() || secs <= 0.0 || secs > MAX_TIMEOUT_SECS {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 /// Parses `--serial`.
 pub fn parse_serial(text: &str) -> Result<SerialMode, ConfigError> {
     match text {
@@ -183,6 +208,22 @@ pub fn parse_serial(text: &str) -> Result<SerialMode, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_in_seconds_or_minutes() {
+        use std::time::Duration;
+        assert_eq!(parse_timeout("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_timeout("2.5"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_timeout("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_timeout(" 5m "), Ok(Duration::from_secs(300)));
+        for bad in ["", "0", "-1", "s", "1h", "nan", "inf", "1e30", "5 m"] {
+            assert_eq!(
+                parse_timeout(bad),
+                Err(ConfigError::Timeout(bad.to_string())),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn reject_bad_memory_sizes() {

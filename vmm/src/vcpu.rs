@@ -57,6 +57,8 @@ pub enum VcpuStop {
     },
     /// The VMM got SIGINT or SIGTERM (set by the VM thread, not a vCPU).
     Signal(i32),
+    /// The run reached `--timeout` (set by the VM thread, not a vCPU).
+    TimedOut,
     /// `KVM_EXIT_FAIL_ENTRY`.
     FailEntry {
         /// Hardware reason.

@@ -181,6 +181,14 @@ pub enum VmError {
         /// Hardware reason.
         reason: u64,
     },
+    /// The run reached `--timeout` and the VMM stopped the guest.
+    #[error(
+        "the guest was still running after --timeout {seconds}s and was stopped; the report and trace were written"
+    )]
+    TimedOut {
+        /// The limit, in seconds.
+        seconds: f64,
+    },
     /// The VMM received SIGINT or SIGTERM and stopped the guest.
     #[error("stopped by signal {signal} (SIGINT/SIGTERM); the report and trace were written")]
     Interrupted {
@@ -690,6 +698,9 @@ fn run_inner(
                 if sig != 0 {
                     break Some((0, VcpuStop::Signal(sig)));
                 }
+                if cfg.timeout.is_some_and(|t| start.elapsed() >= t) {
+                    break Some((0, VcpuStop::TimedOut));
+                }
             }
         }
     };
@@ -754,6 +765,9 @@ fn run_inner(
         }),
         VcpuStop::FailEntry { reason } => Err(VmError::FailEntry { vcpu, reason }),
         VcpuStop::Signal(signal) => Err(VmError::Interrupted { signal }),
+        VcpuStop::TimedOut => Err(VmError::TimedOut {
+            seconds: cfg.timeout.unwrap_or_default().as_secs_f64(),
+        }),
         other => Err(VmError::VcpuStopped {
             vcpu,
             what: format!("{other:?}"),

@@ -247,6 +247,52 @@ fn sigterm_stops_the_guest_and_keeps_report_and_trace() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// `--timeout` stops a guest that never ends: exit status 124, the report
+/// says why, and the trace is complete.
+#[test]
+fn timeout_stops_the_guest_and_keeps_report_and_trace() {
+    if !kvm_or_skip("timeout_stops_the_guest_and_keeps_report_and_trace") {
+        return;
+    }
+    let dir = scratch("timeout");
+    let trace = dir.join("spin.trace");
+    let report = dir.join("spin.json");
+    let start = Instant::now();
+    let out = Command::new(bin())
+        .args(["run", "--scenario", "spin", "--timeout", "2", "--trace"])
+        .arg(&trace)
+        .arg("--report-file")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--timeout 2s"), "{stderr}");
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(
+        r["ended_by"].as_str().unwrap().contains("--timeout 2s"),
+        "{r}"
+    );
+    assert!(r["exit_status"].is_null(), "{r}");
+    assert_eq!(r["guest"]["values"]["spinning"], "1");
+    let out = run(&["trace", "summary", trace.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A bad value is a usage error.
+    let out = run(&["run", "--timeout", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--timeout \"soon\""));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn chromium() -> Option<&'static str> {
     ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
