@@ -54,7 +54,7 @@ check() { # check FILE PATTERN WHAT
     fi
 }
 for mode in sync deferred eager; do
-    timeout 600 "$bin" run --kernel "$vmlinux" --initrd "$initrd" --cpu-profile host \
+    "$bin" run --timeout 600 --kernel "$vmlinux" --initrd "$initrd" --cpu-profile host \
         --memory 1G --cpus 2 --sva-dev --serial "file=$out/$mode.log" \
         --report-file "$out/$mode.json" \
         --cmdline "console=ttyS0 intel_iommu=on,sm_on kpgtable_free=$mode kpgtable_hint_port=0xf0 reboot=k" \
