@@ -131,3 +131,38 @@ ops = (sva_desc(1, 4, 0, 0, 0x10000, 0, 0x20000, 4096)
        + doorbell)
 save("sva_ring", "copy-fill-compare-probe-direct", u8(0) + u8(1) + ops)
 save("sva_ring", "copy-fill-compare-probe-viommu", u8(1) + u8(1) + ops)
+
+# ----------------------------------------------------------- queue_and_walk
+# The target binds PASID 1 of rid 0x20 to a first-stage table at 0x10000 and
+# a queue at 0x8000. Op 6 writes a present table entry (index from 0x10000),
+# op 5 any qword, op 2 translates, op 4 walks speculatively, op 7 puts a
+# descriptor at the queue tail and rings IQT, op 8 is a page request, op 9 a
+# page-freed hint, op 10 a register read.
+def qw_pte(table, idx, to):
+    return u8(6) + u16(((table - 0x10000) >> 3) + idx) + u64(to | 0x7)
+
+
+def qw_translate(addr, p=1):
+    return u8(2) + u8(p) + u64(addr)
+
+
+def qw_desc(qw):
+    return u8(7) + b"".join(u64(q) for q in qw)
+
+
+# PML4 0x10000 -> PDPT 0x11000 -> PD 0x12000 -> PT 0x13000 -> data 0x20000.
+QW_MAP = (qw_pte(0x10000, 0, 0x11000) + qw_pte(0x11000, 0, 0x12000)
+          + qw_pte(0x12000, 0, 0x13000) + qw_pte(0x13000, 1, 0x20000))
+# Unlink the PT (PDE cleared) so a cached walk goes stale.
+QW_UNLINK = u8(5) + u32(0x12000) + u64(0)
+QW_FLUSH = qw_desc(PIOTLB) + qw_desc(WAIT) + u8(10) + u16(0x34)
+
+for cfg, name in [(0x00, "adversarial"), (0x02, "lru4"), (0x10, "check-off")]:
+    save("queue_and_walk", f"map-unlink-flush-{name}",
+         u8(cfg) + QW_MAP + qw_translate(0x1000) + QW_UNLINK
+         + qw_translate(0x1000) + QW_FLUSH + qw_translate(0x1000))
+save("queue_and_walk", "speculative-then-hint",
+     u8(0) + QW_MAP + u8(4) + u64(0x1000) + u8(9) + u64(0x13000)
+     + qw_translate(0x1000, p=0x41))
+save("queue_and_walk", "page-request-fault",
+     u8(0) + qw_translate(0x5000) + u8(8) + u64(0x5000) + u16(0x23) + u8(10) + u16(0xdc))
