@@ -81,11 +81,15 @@ fn fmix64(mut k: u64) -> u64 {
     k ^ (k >> 33)
 }
 
-/// Pages per IOTLB hash cluster (see [`ClusteredTagHasher`]): one last-level
-/// page table's worth, 2 MiB of 4-KiB pages.
-const CLUSTER_PAGES: u64 = 512;
+/// Pages per IOTLB hash cluster (see [`ClusteredTagHasher`]): one hashbrown
+/// group's worth. Larger clusters save little more on streams (one random
+/// bucket per 16 pages is already rare) but make long runs of full buckets,
+/// which look-ups of absent tags (every IOTLB miss) probe to the end of:
+/// under cachegrind, 512-page clusters cost 26% more instructions than 16
+/// on a streaming pattern and 25% more on random look-ups.
+const CLUSTER_PAGES: u64 = 16;
 
-/// The IOTLB's hasher: neighbouring pages of one 512-page cluster get
+/// The IOTLB's hasher: neighbouring pages of one 16-page cluster get
 /// neighbouring hash values, so they land in neighbouring hashbrown buckets.
 ///
 /// Why: a device streaming through memory (the SVA device's COPY, virtio
@@ -95,8 +99,10 @@ const CLUSTER_PAGES: u64 = 512;
 /// lookups read consecutive buckets and the hardware prefetcher keeps them
 /// in cache. Clusters themselves are placed by the full mix, as are the
 /// control bytes' top bits (plus the position, so the up to 16 candidates one
-/// group compares are distinct), so probe sequences stay as short as with
-/// [`TagHasher`].
+/// group compares are distinct), so probe sequences stay nearly as short as
+/// with [`TagHasher`] (cachegrind: 4% more instructions, 43% fewer L1 data
+/// misses on a two-stream pattern; 3.5% more instructions on random
+/// look-ups).
 ///
 /// The protocol: `write_u64` calls identify the cluster (each mixed as in
 /// [`TagHasher`]), one `write_u16` gives the position inside it
