@@ -88,6 +88,29 @@ fn smoke_scenario_round_trips_through_user_mode() {
     );
 }
 
+/// `rep outsb` and `rep insb`: every element is its own port access, so the
+/// whole line reaches the UART and every read returns the register.
+#[test]
+fn string_port_io_reaches_the_device_element_by_element() {
+    if !require_kvm("string_port_io_reaches_the_device_element_by_element") {
+        return;
+    }
+    let (r, out) = boot(mini("scenario=string-io", 1));
+    assert_eq!(
+        r.map(|r| r.exit_status).map_err(|e| e.to_string()),
+        Ok(0),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nstalewalk-guest: string_io=rep_outsb\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("scenario=string-io lsr=0x60 insb_same=8/8 pass"),
+        "{out}"
+    );
+}
+
 #[test]
 fn guest_exception_is_reported_and_exits_3() {
     if !require_kvm("guest_exception_is_reported_and_exits_3") {

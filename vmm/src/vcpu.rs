@@ -107,6 +107,58 @@ fn internal_error(fd: &mut VcpuFd, mem: &GuestMemoryMmap) -> VcpuStop {
     }
 }
 
+/// The most data one I/O-port exit carries: KVM stages it in one page of
+/// the kvm_run mapping (KVM_PIO_PAGE_OFFSET).
+const PIO_DATA_MAX: usize = 4096;
+
+/// One I/O-port exit (`out`/`in`, or a string form such as `rep outsb`):
+/// KVM hands over `count` elements of `size` bytes, and each is one access
+/// of the port, in order. (The exit's byte slice alone would hand a device
+/// all of a `rep outsb` at once, and a 1-byte register keeps only its first
+/// byte.) Returns whether the guest wrote.
+fn port_io(fd: &mut VcpuFd, shared: &VcpuShared, out: bool) -> bool {
+    let run = fd.get_kvm_run();
+    // SAFETY: called only right after KVM_RUN returned KVM_EXIT_IO (the
+    // caller matched VcpuExit::IoIn/IoOut), so `io` is the member of the
+    // exit union the kernel filled in; it is plain data.
+    let io = unsafe { run.__bindgen_anon_1.io };
+    let size = usize::from(io.size);
+    let len = usize::try_from(io.count)
+        .ok()
+        .and_then(|c| c.checked_mul(size));
+    let offset = usize::try_from(io.data_offset).ok();
+    let (Some(len), Some(offset), 1 | 2 | 4) = (len, offset, size) else {
+        shared.unclaimed.fetch_add(1, Ordering::Relaxed);
+        return out;
+    };
+    if len > PIO_DATA_MAX || offset < std::mem::size_of::<kvm_bindings::kvm_run>() {
+        shared.unclaimed.fetch_add(1, Ordering::Relaxed);
+        return out;
+    }
+    let base: *mut u8 = std::ptr::from_mut(run).cast();
+    // SAFETY: the kernel stages the `count * size` data bytes at
+    // `data_offset` inside this vCPU's kvm_run mapping (the PIO page),
+    // which lives as long as `fd`; this is the slice kvm-ioctls builds for
+    // VcpuExit::IoIn/IoOut, whose borrow has ended. The length was checked
+    // against the one page KVM uses.
+    let data = unsafe { std::slice::from_raw_parts_mut(base.add(offset), len) };
+    let port = u64::from(io.port);
+    for element in data.chunks_mut(size) {
+        let claimed = if out {
+            shared.pio.write(port, element)
+        } else {
+            shared.pio.read(port, element)
+        };
+        if !claimed {
+            if !out {
+                element.fill(0xff);
+            }
+            shared.unclaimed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    out
+}
+
 /// Runs vCPU `fd` until it stops.
 pub fn run(mut fd: VcpuFd, shared: &VcpuShared) -> VcpuStop {
     loop {
@@ -114,19 +166,10 @@ pub fn run(mut fd: VcpuFd, shared: &VcpuShared) -> VcpuStop {
             return VcpuStop::Stopped;
         }
         let wrote = match fd.run() {
-            Ok(VcpuExit::IoOut(port, data)) => {
-                if !shared.pio.write(u64::from(port), data) {
-                    shared.unclaimed.fetch_add(1, Ordering::Relaxed);
-                }
-                true
-            }
-            Ok(VcpuExit::IoIn(port, data)) => {
-                if !shared.pio.read(u64::from(port), data) {
-                    data.fill(0xff);
-                    shared.unclaimed.fetch_add(1, Ordering::Relaxed);
-                }
-                false
-            }
+            // Port I/O is handled from kvm_run itself, which gives the
+            // element size that string forms need (see port_io).
+            Ok(VcpuExit::IoOut(..)) => port_io(&mut fd, shared, true),
+            Ok(VcpuExit::IoIn(..)) => port_io(&mut fd, shared, false),
             Ok(VcpuExit::MmioWrite(addr, data)) => {
                 if !shared.mmio.write(addr, data) {
                     shared.unclaimed.fetch_add(1, Ordering::Relaxed);

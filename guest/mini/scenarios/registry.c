@@ -10,6 +10,7 @@ static const struct scenario scenarios[] = {
     {"triple-fault", "an exception with no IDT: the VMM reports a triple fault", scenario_triple_fault},
     {"emulation-failure", "cmpxchg16b at CPL0, which KVM's emulator cannot run", scenario_emulation_failure},
     {"reset", "reset through the i8042", scenario_reset},
+    {"string-io", "rep outsb to COM1 and rep insb from its line status register", scenario_string_io},
     {"sva-ops", "SVA device copy/fill/probe/ATS through a bound PASID", scenario_sva_ops},
     {"sva-prq", "a page request from the SVA device, answered by the guest", scenario_sva_prq},
     {"sva-misuse", "malformed descriptors, bad rings and a doorbell storm on the SVA device", scenario_sva_misuse},

@@ -23,6 +23,7 @@ int scenario_fault_ud(const struct boot_info *bi);
 int scenario_triple_fault(const struct boot_info *bi);
 int scenario_emulation_failure(const struct boot_info *bi);
 int scenario_reset(const struct boot_info *bi);
+int scenario_string_io(const struct boot_info *bi);
 int scenario_sva_ops(const struct boot_info *bi);
 int scenario_sva_prq(const struct boot_info *bi);
 int scenario_dma_fault(const struct boot_info *bi);
