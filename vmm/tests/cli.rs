@@ -235,8 +235,16 @@ fn sigterm_stops_the_guest_and_keeps_report_and_trace() {
     let status = child.wait().unwrap();
     assert!(start.elapsed() < Duration::from_secs(10));
     assert_eq!(status.code(), Some(125));
-    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    assert!(r["ended_by"].as_str().unwrap().contains("signal 15"), "{r}");
+    check_stopped_spin(&report, &trace, "signal 15");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A `spin` run the VMM stopped: the report says why (`ended_by` contains
+/// `why`) and has the guest's last values; the trace is complete.
+fn check_stopped_spin(report: &Path, trace: &Path, why: &str) {
+    let r: Value = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
+    assert!(r["ended_by"].as_str().unwrap().contains(why), "{r}");
+    assert!(r["exit_status"].is_null(), "{r}");
     assert_eq!(r["guest"]["values"]["spinning"], "1");
     let out = run(&["trace", "summary", trace.to_str().unwrap()]);
     assert!(
@@ -244,7 +252,6 @@ fn sigterm_stops_the_guest_and_keeps_report_and_trace() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// `--timeout` stops a guest that never ends: exit status 124, the report
@@ -273,19 +280,7 @@ fn timeout_stops_the_guest_and_keeps_report_and_trace() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--timeout 2s"), "{stderr}");
-    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    assert!(
-        r["ended_by"].as_str().unwrap().contains("--timeout 2s"),
-        "{r}"
-    );
-    assert!(r["exit_status"].is_null(), "{r}");
-    assert_eq!(r["guest"]["values"]["spinning"], "1");
-    let out = run(&["trace", "summary", trace.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    check_stopped_spin(&report, &trace, "--timeout 2s");
     // A bad value is a usage error.
     let out = run(&["run", "--timeout", "soon"]);
     assert_eq!(out.status.code(), Some(2));
