@@ -5,43 +5,16 @@
 //! Tests that need `/dev/kvm` (or chromium) print one `SKIPPED:` line on
 //! standard error and return when it is missing.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use stalewalk_integration::{require_kvm, skip};
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_stalewalk")
-}
-
-fn skip(test: &str, what: &str, reason: &str) {
-    let line = format!("SKIPPED: {test}: {what} ({reason})\n");
-    let _ = std::io::stderr().write_all(line.as_bytes());
-    if let Some(path) = std::env::var_os("STALEWALK_SKIP_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = f.write_all(line.as_bytes());
-        }
-    }
-}
-
-fn kvm_or_skip(test: &str) -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            skip(test, "/dev/kvm not available", &e.to_string());
-            false
-        }
-    }
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -65,7 +38,7 @@ fn json_of(out: &Output) -> Value {
 
 #[test]
 fn compare_exploit_shows_the_vulnerability_and_the_fix() {
-    if !kvm_or_skip("compare_exploit_shows_the_vulnerability_and_the_fix") {
+    if !require_kvm("compare_exploit_shows_the_vulnerability_and_the_fix") {
         return;
     }
     let out = run(&["compare", "--scenario", "exploit", "--report", "json"]);
@@ -88,7 +61,7 @@ fn compare_exploit_shows_the_vulnerability_and_the_fix() {
 
 #[test]
 fn exploit_is_caught_with_an_lru_cache_and_unseen_with_the_checker_off() {
-    if !kvm_or_skip("exploit_is_caught_with_an_lru_cache_and_unseen_with_the_checker_off") {
+    if !require_kvm("exploit_is_caught_with_an_lru_cache_and_unseen_with_the_checker_off") {
         return;
     }
     let base = ["run", "--sva-dev", "--scenario", "exploit", "--cmdline"];
@@ -145,7 +118,7 @@ fn assert_subset(trace: &Value, report: &Value, what: &str) {
 /// The counters a trace gives back equal the run's report.
 #[test]
 fn trace_round_trips_to_the_report() {
-    if !kvm_or_skip("trace_round_trips_to_the_report") {
+    if !require_kvm("trace_round_trips_to_the_report") {
         return;
     }
     let dir = scratch("roundtrip");
@@ -209,7 +182,7 @@ fn wait_for_line(child: &mut std::process::Child, needle: &str, limit: Duration)
 
 #[test]
 fn sigterm_stops_the_guest_and_keeps_report_and_trace() {
-    if !kvm_or_skip("sigterm_stops_the_guest_and_keeps_report_and_trace") {
+    if !require_kvm("sigterm_stops_the_guest_and_keeps_report_and_trace") {
         return;
     }
     let dir = scratch("sigterm");
@@ -258,7 +231,7 @@ fn check_stopped_spin(report: &Path, trace: &Path, why: &str) {
 /// says why, and the trace is complete.
 #[test]
 fn timeout_stops_the_guest_and_keeps_report_and_trace() {
-    if !kvm_or_skip("timeout_stops_the_guest_and_keeps_report_and_trace") {
+    if !require_kvm("timeout_stops_the_guest_and_keeps_report_and_trace") {
         return;
     }
     let dir = scratch("timeout");
@@ -298,7 +271,7 @@ fn chromium() -> Option<&'static str> {
 /// blank page.
 #[test]
 fn trace_plot_renders_in_headless_chromium() {
-    if !kvm_or_skip("trace_plot_renders_in_headless_chromium") {
+    if !require_kvm("trace_plot_renders_in_headless_chromium") {
         return;
     }
     let Some(browser) = chromium() else {

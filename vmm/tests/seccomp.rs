@@ -10,21 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 
 use stalewalk::seccomp::SELFTEST_ENV;
-
-/// Whether KVM is usable here; prints the project's SKIPPED line if not.
-fn kvm(test: &str) -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            println!("SKIPPED: {test}: /dev/kvm: {e}");
-            false
-        }
-    }
-}
+use stalewalk_integration::require_kvm;
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("stalewalk-seccomp-{}-{name}", std::process::id()));
@@ -46,7 +32,7 @@ fn stalewalk(args: &[&str], selftest: Option<&str>) -> ExitStatus {
 
 #[test]
 fn reject_socket_in_each_thread_kind() {
-    if !kvm("reject_socket_in_each_thread_kind") {
+    if !require_kvm("reject_socket_in_each_thread_kind") {
         return;
     }
     let dir = scratch("reject");
@@ -72,7 +58,7 @@ fn reject_socket_in_each_thread_kind() {
 
 #[test]
 fn log_and_off_let_the_forbidden_syscall_through() {
-    if !kvm("log_and_off_let_the_forbidden_syscall_through") {
+    if !require_kvm("log_and_off_let_the_forbidden_syscall_through") {
         return;
     }
     for mode in ["log", "off"] {
@@ -96,7 +82,7 @@ fn log_and_off_let_the_forbidden_syscall_through() {
 
 #[test]
 fn default_filters_allow_trace_report_serial_file_and_compare() {
-    if !kvm("default_filters_allow_trace_report_serial_file_and_compare") {
+    if !require_kvm("default_filters_allow_trace_report_serial_file_and_compare") {
         return;
     }
     let dir = scratch("allow");
