@@ -85,9 +85,7 @@ fuzz_target!(|data: &[u8]| {
                 p.mmio.read(VIOMMU_MMIO_BASE + off, &mut b[..len]);
             }
             4 => {
-                for (off, bytes) in vtd::register_writes() {
-                    p.mmio.write(VIOMMU_MMIO_BASE + off, &bytes);
-                }
+                p.program_viommu();
             }
             5 => {
                 let gpa = u64::from(input.u32()) % vtd::MEM_SIZE & !7;

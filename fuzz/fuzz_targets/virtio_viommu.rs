@@ -89,9 +89,7 @@ fuzz_target!(|data: &[u8]| {
     let p = platform::build(memory(usize::try_from(MEM).unwrap_or(0x10_0000)));
     vtd::write_tables(&p.mem);
     if input.bool() {
-        for (off, bytes) in vtd::register_writes() {
-            p.mmio.write(VIOMMU_MMIO_BASE + off, &bytes);
-        }
+        p.program_viommu();
     }
     let qsize = if input.bool() { QSIZE } else { input.u16() };
     for d in [CONSOLE, BLOCK, RNG] {

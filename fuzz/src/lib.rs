@@ -279,6 +279,16 @@ pub mod platform {
         pub sva: Arc<Mutex<SvaDevice<GuestMemoryMmap>>>,
     }
 
+    impl Platform {
+        /// Programs the vIOMMU the way its driver would
+        /// ([`super::vtd::register_writes`]), through the MMIO bus.
+        pub fn program_viommu(&self) {
+            for (off, bytes) in super::vtd::register_writes() {
+                self.mmio.write(VIOMMU_MMIO_BASE + off, &bytes);
+            }
+        }
+    }
+
     /// A 64 KiB read-only disk image, made once per process.
     fn disk() -> PathBuf {
         static PATH: OnceLock<PathBuf> = OnceLock::new();
