@@ -6,69 +6,21 @@
 //! guest's result lines and the end-of-run report.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
-use stalewalk::RunHooks;
-use stalewalk::config::{SerialMode, VmConfig};
-use stalewalk::platform::DiskConfig;
-use stalewalk_integration::require_kvm;
+#[path = "mini_support/mod.rs"]
+mod mini_support;
+
+use mini_support::{MiniResult, MiniRun, run_mini};
 
 /// Image size: 4 MiB (covers blk-bench's 1 MiB requests).
 const IMAGE_SIZE: usize = 4 << 20;
 
-/// What one run produced.
-#[derive(Debug)]
-struct Run {
-    exit_status: u8,
-    serial: String,
-    report: serde_json::Value,
-}
-
-impl Run {
-    /// The value of `key=` on the guest's `stalewalk-guest:` lines (last
-    /// one wins).
-    fn guest(&self, key: &str) -> Option<String> {
-        let prefix = format!("{key}=");
-        self.serial
-            .lines()
-            .filter(|l| l.starts_with("stalewalk-guest:"))
-            .flat_map(|l| l.split_whitespace())
-            .filter_map(|w| w.strip_prefix(prefix.as_str()))
-            .next_back()
-            .map(str::to_string)
-    }
-
-    /// A numeric guest value (decimal or 0x hex).
-    fn guest_u64(&self, key: &str) -> u64 {
-        let v = self
-            .guest(key)
-            .unwrap_or_else(|| panic!("no guest value {key}=\n{}", self.serial));
-        let parsed = match v.strip_prefix("0x") {
-            Some(hex) => u64::from_str_radix(hex, 16),
-            None => v.parse(),
-        };
-        parsed.unwrap_or_else(|_| panic!("guest value {key}={v} is not a number"))
-    }
-
-    /// A number from the report at a dotted path.
-    fn counter(&self, path: &str) -> u64 {
-        let mut v = &self.report;
-        for k in path.split('.') {
-            v = v
-                .get(k)
-                .unwrap_or_else(|| panic!("report has no {path}:\n{}", self.report));
-        }
-        v.as_u64()
-            .unwrap_or_else(|| panic!("report {path} is not a number: {v}"))
-    }
-
-    /// The virtio-blk device's entry in the report.
-    fn blk(&self) -> &serde_json::Value {
-        self.report["virtio_devices"]
-            .as_array()
-            .and_then(|a| a.iter().find(|d| d["kind"] == "block"))
-            .unwrap_or_else(|| panic!("no virtio-blk in the report:\n{}", self.report))
-    }
+/// The virtio-blk device's entry in the report.
+fn blk(r: &MiniResult) -> &serde_json::Value {
+    r.report["virtio_devices"]
+        .as_array()
+        .and_then(|a| a.iter().find(|d| d["kind"] == "block"))
+        .unwrap_or_else(|| panic!("no virtio-blk in the report:\n{}", r.report))
 }
 
 /// A zeroed image file of IMAGE_SIZE bytes, removed on drop.
@@ -92,43 +44,19 @@ impl Drop for Image {
     }
 }
 
-/// Boots the mini guest with `cmdline`, the disk and the vIOMMU on or off;
-/// `None` (after one `SKIPPED:` line) without KVM.
-fn run(test: &str, cmdline: &str, disk: &Path, viommu: bool) -> Option<Run> {
-    if !require_kvm(test) {
-        return None;
-    }
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let mut cfg = VmConfig {
-        cmdline: cmdline.to_string(),
-        serial: SerialMode::Capture(buf.clone()),
-        ..Default::default()
-    };
-    cfg.platform.disk = Some(DiskConfig {
-        path: disk.to_path_buf(),
-        read_only: false,
-    });
-    if !viommu {
-        cfg.platform.viommu = None;
-    }
-    // On a thread of its own: the run installs the VMM's seccomp filter on
-    // the calling thread, and the test thread goes on reading files.
-    let r = std::thread::spawn(move || stalewalk::run_with_report(&cfg, RunHooks::default()))
-        .join()
-        .expect("the run thread");
-    let serial = String::from_utf8_lossy(&buf.lock().expect("serial buffer")).into_owned();
-    let outcome = r
-        .result
-        .unwrap_or_else(|e| panic!("run failed: {e}\n{serial}"));
-    let report = r
-        .report
-        .unwrap_or_else(|| panic!("no report\n{serial}"))
-        .to_json();
-    Some(Run {
-        exit_status: outcome.exit_status,
-        serial,
-        report: serde_json::from_str(&report).expect("the report is JSON"),
-    })
+/// Boots the mini guest with `cmdline`, the disk and the vIOMMU on or off
+/// (no SVA device); `None` (after one `SKIPPED:` line) without KVM.
+fn run(test: &str, cmdline: &str, disk: &Path, viommu: bool) -> Option<MiniResult> {
+    run_mini(
+        test,
+        &MiniRun {
+            cmdline,
+            sva_devices: 0,
+            disk: Some((disk, false)),
+            viommu,
+            ..MiniRun::default()
+        },
+    )
 }
 
 /// Byte `i` of the pattern vtd-blk writes (scenarios/vtd_blk.c).
@@ -197,7 +125,7 @@ fn vtd_blk_round_trip_through_first_stage_tables() {
         let path = format!("stale_walks.{kind}");
         assert_eq!(r.counter(&path), 0, "{}", r.report);
     }
-    let blk = r.blk();
+    let blk = blk(&r);
     assert_eq!(blk["device_counters"]["write_bytes"], 8192, "{blk}");
     assert_eq!(blk["device_counters"]["read_bytes"], 8192, "{blk}");
 }
@@ -262,7 +190,7 @@ fn vtd_blk_fault_on_a_missing_mapping_writes_nothing() {
     assert_eq!(r.guest_u64("after_status"), 0, "{s}");
     assert_eq!(r.guest_u64("fault_irqs_handled"), 2, "{s}");
     assert_eq!(r.counter("faults"), 2, "{}", r.report);
-    let blk = r.blk();
+    let blk = blk(&r);
     assert_eq!(blk["device_counters"]["requests_failed"], 2, "{blk}");
     assert_eq!(blk["device_counters"]["write_bytes"], 0, "{blk}");
     // Nothing reached the image either.
@@ -292,7 +220,7 @@ fn blk_bench_reads_with_the_viommu_on_and_off() {
         assert!(r.guest_u64("bench_tsc_cycles") > 0, "{s}");
         // the 2 MiB warm-up request plus the timed ones
         assert_eq!(
-            r.blk()["device_counters"]["read_bytes"],
+            blk(&r)["device_counters"]["read_bytes"],
             10 << 20,
             "{}",
             r.report

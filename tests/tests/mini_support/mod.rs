@@ -23,6 +23,8 @@ pub struct MiniRun<'a> {
     pub check: &'a str,
     /// A virtio-blk disk image and whether it is read-only.
     pub disk: Option<(&'a Path, bool)>,
+    /// The vIOMMU (`cache` and `check` apply only when it is on).
+    pub viommu: bool,
 }
 
 impl Default for MiniRun<'_> {
@@ -33,6 +35,7 @@ impl Default for MiniRun<'_> {
             cache: "adversarial",
             check: "all",
             disk: None,
+            viommu: true,
         }
     }
 }
@@ -62,11 +65,14 @@ impl MiniResult {
             .map(str::to_string)
     }
 
-    /// The guest value for `key` as a number; panics with the serial
-    /// output when it is missing.
+    /// The guest value for `key` as a number (decimal or 0x hex); panics
+    /// with the serial output when it is missing or not a number.
     pub fn guest_u64(&self, key: &str) -> u64 {
         self.guest(key)
-            .and_then(|v| v.parse().ok())
+            .and_then(|v| match v.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16).ok(),
+                None => v.parse().ok(),
+            })
             .unwrap_or_else(|| panic!("no numeric guest value {key}=\n{}", self.serial))
     }
 
@@ -100,13 +106,17 @@ pub fn run_mini(test: &str, run: &MiniRun<'_>) -> Option<MiniResult> {
         path: path.to_path_buf(),
         read_only,
     });
-    let viommu = cfg
-        .platform
-        .viommu
-        .as_mut()
-        .expect("the vIOMMU is on by default");
-    viommu.cache = run.cache.parse().expect("cache policy");
-    viommu.check = run.check.parse().expect("checker mode");
+    if run.viommu {
+        let viommu = cfg
+            .platform
+            .viommu
+            .as_mut()
+            .expect("the vIOMMU is on by default");
+        viommu.cache = run.cache.parse().expect("cache policy");
+        viommu.check = run.check.parse().expect("checker mode");
+    } else {
+        cfg.platform.viommu = None;
+    }
     // The run installs the VMM's seccomp filter on the thread that calls
     // it; a thread of its own keeps the test's thread unfiltered (the
     // tests remove their disk images afterwards).
