@@ -9,6 +9,7 @@
 //! line there so a CI script can count skips across test binaries.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static SKIPPED: AtomicUsize = AtomicUsize::new(0);
@@ -66,6 +67,35 @@ pub fn require_kvm(test: &str) -> bool {
             skip(test, &format!("{KVM_DEVICE} not available"), &reason);
             false
         }
+    }
+}
+
+/// A zeroed disk image file in the temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct DiskImage(PathBuf);
+
+impl DiskImage {
+    /// A zeroed image of `size` bytes named after `name` and this process.
+    pub fn new(name: &str, size: usize) -> Self {
+        let p = std::env::temp_dir().join(format!("stalewalk-{name}-{}.img", std::process::id()));
+        std::fs::write(&p, vec![0u8; size]).expect("create the disk image");
+        DiskImage(p)
+    }
+
+    /// Where the image is.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The image's bytes now.
+    pub fn bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.0).expect("read the disk image")
+    }
+}
+
+impl Drop for DiskImage {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

@@ -6,9 +6,8 @@
 #[path = "mini_support/mod.rs"]
 mod mini_support;
 
-use std::path::PathBuf;
-
 use mini_support::{MiniRun, run_mini};
+use stalewalk_integration::DiskImage;
 
 const SECTOR: u64 = 8;
 const IMAGE_SIZE: usize = 1 << 20;
@@ -18,26 +17,19 @@ fn pattern(i: usize) -> u8 {
     (i ^ (i >> 8) ^ 0xa5).to_le_bytes()[0]
 }
 
-fn image(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("stalewalk-{name}-{}.img", std::process::id()));
-    std::fs::write(&p, vec![0u8; IMAGE_SIZE]).expect("create the disk image");
-    p
-}
-
 #[test]
 fn virtio_blk_writes_and_reads_back_through_the_viommu() {
-    let img = image("virtio-rw");
+    let img = DiskImage::new("virtio-rw", IMAGE_SIZE);
     let r = run_mini(
         "virtio_blk_writes_and_reads_back_through_the_viommu",
         &MiniRun {
             cmdline: "scenario=virtio-blk",
             sva_devices: 0,
-            disk: Some((img.as_path(), false)),
+            disk: Some((img.path(), false)),
             ..Default::default()
         },
     );
-    let data = std::fs::read(&img).expect("read the disk image");
-    let _ = std::fs::remove_file(&img);
+    let data = img.bytes();
     let Some(r) = r else {
         return;
     };
@@ -73,18 +65,17 @@ fn virtio_blk_writes_and_reads_back_through_the_viommu() {
 
 #[test]
 fn virtio_blk_read_only_refuses_the_write() {
-    let img = image("virtio-ro");
+    let img = DiskImage::new("virtio-ro", IMAGE_SIZE);
     let r = run_mini(
         "virtio_blk_read_only_refuses_the_write",
         &MiniRun {
             cmdline: "scenario=virtio-blk",
             sva_devices: 0,
-            disk: Some((img.as_path(), true)),
+            disk: Some((img.path(), true)),
             ..Default::default()
         },
     );
-    let data = std::fs::read(&img).expect("read the disk image");
-    let _ = std::fs::remove_file(&img);
+    let data = img.bytes();
     let Some(r) = r else {
         return;
     };

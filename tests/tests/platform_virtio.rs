@@ -5,12 +5,13 @@
 //! `guest/mini/scenarios/vtd_blk.c`); the host checks the image file, the
 //! guest's result lines and the end-of-run report.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[path = "mini_support/mod.rs"]
 mod mini_support;
 
 use mini_support::{MiniResult, MiniRun, run_mini};
+use stalewalk_integration::DiskImage;
 
 /// Image size: 4 MiB (covers blk-bench's 1 MiB requests).
 const IMAGE_SIZE: usize = 4 << 20;
@@ -21,27 +22,6 @@ fn blk(r: &MiniResult) -> &serde_json::Value {
         .as_array()
         .and_then(|a| a.iter().find(|d| d["kind"] == "block"))
         .unwrap_or_else(|| panic!("no virtio-blk in the report:\n{}", r.report))
-}
-
-/// A zeroed image file of IMAGE_SIZE bytes, removed on drop.
-struct Image(PathBuf);
-
-impl Image {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("stalewalk-{name}-{}.img", std::process::id()));
-        std::fs::write(&p, vec![0u8; IMAGE_SIZE]).expect("create the disk image");
-        Image(p)
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        std::fs::read(&self.0).expect("read the disk image")
-    }
-}
-
-impl Drop for Image {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// Boots the mini guest with `cmdline`, the disk and the vIOMMU on or off
@@ -66,11 +46,11 @@ fn pattern(i: usize) -> u8 {
 
 #[test]
 fn vtd_blk_round_trip_through_first_stage_tables() {
-    let img = Image::new("vtd-blk");
+    let img = DiskImage::new("vtd-blk", IMAGE_SIZE);
     let Some(r) = run(
         "vtd_blk_round_trip_through_first_stage_tables",
         "scenario=vtd-blk blk_sector=64",
-        &img.0,
+        img.path(),
         true,
     ) else {
         return;
@@ -136,11 +116,11 @@ fn vtd_blk_round_trip_through_first_stage_tables() {
 /// exit 1) and the model's checker counts the stale leaf uses.
 #[test]
 fn reject_unmap_without_iotlb_invalidation() {
-    let img = Image::new("vtd-blk-noflush");
+    let img = DiskImage::new("vtd-blk-noflush", IMAGE_SIZE);
     let Some(r) = run(
         "reject_unmap_without_iotlb_invalidation",
         "scenario=vtd-blk blk_unmap_flush=0",
-        &img.0,
+        img.path(),
         true,
     ) else {
         return;
@@ -158,11 +138,11 @@ fn reject_unmap_without_iotlb_invalidation() {
 
 #[test]
 fn vtd_blk_fault_on_a_missing_mapping_writes_nothing() {
-    let img = Image::new("vtd-blk-fault");
+    let img = DiskImage::new("vtd-blk-fault", IMAGE_SIZE);
     let Some(r) = run(
         "vtd_blk_fault_on_a_missing_mapping_writes_nothing",
         "scenario=vtd-blk-fault blk_sector=128",
-        &img.0,
+        img.path(),
         true,
     ) else {
         return;
@@ -199,13 +179,13 @@ fn vtd_blk_fault_on_a_missing_mapping_writes_nothing() {
 
 #[test]
 fn blk_bench_reads_with_the_viommu_on_and_off() {
-    let img = Image::new("blk-bench");
+    let img = DiskImage::new("blk-bench", IMAGE_SIZE);
     // (vIOMMU, 2 MiB DMA pages, pages the guest reports)
     for (viommu, huge, pages) in [(true, 1, "2m"), (true, 0, "4k"), (false, 1, "none")] {
         let Some(r) = run(
             "blk_bench_reads_with_the_viommu_on_and_off",
             &format!("scenario=blk-bench blk_bench_mib=8 blk_bench_2m={huge}"),
-            &img.0,
+            img.path(),
             viommu,
         ) else {
             return;
