@@ -56,16 +56,25 @@ pub struct ReplayArgs {
     /// Print the report as JSON on standard output.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub report: ReportFormat,
-    /// Write a trace of the replay (docs/TRACE-FORMAT.md) to PATH.
-    #[arg(long, value_name = "PATH")]
-    pub trace: Option<PathBuf>,
+    /// --trace and --trace-events.
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+/// `--trace PATH` and `--trace-events KINDS`, for `run`, `compare` and
+/// `replay`.
+#[derive(Debug, Args, Clone)]
+pub struct TraceArgs {
+    /// Write a trace (JSON Lines, docs/TRACE-FORMAT.md) to PATH.
+    #[arg(long = "trace", value_name = "PATH")]
+    pub path: Option<PathBuf>,
     /// Event kinds to trace, comma separated.
     #[arg(
-        long,
+        long = "trace-events",
         value_name = "inv,walk,fault,prq,stale,hint,serial",
         default_value = "inv,walk,fault,prq,stale,hint,serial"
     )]
-    pub trace_events: String,
+    pub events: String,
 }
 
 /// Arguments of `stalewalk compare`.
@@ -165,16 +174,9 @@ pub struct RunArgs {
     /// Write the end-of-run report as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     pub report_file: Option<PathBuf>,
-    /// Write a trace of the run (JSON Lines, docs/TRACE-FORMAT.md) to PATH.
-    #[arg(long, value_name = "PATH")]
-    pub trace: Option<PathBuf>,
-    /// Event kinds to trace, comma separated.
-    #[arg(
-        long,
-        value_name = "inv,walk,fault,prq,stale,hint,serial",
-        default_value = "inv,walk,fault,prq,stale,hint,serial"
-    )]
-    pub trace_events: String,
+    /// --trace and --trace-events.
+    #[command(flatten)]
+    pub trace: TraceArgs,
     /// seccomp filters per VMM thread (vCPU, VM, trace writer): on kills
     /// the VMM on a syscall off its thread's list, log only has the kernel
     /// log it, off installs none (docs/SECURITY.md).

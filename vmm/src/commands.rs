@@ -84,8 +84,8 @@ pub fn run(args: &RunArgs) -> ExitCode {
 pub fn replay(args: &ReplayArgs) -> ExitCode {
     let json = args.report == ReportFormat::Json;
     let writer = match open_trace(
-        args.trace.as_deref(),
-        &args.trace_events,
+        args.trace.path.as_deref(),
+        &args.trace.events,
         TraceOptions::default(),
     ) {
         Ok(w) => w,
@@ -141,7 +141,7 @@ fn trace_hooks(args: &RunArgs, cfg: &VmConfig) -> Result<(RunHooks, Option<Trace
         on_start: Some(seccomp_on_start(cfg.seccomp)),
         ..TraceOptions::default()
     };
-    let Some(writer) = open_trace(args.trace.as_deref(), &args.trace_events, base)? else {
+    let Some(writer) = open_trace(args.trace.path.as_deref(), &args.trace.events, base)? else {
         return Ok((RunHooks::default(), None));
     };
     let sink = writer.sink();
@@ -311,7 +311,7 @@ pub fn compare(args: &CompareArgs) -> ExitCode {
         let cfg = policy_config(&base, p);
         eprintln!("stalewalk: compare: running policy {p} ...");
         let mut policy_args = args.run.clone();
-        policy_args.trace = args.run.trace.as_deref().map(|t| policy_path(t, p));
+        policy_args.trace.path = args.run.trace.path.as_deref().map(|t| policy_path(t, p));
         let (hooks, trace) = match trace_hooks(&policy_args, &cfg) {
             Ok(v) => v,
             Err(e) => {
@@ -321,7 +321,7 @@ pub fn compare(args: &CompareArgs) -> ExitCode {
         };
         let r = run_with_report(&cfg, hooks);
         status = status.max(finish_trace(trace));
-        if let Some(t) = &policy_args.trace {
+        if let Some(t) = &policy_args.trace.path {
             eprintln!("stalewalk: compare: policy {p}: trace in {}", t.display());
         }
         match &r.result {
