@@ -125,16 +125,15 @@ fn port_io(fd: &mut VcpuFd, shared: &VcpuShared, out: bool) -> bool {
     let size = usize::from(io.size);
     let len = usize::try_from(io.count)
         .ok()
-        .and_then(|c| c.checked_mul(size));
-    let offset = usize::try_from(io.data_offset).ok();
+        .and_then(|c| c.checked_mul(size))
+        .filter(|&l| l <= PIO_DATA_MAX);
+    let offset = usize::try_from(io.data_offset)
+        .ok()
+        .filter(|&o| o >= std::mem::size_of::<kvm_bindings::kvm_run>());
     let (Some(len), Some(offset), 1 | 2 | 4) = (len, offset, size) else {
         shared.unclaimed.fetch_add(1, Ordering::Relaxed);
         return out;
     };
-    if len > PIO_DATA_MAX || offset < std::mem::size_of::<kvm_bindings::kvm_run>() {
-        shared.unclaimed.fetch_add(1, Ordering::Relaxed);
-        return out;
-    }
     let base: *mut u8 = std::ptr::from_mut(run).cast();
     // SAFETY: the kernel stages the `count * size` data bytes at
     // `data_offset` inside this vCPU's kvm_run mapping (the PIO page),
