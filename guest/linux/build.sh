@@ -55,7 +55,6 @@ deps=(
 	"rsync:/usr/bin/rsync"
 	"kmod:/usr/bin/kmod"
 	"gzip:/usr/bin/gzip"
-	"qemu-system-x86:/usr/bin/qemu-system-x86_64"
 	"${src_pkg}:${tarball}"
 )
 
