@@ -409,8 +409,8 @@ fn run_on_this_thread(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
         &breakdowns,
         &mut report_inputs,
     );
-    let report = report_inputs.map(|(platform, unclaimed): (platform::Platform, u64)| {
-        build_report(
+    let report = report_inputs.map(|(platform, unclaimed, emulated): ReportInputs| {
+        let mut r = build_report(
             cfg,
             &result,
             start.elapsed(),
@@ -418,10 +418,20 @@ fn run_on_this_thread(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
             unclaimed,
             &guest_lines,
             &breakdowns,
-        )
+        );
+        r.vmm_emulated = emulated;
+        r
     });
     RunResult { result, report }
 }
+
+/// What a run leaves for its report: the platform, unclaimed I/O, and what
+/// the VMM emulated.
+type ReportInputs = (
+    platform::Platform,
+    u64,
+    std::collections::BTreeMap<String, u64>,
+);
 
 fn build_report(
     cfg: &VmConfig,
@@ -497,6 +507,7 @@ fn build_report(
             .iter()
             .map(platform::VirtioSlot::report)
             .collect(),
+        vmm_emulated: std::collections::BTreeMap::new(),
         vmm: VmmCounters {
             unclaimed_io,
             interrupts_delivered,
@@ -518,7 +529,7 @@ fn run_inner(
     start: Instant,
     guest_lines: &Arc<Mutex<GuestLines>>,
     breakdowns: &BreakdownSink,
-    report_inputs: &mut Option<(platform::Platform, u64)>,
+    report_inputs: &mut Option<ReportInputs>,
 ) -> Result<RunOutcome, VmError> {
     cfg.validate()?;
     let verbose = |msg: &dyn Fn() -> String| {
@@ -651,6 +662,8 @@ fn run_inner(
         stop: AtomicBool::new(false),
         mem: mem.clone(),
         unclaimed: AtomicU64::new(0),
+        emulate: cfg.emulate_in_vmm,
+        emulated: crate::emulate::EmulatedCounts::default(),
     });
     // Set-up is done: from here this thread only starts the vCPUs (which
     // inherit this filter, then add their own), waits and reports.
@@ -736,7 +749,11 @@ fn run_inner(
         });
     }
 
-    *report_inputs = Some((platform, shared.unclaimed.load(Ordering::Relaxed)));
+    *report_inputs = Some((
+        platform,
+        shared.unclaimed.load(Ordering::Relaxed),
+        shared.emulated.snapshot(),
+    ));
     let (vcpu, stop) = first.unwrap_or((0, VcpuStop::Stopped));
     match stop {
         VcpuStop::Shutdown(reason) => {
@@ -756,12 +773,16 @@ fn run_inner(
             suberror,
             rip,
             bytes,
+            note,
         } => Err(VmError::EmulationFailure {
             vcpu,
             rip,
             suberror,
             bytes: hex(&bytes),
-            hint: emulation_hint(cfg.cpu_profile),
+            hint: match note {
+                Some(n) => format!("{n}; {}", emulation_hint(cfg.cpu_profile)),
+                None => emulation_hint(cfg.cpu_profile),
+            },
         }),
         VcpuStop::FailEntry { reason } => Err(VmError::FailEntry { vcpu, reason }),
         VcpuStop::Signal(signal) => Err(VmError::Interrupted { signal }),
