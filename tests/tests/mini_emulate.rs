@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use stalewalk::config::{SerialMode, VmConfig};
+use stalewalk::cpuid::CpuProfile;
 use stalewalk::{RunHooks, RunResult, VmError};
 use stalewalk_integration::{require_kvm, skip};
 
@@ -154,5 +155,50 @@ fn an_instruction_outside_the_set_keeps_the_error() {
             "this host runs guest kernel mode natively",
         ),
         other => panic!("expected an emulation failure, got {other:?}\n{out}"),
+    }
+}
+
+/// The guest's `key=0x...` value.
+fn guest_hex(out: &str, key: &str) -> u32 {
+    let prefix = format!("{key}=0x");
+    out.split_whitespace()
+        .find_map(|w| w.strip_prefix(prefix.as_str()))
+        .and_then(|v| u32::from_str_radix(v, 16).ok())
+        .unwrap_or_else(|| panic!("no {key}\n{out}"))
+}
+
+#[test]
+fn cpuid_at_cpl0_follows_the_profile_for_bits_kvm_supports() {
+    let test = "cpuid_at_cpl0_follows_the_profile_for_bits_kvm_supports";
+    if !require_kvm(test) {
+        return;
+    }
+    const CX16: u32 = 1 << 13;
+    let host_cx16 = std::arch::x86_64::__cpuid_count(1, 0).ecx & CX16 != 0;
+    for profile in [CpuProfile::EmulationSafe, CpuProfile::Host] {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let cfg = VmConfig {
+            cmdline: "scenario=cpuid-probe".into(),
+            serial: SerialMode::Capture(buf.clone()),
+            cpu_profile: profile,
+            ..Default::default()
+        };
+        let r = std::thread::spawn(move || stalewalk::run_with_report(&cfg, RunHooks::default()))
+            .join()
+            .expect("the VM thread panicked");
+        let out = String::from_utf8_lossy(&buf.lock().expect("serial")).into_owned();
+        assert_eq!(r.result.map(|o| o.exit_status).ok(), Some(0), "{out}");
+        assert!(out.contains("cpl0_cpl3_differ=0"), "{out}");
+        let ecx = guest_hex(&out, "cpuid_cpl0_l1_ecx");
+        // cmpxchg16b: hidden by emulation-safe (KVM supports the bit, so the
+        // profile takes effect), shown by host where the CPU has it.
+        match profile {
+            CpuProfile::EmulationSafe => assert_eq!(ecx & CX16, 0, "{out}"),
+            CpuProfile::Host => assert_eq!(ecx & CX16 != 0, host_cx16, "{out}"),
+        }
+        // LZCNT (0x80000001 ECX[5]) is hidden by emulation-safe.
+        if profile == CpuProfile::EmulationSafe {
+            assert_eq!(guest_hex(&out, "cpuid_cpl0_le1_ecx") & (1 << 5), 0, "{out}");
+        }
     }
 }

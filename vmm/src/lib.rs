@@ -18,6 +18,7 @@ pub mod cpuid;
 pub mod emulate;
 pub mod guest;
 pub mod gva;
+pub mod linux_guest;
 pub mod loader;
 pub mod memory;
 pub mod platform;

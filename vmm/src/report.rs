@@ -342,6 +342,9 @@ pub struct RunReport {
     /// Instructions the VMM ran because KVM's emulator could not
     /// (`--emulate-in-vmm on`), per mnemonic.
     pub vmm_emulated: std::collections::BTreeMap<String, u64>,
+    /// Words the VMM added to a Linux guest's command line (`noxsave`,
+    /// `clearcpuid=...`) for CPUID it cannot hide on this host.
+    pub guest_cmdline_added: Vec<String>,
     /// What the guest said (`stalewalk-guest:` lines).
     pub guest: GuestLines,
 }
@@ -505,6 +508,13 @@ impl RunReport {
                 .map(|(k, n)| format!("{k} {n}"))
                 .collect();
             let _ = writeln!(s, "vmm emulated: {}", each.join("  "));
+        }
+        if !self.guest_cmdline_added.is_empty() {
+            let _ = writeln!(
+                s,
+                "guest command line: the VMM added {}",
+                self.guest_cmdline_added.join(" ")
+            );
         }
         if self.guest.lines.is_empty() {
             let _ = writeln!(s, "guest: (no stalewalk-guest lines)");
