@@ -10,8 +10,9 @@
 #            that emulates guest kernel mode (every kernel instruction
 #            costs); vmlinux and an UNCOMPRESSED initramfs (unpacking
 #            gzip is kernel-mode work: 290 s measured here).
-#   debug    default + config.debug (lockdep, KASAN, memory hot-remove;
-#            issue 15). Slow to build: only on request.
+#   debug    boot + config.debug (lockdep, KASAN, memory hot-remove,
+#            SMP; issue 15's QEMU TCG tests); vmlinux, bzImage and an
+#            uncompressed initramfs.
 #
 # Output goes to ${STALEWALK_CACHE:-$HOME/.cache/stalewalk}/linux-<hash>
 # (default), linux-boot-<hash>, linux-debug-<hash>, where <hash> covers the
@@ -84,11 +85,11 @@ boot)
 	initramfs_name=initramfs.cpio
 	;;
 debug)
-	base_target=x86_64_defconfig
-	fragments=("$here/config.fragment" "$here/config.debug")
+	base_target=tinyconfig
+	fragments=("$here/config.boot" "$here/config.debug")
 	prefix=linux-debug
 	want_bzimage=1
-	initramfs_name=initramfs.cpio.gz
+	initramfs_name=initramfs.cpio
 	;;
 *) die "unknown config '$config' ($usage)" ;;
 esac
@@ -148,15 +149,21 @@ fi
 
 # --------------------------------------------------------------- hash --
 shopt -s nullglob
-patches=("$here"/patches/*.patch)
+series=("$here"/patches/*.patch)
+# The cover letter (0000-*) is part of the series (and of the hash) but
+# has no diff to apply.
+patches=()
+for p in "${series[@]}"; do
+	[[ ${p##*/} == 0000-* ]] || patches+=("$p")
+done
 ((${#patches[@]})) || die "no patches in $here/patches"
-# The boot config also carries boot-patches/: workarounds for KVM that
-# emulates guest kernel mode, each off unless its command-line switch is
-# given (numbered 9xxx so they sort, and come off, after the series).
-if [[ $config == boot ]]; then
+# The boot and debug configs also carry boot-patches/: workarounds for KVM
+# that emulates guest kernel mode, each off unless its command-line switch
+# is given (numbered 9xxx so they sort, and come off, after the series).
+if [[ $config != default ]]; then
 	patches+=("$here"/boot-patches/*.patch)
 fi
-inputs=("$here/build.sh" "${fragments[@]}" "${patches[@]}"
+inputs=("$here/build.sh" "${fragments[@]}" "${series[@]}" "${patches[@]}"
 	"$here"/sva_dma/*.[ch] "$here"/sva_dma/Makefile "$here"/sva_dma/Kbuild
 	"$here"/initramfs/*)
 hash=$({
@@ -291,23 +298,31 @@ kmake -s "$base_target"
 "$src"/scripts/kconfig/merge_config.sh -m -O "$obj" "$obj/.config" \
 	"${fragments[@]}" >/dev/null
 kmake -s olddefconfig
-# Every option the fragments set must have survived olddefconfig.
+# Every option the fragments set must have survived olddefconfig (where
+# two fragments set one option, the later one counts, as in the merge).
+declare -A want=() want_from=()
 for frag in "${fragments[@]}"; do
 	while IFS= read -r line; do
 		case $line in
-		CONFIG_*=*)
-			grep -qx "$line" "$obj/.config" ||
-				die "${frag##*/}: '$line' did not stick (dependency missing?)"
-			;;
+		CONFIG_*=*) sym=${line%%=*} ;;
 		"# CONFIG_"*" is not set")
 			sym=${line#"# "}
 			sym=${sym%% *}
-			if grep -q "^$sym=" "$obj/.config"; then
-				die "${frag##*/}: $sym is still enabled"
-			fi
 			;;
+		*) continue ;;
 		esac
+		want[$sym]=$line
+		want_from[$sym]=${frag##*/}
 	done <"$frag"
+done
+for sym in "${!want[@]}"; do
+	line=${want[$sym]}
+	if [[ $line == CONFIG_* ]]; then
+		grep -qx "$line" "$obj/.config" ||
+			die "${want_from[$sym]}: '$line' did not stick (dependency missing?)"
+	elif grep -q "^$sym=" "$obj/.config"; then
+		die "${want_from[$sym]}: $sym is still enabled"
+	fi
 done
 
 # -------------------------------------------------------------- build --
