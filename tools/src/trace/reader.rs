@@ -501,8 +501,6 @@ enum Field {
     OptU64,
     /// `true` or `false`.
     Bool,
-    /// A string.
-    Str,
     /// An object.
     Object,
     /// One of these strings.
@@ -515,7 +513,6 @@ impl Field {
             Field::U64 => v.is_u64(),
             Field::OptU64 => v.is_u64() || v.is_null(),
             Field::Bool => v.is_boolean(),
-            Field::Str => v.is_string(),
             Field::Object => v.is_object(),
             Field::OneOf(names) => v.as_str().is_some_and(|s| names.contains(&s)),
         }
@@ -526,7 +523,6 @@ impl Field {
             Field::U64 => "an unsigned integer".into(),
             Field::OptU64 => "an unsigned integer or null".into(),
             Field::Bool => "true or false".into(),
-            Field::Str => "a string".into(),
             Field::Object => "an object".into(),
             Field::OneOf(names) => format!("one of {}", names.join(", ")),
         }
