@@ -170,7 +170,7 @@ fn label_text(text: &str) -> String {
             // CSI: ESC '[' parameters/intermediates, then a final byte in
             // '@'..='~'. Other escapes: ESC and one more character.
             if chars.next_if_eq(&'[').is_some() {
-                while let Some(n) = chars.next() {
+                for n in chars.by_ref() {
                     if ('@'..='~').contains(&n) {
                         break;
                     }
