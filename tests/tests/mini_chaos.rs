@@ -5,7 +5,7 @@
 #[path = "mini_support/mod.rs"]
 mod mini_support;
 
-use mini_support::{MiniRun, MiniResult, run_mini};
+use mini_support::{MiniResult, MiniRun, run_mini};
 
 /// What the chaos verdict rests on, each part checked: the unit came back,
 /// every device's ring reset and every device's DMA landed after the chaos.

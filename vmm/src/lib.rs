@@ -20,6 +20,7 @@ pub mod loader;
 pub mod memory;
 pub mod platform;
 pub mod report;
+pub mod scenarios;
 pub mod seccomp;
 pub mod size;
 pub mod vcpu;
