@@ -391,11 +391,8 @@ impl RunReport {
                 .map_or_else(|| "-".to_string(), |e| e.to_string()),
             self.elapsed_ms
         );
-        if matches!(c.checker, Some(viommu::config::CheckMode::Off)) {
-            let _ = writeln!(
-                s,
-                "NOTE: the stale-walk checker was off (--viommu-check off): stale walks are not detected"
-            );
+        if let Some(note) = checker_note(c.checker) {
+            let _ = writeln!(s, "{note}");
         }
         let _ = writeln!(
             s,
@@ -505,9 +502,41 @@ impl RunReport {
     }
 }
 
+/// The note a report carries when the checker did not look at every
+/// translation: with `off` no stale walk is seen, with `sampled` most are
+/// missed (the exploit can pass unnoticed), and a reader must know either.
+pub fn checker_note(mode: Option<viommu::config::CheckMode>) -> Option<String> {
+    match mode? {
+        viommu::config::CheckMode::Off => Some(
+            "NOTE: the stale-walk checker was off (--viommu-check off): stale walks are not detected"
+                .to_string(),
+        ),
+        viommu::config::CheckMode::Sampled => Some(format!(
+            "NOTE: the stale-walk checker was sampled (--viommu-check sampled): it re-walked one in {} \
+             cached translations, so stale walks (the exploit among them) can go unseen; use all to see every one",
+            viommu::checker::SAMPLE_PERIOD
+        )),
+        viommu::config::CheckMode::All => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sampled_and_off_checkers_carry_a_note() {
+        use viommu::config::CheckMode;
+        let off = checker_note(Some(CheckMode::Off)).unwrap();
+        assert!(off.contains("--viommu-check off"), "{off}");
+        let sampled = checker_note(Some(CheckMode::Sampled)).unwrap();
+        assert!(
+            sampled.starts_with("NOTE:") && sampled.contains("one in 16"),
+            "{sampled}"
+        );
+        assert_eq!(checker_note(Some(CheckMode::All)), None);
+        assert_eq!(checker_note(None), None);
+    }
 
     #[test]
     fn guest_lines_are_collected_and_forwarded() {
