@@ -13,10 +13,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
 use viommu::event::{Event, EventSink, TranslationOutcome};
 use viommu::qi::Descriptor;
+
+use crate::config::VmConfig;
+use crate::vm::{RunOutcome, VmError};
 
 /// Prefix of the guest's result lines on its serial console.
 pub const GUEST_LINE_PREFIX: &str = "stalewalk-guest: ";
@@ -502,6 +506,96 @@ impl RunReport {
             let _ = writeln!(s, "guest: {l}");
         }
         s
+    }
+}
+
+/// Assembles the end-of-run report from what the run counted.
+pub(crate) fn build_report(
+    cfg: &VmConfig,
+    result: &Result<RunOutcome, VmError>,
+    elapsed: Duration,
+    platform: &crate::platform::Platform,
+    unclaimed_io: u64,
+    guest_lines: &Mutex<GuestLines>,
+    breakdowns: &BreakdownSink,
+) -> RunReport {
+    let counters = platform
+        .viommu
+        .as_ref()
+        .map(|v| {
+            v.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .counters()
+                .clone()
+        })
+        .unwrap_or_default();
+    let sva_devices: Vec<SvaReport> = platform
+        .sva
+        .iter()
+        .map(|d| SvaReport {
+            device: rid_name(u16::from(d.number) << 3),
+            counters: d.counters(),
+        })
+        .collect();
+    let hint = platform.hint_counters();
+    let (interrupts_delivered, interrupts_failed) = platform.interrupts.counts();
+    let rejected_guest_actions = counters.queue_errors
+        + counters.page_requests.unmatched_responses
+        + hint.rejected
+        + sva_devices
+            .iter()
+            .map(|d| {
+                d.counters.ring_errors
+                    + d.counters.doorbells_ignored
+                    + d.counters.unexpected_responses
+            })
+            .sum::<u64>()
+        + platform
+            .virtio
+            .iter()
+            .map(|d| d.report().transport.needs_reset)
+            .sum::<u64>();
+    let (exit_status, ended_by) = match result {
+        Ok(o) => (Some(o.exit_status), format!("{:?}", o.reason)),
+        Err(e) => (None, e.to_string()),
+    };
+    RunReport {
+        report_version: 1,
+        scenario: cmdline_value(&cfg.cmdline, "scenario"),
+        policy: cmdline_value(&cfg.cmdline, "kpgtable_free"),
+        viommu: if platform.viommu.is_some() {
+            "on"
+        } else {
+            "off"
+        },
+        cache_policy: cfg.platform.viommu.as_ref().map(|v| v.cache.to_string()),
+        exit_status,
+        ended_by,
+        elapsed_ms: elapsed.as_secs_f64() * 1e3,
+        counters,
+        breakdowns: breakdowns
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+        sva_devices,
+        virtio_devices: platform
+            .virtio
+            .iter()
+            .map(crate::platform::VirtioSlot::report)
+            .collect(),
+        vmm: VmmCounters {
+            unclaimed_io,
+            interrupts_delivered,
+            interrupts_failed,
+            hints: hint.hints,
+            hints_rejected: hint.rejected,
+            rejected_guest_actions,
+        },
+        guest: guest_lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
     }
 }
 
