@@ -410,15 +410,16 @@ fn run_on_this_thread(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
         &mut report_inputs,
     );
     let report = report_inputs.map(|(platform, unclaimed): (platform::Platform, u64)| {
-        report::build_report(
-            cfg,
-            &result,
-            start.elapsed(),
-            &platform,
-            unclaimed,
-            &guest_lines,
-            &breakdowns,
-        )
+        let (exit_status, ended_by) = match &result {
+            Ok(o) => (Some(o.exit_status), format!("{:?}", o.reason)),
+            Err(e) => (None, e.to_string()),
+        };
+        let end = report::RunEnd {
+            exit_status,
+            ended_by,
+            elapsed: start.elapsed(),
+        };
+        report::build_report(cfg, end, &platform, unclaimed, &guest_lines, &breakdowns)
     });
     RunResult { result, report }
 }

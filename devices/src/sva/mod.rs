@@ -181,6 +181,10 @@ pub struct SvaCounters {
     pub ring_errors: u64,
     /// Page responses that matched no outstanding request.
     pub unexpected_responses: u64,
+    /// Guest actions the device refused, each counted once where it is
+    /// refused: ring errors, doorbells that did no work, unexpected page
+    /// responses.
+    pub rejected_guest_actions: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -332,6 +336,7 @@ impl<M: GuestMemory + Send + Sync> SvaDevice<M> {
         log::debug!("{}: {e}", self.prefix());
         self.error = e.code();
         self.counters.ring_errors += 1;
+        self.counters.rejected_guest_actions += 1;
         if halt {
             self.halted = true;
         }
@@ -649,6 +654,7 @@ impl<M: GuestMemory + Send + Sync> SvaDevice<M> {
     fn doorbell(&mut self, tail: u32) {
         if !self.enabled {
             self.counters.doorbells_ignored += 1;
+            self.counters.rejected_guest_actions += 1;
             return;
         }
         if tail >= self.ring_entries {
@@ -664,6 +670,7 @@ impl<M: GuestMemory + Send + Sync> SvaDevice<M> {
         self.tail = tail;
         if self.halted || self.waiting.is_some() {
             self.counters.doorbells_ignored += 1;
+            self.counters.rejected_guest_actions += 1;
             return;
         }
         self.process();
@@ -774,6 +781,7 @@ impl<M: GuestMemory + Send + Sync> IommuEndpoint for SvaDevice<M> {
                 resp.prg_index
             );
             self.counters.unexpected_responses += 1;
+            self.counters.rejected_guest_actions += 1;
             self.set_pri_status_bits(PRI_STATUS_UPRGI);
             return;
         };
