@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 
 use devices::acpi_pm::{ACPI_PM_LEN, AcpiPm, SLEEP_CONTROL_PORT};
 use devices::bus::Bus;
-use devices::dma::{DmaFault, DmaRequest, DmaTranslate, PageRequest, PageRequestRefused};
+use devices::dma::{
+    DmaFault, DmaRequest, DmaTranslate, PageRequest, PageRequestRefused, RequestKind,
+};
 use devices::hint::{HINT_LEN, HINT_PORT, HintCounters, HintPort};
 use devices::interrupt::{InterruptSink, MsiMessage};
 use devices::iommu_mmio::{VIOMMU_MMIO_BASE, VIOMMU_MMIO_SIZE, ViommuMmio, ViommuPort};
@@ -189,7 +191,7 @@ impl InterruptSink for KvmInterrupts {
 pub struct NoIommu;
 
 impl<M: Send + Sync> DmaTranslate<M> for NoIommu {
-    fn translate(&self, _mem: &M, req: &DmaRequest) -> Result<u64, DmaFault> {
+    fn translate(&self, _mem: &M, req: &DmaRequest, _kind: RequestKind) -> Result<u64, DmaFault> {
         Ok(req.addr)
     }
 
@@ -478,9 +480,11 @@ mod tests {
             addr: 0x1234_5000,
             access: devices::dma::Access::Read,
             privileged: false,
-            kind: devices::dma::RequestKind::Untranslated,
         };
         let t: &dyn DmaTranslate<()> = &NoIommu;
-        assert_eq!(t.translate(&(), &req), Ok(0x1234_5000));
+        assert_eq!(
+            t.translate(&(), &req, RequestKind::Untranslated),
+            Ok(0x1234_5000)
+        );
     }
 }

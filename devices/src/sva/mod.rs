@@ -365,14 +365,17 @@ impl<M: GuestMemory + Send + Sync> SvaDevice<M> {
             addr,
             access,
             privileged: false,
-            kind: RequestKind::Untranslated,
         }
     }
 
     fn fetch(&self, addr: u64) -> Result<[u8; 64], RingError> {
         let gpa = self
             .iommu
-            .translate(&self.mem, &self.ring_request(addr, Access::Read))
+            .translate(
+                &self.mem,
+                &self.ring_request(addr, Access::Read),
+                RequestKind::Untranslated,
+            )
             .map_err(|_| RingError::Fetch(addr))?;
         let mut raw = [0u8; 64];
         self.mem
@@ -388,7 +391,11 @@ impl<M: GuestMemory + Send + Sync> SvaDevice<M> {
             .ok_or(RingError::Completion(0))?;
         let gpa = self
             .iommu
-            .translate(&self.mem, &self.ring_request(addr, Access::Write))
+            .translate(
+                &self.mem,
+                &self.ring_request(addr, Access::Write),
+                RequestKind::Untranslated,
+            )
             .map_err(|_| RingError::Completion(addr))?;
         // Everything but the status byte first, then the status byte, so a
         // polling driver never sees a status with a stale result.
@@ -475,9 +482,11 @@ impl<M: GuestMemory + Send + Sync> SvaDevice<M> {
                         addr: page,
                         read: access == Access::Read,
                         write: access == Access::Write,
+                        exec: false,
                         privileged: op.privileged,
-                        prg_index,
                         last: true,
+                        group_index: prg_index,
+                        private_data: 0,
                     };
                     match self.iommu.page_request(&self.mem, &req) {
                         Ok(()) => {
@@ -814,7 +823,7 @@ impl<M: GuestMemory + Send + Sync> IommuEndpoint for SvaDevice<M> {
     }
 
     fn devtlb_invalidate(&mut self, inv: &DevTlbInvalidation) {
-        if inv.rid != self.rid {
+        if inv.sid != self.rid {
             return;
         }
         self.counters.atc_invalidations += 1;
