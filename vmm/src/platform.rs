@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 
 use devices::acpi_pm::{ACPI_PM_LEN, AcpiPm, SLEEP_CONTROL_PORT};
 use devices::bus::Bus;
-use devices::dma::{DmaFault, DmaRequest, DmaTranslate, PageRequest, PageRequestRefused};
+use devices::dma::{
+    DmaFault, DmaRequest, DmaTranslate, PageRequest, PageRequestRefused, RequestKind,
+};
 use devices::hint::{HINT_LEN, HINT_PORT, HintCounters, HintPort};
 use devices::interrupt::{InterruptSink, MsiMessage};
 use devices::iommu_mmio::{VIOMMU_MMIO_BASE, VIOMMU_MMIO_SIZE, ViommuMmio, ViommuPort};
@@ -27,7 +29,7 @@ use devices::sva::{SvaCounters, SvaDevice};
 use devices::virtio::blk::Block;
 use devices::virtio::console::Console;
 use devices::virtio::rng::Rng;
-use devices::virtio::transport::{TransportCounters, VirtioPci};
+use devices::virtio::transport::{VirtioMetrics, VirtioPci};
 use kvm_bindings::kvm_msi;
 use kvm_ioctls::VmFd;
 use viommu::Viommu;
@@ -189,7 +191,7 @@ impl InterruptSink for KvmInterrupts {
 pub struct NoIommu;
 
 impl<M: Send + Sync> DmaTranslate<M> for NoIommu {
-    fn translate(&self, _mem: &M, req: &DmaRequest) -> Result<u64, DmaFault> {
+    fn translate(&self, _mem: &M, req: &DmaRequest, _kind: RequestKind) -> Result<u64, DmaFault> {
         Ok(req.addr)
     }
 
@@ -234,25 +236,12 @@ pub struct Platform {
     pub virtio: Vec<VirtioSlot>,
 }
 
-/// Counters of one virtio device for the report.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct VirtioReport {
-    /// Where it sits.
-    pub device: String,
-    /// Which device.
-    pub kind: &'static str,
-    /// Transport counters.
-    pub transport: TransportCounters,
-    /// Device counters (JSON object).
-    pub device_counters: serde_json::Value,
-}
-
 type Dma = devices::virtio::ViommuDma;
 
 /// One virtio device and how to read its counters.
 pub struct VirtioSlot {
     number: u8,
-    counters: Box<dyn Fn() -> (TransportCounters, &'static str, serde_json::Value) + Send + Sync>,
+    metrics: Box<dyn Fn() -> VirtioMetrics + Send + Sync>,
 }
 
 impl std::fmt::Debug for VirtioSlot {
@@ -264,53 +253,24 @@ impl std::fmt::Debug for VirtioSlot {
 }
 
 impl VirtioSlot {
-    /// The device's counters.
-    pub fn report(&self) -> VirtioReport {
-        let (transport, kind, device_counters) = (self.counters)();
-        VirtioReport {
-            device: crate::report::rid_name(u16::from(self.number) << 3),
-            kind,
-            transport,
-            device_counters,
-        }
+    /// Its PCI device number on bus 0.
+    pub fn number(&self) -> u8 {
+        self.number
+    }
+
+    /// The device's counters now.
+    pub fn metrics(&self) -> VirtioMetrics {
+        (self.metrics)()
     }
 }
 
-fn virtio_slot<D>(number: u8, dev: Arc<Mutex<VirtioPci<D, Dma>>>, kind: &'static str) -> VirtioSlot
+fn virtio_slot<D>(number: u8, dev: Arc<Mutex<VirtioPci<D, Dma>>>) -> VirtioSlot
 where
-    D: devices::virtio::VirtioDevice + VirtioCounters + Send + 'static,
+    D: devices::virtio::VirtioDevice + 'static,
 {
     VirtioSlot {
         number,
-        counters: Box::new(move || {
-            let d = dev.lock().unwrap_or_else(|p| p.into_inner());
-            (d.counters(), kind, d.device().json_counters())
-        }),
-    }
-}
-
-/// Device counters as JSON, for the report.
-pub trait VirtioCounters {
-    /// The counters.
-    fn json_counters(&self) -> serde_json::Value;
-}
-
-impl VirtioCounters for Block {
-    fn json_counters(&self) -> serde_json::Value {
-        serde_json::to_value(self.counters()).unwrap_or_default()
-    }
-}
-
-impl VirtioCounters for Console {
-    fn json_counters(&self) -> serde_json::Value {
-        serde_json::to_value(self.counters()).unwrap_or_default()
-    }
-}
-
-impl VirtioCounters for Rng {
-    fn json_counters(&self) -> serde_json::Value {
-        let (requests, bytes) = self.counters();
-        serde_json::json!({ "requests": requests, "bytes": bytes })
+        metrics: Box::new(move || dev.lock().unwrap_or_else(|p| p.into_inner()).metrics()),
     }
 }
 
@@ -403,7 +363,7 @@ pub fn build(
             VirtioPci::new(Console::new(out), dma_for(n), sink.clone()).map_err(virtio_err)?,
         ));
         root.add_device(n, dev.clone())?;
-        virtio.push(virtio_slot(n, dev, "console"));
+        virtio.push(virtio_slot(n, dev));
     }
     if let Some(disk) = &cfg.disk {
         let n = VIRTIO_BLK_DEVICE;
@@ -416,7 +376,7 @@ pub fn build(
             VirtioPci::new(blk, dma_for(n), sink.clone()).map_err(virtio_err)?,
         ));
         root.add_device(n, dev.clone())?;
-        virtio.push(virtio_slot(n, dev, "block"));
+        virtio.push(virtio_slot(n, dev));
     }
     if cfg.virtio_rng {
         let n = VIRTIO_RNG_DEVICE;
@@ -425,7 +385,7 @@ pub fn build(
             VirtioPci::new(rng, dma_for(n), sink.clone()).map_err(virtio_err)?,
         ));
         root.add_device(n, dev.clone())?;
-        virtio.push(virtio_slot(n, dev, "rng"));
+        virtio.push(virtio_slot(n, dev));
     }
     let mut sva = Vec::new();
     for i in 0..cfg.sva_devices {
@@ -520,9 +480,11 @@ mod tests {
             addr: 0x1234_5000,
             access: devices::dma::Access::Read,
             privileged: false,
-            kind: devices::dma::RequestKind::Untranslated,
         };
         let t: &dyn DmaTranslate<()> = &NoIommu;
-        assert_eq!(t.translate(&(), &req), Ok(0x1234_5000));
+        assert_eq!(
+            t.translate(&(), &req, RequestKind::Untranslated),
+            Ok(0x1234_5000)
+        );
     }
 }

@@ -13,10 +13,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
 use viommu::event::{Event, EventSink, TranslationOutcome};
 use viommu::qi::Descriptor;
+
+use crate::config::VmConfig;
 
 /// Prefix of the guest's result lines on its serial console.
 pub const GUEST_LINE_PREFIX: &str = "stalewalk-guest: ";
@@ -288,6 +291,16 @@ pub struct SvaReport {
     pub counters: devices::sva::SvaCounters,
 }
 
+/// One virtio device's counters in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct VirtioReport {
+    /// Where it sits (`00:03.0`).
+    pub device: String,
+    /// Its kind, transport and device counters.
+    #[serde(flatten)]
+    pub metrics: devices::virtio::transport::VirtioMetrics,
+}
+
 /// What the VMM itself counted.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VmmCounters {
@@ -301,9 +314,8 @@ pub struct VmmCounters {
     pub hints: u64,
     /// Malformed hint-port writes.
     pub hints_rejected: u64,
-    /// Guest actions the vIOMMU and devices rejected (queue errors,
-    /// unmatched page responses, SVA ring errors and failed descriptors,
-    /// ignored doorbells, malformed hints).
+    /// Guest actions the vIOMMU and devices rejected, each counted where it
+    /// was rejected (see [`rejected_guest_actions`]).
     pub rejected_guest_actions: u64,
 }
 
@@ -336,7 +348,7 @@ pub struct RunReport {
     /// SVA devices.
     pub sva_devices: Vec<SvaReport>,
     /// virtio devices.
-    pub virtio_devices: Vec<crate::platform::VirtioReport>,
+    pub virtio_devices: Vec<VirtioReport>,
     /// What the VMM counted.
     pub vmm: VmmCounters,
     /// What the guest said (`stalewalk-guest:` lines).
@@ -474,11 +486,11 @@ impl RunReport {
             let _ = writeln!(
                 s,
                 "virtio-{} {}: notifications {} interrupts {} {}",
-                d.kind,
+                d.metrics.kind,
                 d.device,
-                d.transport.notifications,
-                d.transport.interrupts,
-                d.device_counters
+                d.metrics.transport.notifications,
+                d.metrics.transport.interrupts,
+                serde_json::to_string(&d.metrics.device_counters).unwrap_or_default()
             );
         }
         let v = &self.vmm;
@@ -517,6 +529,120 @@ pub fn checker_note(mode: Option<viommu::config::CheckMode>) -> Option<String> {
             viommu::checker::SAMPLE_PERIOD
         )),
         viommu::config::CheckMode::All => None,
+    }
+}
+
+/// How a run ended, for the report (the VMM's view of the outcome, so that
+/// this module does not depend on `vm`).
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    /// The VMM's exit status when the guest ended the run.
+    pub exit_status: Option<u8>,
+    /// What ended it (`DebugExit(N)`, `Reset`, ... or the error's message).
+    pub ended_by: String,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+/// Guest actions rejected across the platform: each device counts its own
+/// where it refuses them; the vIOMMU counts queue errors and page responses
+/// that matched no request.
+pub fn rejected_guest_actions(
+    viommu: &viommu::counters::Counters,
+    hint: &devices::hint::HintCounters,
+    sva: &[SvaReport],
+    virtio: &[VirtioReport],
+) -> u64 {
+    viommu.queue_errors
+        + viommu.page_requests.unmatched_responses
+        + hint.rejected
+        + sva
+            .iter()
+            .map(|d| d.counters.rejected_guest_actions)
+            .sum::<u64>()
+        + virtio
+            .iter()
+            .map(|d| d.metrics.rejected_guest_actions())
+            .sum::<u64>()
+}
+
+/// Assembles the end-of-run report from what the run counted.
+pub fn build_report(
+    cfg: &VmConfig,
+    end: RunEnd,
+    platform: &crate::platform::Platform,
+    unclaimed_io: u64,
+    guest_lines: &Mutex<GuestLines>,
+    breakdowns: &BreakdownSink,
+) -> RunReport {
+    let counters = platform
+        .viommu
+        .as_ref()
+        .map(|v| {
+            v.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .counters()
+                .clone()
+        })
+        .unwrap_or_default();
+    let sva_devices: Vec<SvaReport> = platform
+        .sva
+        .iter()
+        .map(|d| SvaReport {
+            device: rid_name(u16::from(d.number) << 3),
+            counters: d.counters(),
+        })
+        .collect();
+    let virtio_devices: Vec<VirtioReport> = platform
+        .virtio
+        .iter()
+        .map(|d| VirtioReport {
+            device: rid_name(u16::from(d.number()) << 3),
+            metrics: d.metrics(),
+        })
+        .collect();
+    let hint = platform.hint_counters();
+    let (interrupts_delivered, interrupts_failed) = platform.interrupts.counts();
+    let rejected_guest_actions =
+        rejected_guest_actions(&counters, &hint, &sva_devices, &virtio_devices);
+    let RunEnd {
+        exit_status,
+        ended_by,
+        elapsed,
+    } = end;
+    RunReport {
+        report_version: 1,
+        scenario: cmdline_value(&cfg.cmdline, "scenario"),
+        policy: cmdline_value(&cfg.cmdline, "kpgtable_free"),
+        viommu: if platform.viommu.is_some() {
+            "on"
+        } else {
+            "off"
+        },
+        cache_policy: cfg.platform.viommu.as_ref().map(|v| v.cache.to_string()),
+        exit_status,
+        ended_by,
+        elapsed_ms: elapsed.as_secs_f64() * 1e3,
+        counters,
+        breakdowns: breakdowns
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+        sva_devices,
+        virtio_devices,
+        vmm: VmmCounters {
+            unclaimed_io,
+            interrupts_delivered,
+            interrupts_failed,
+            hints: hint.hints,
+            hints_rejected: hint.rejected,
+            rejected_guest_actions,
+        },
+        guest: guest_lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
     }
 }
 
@@ -612,6 +738,54 @@ mod tests {
         let v = serde_json::to_value(&b).unwrap();
         assert_eq!(v["per_device"]["00:04.0"]["translations"], n);
         assert_eq!(v["per_pasid"]["0"]["translations"], 1);
+    }
+
+    #[test]
+    fn rejected_guest_actions_include_every_device() {
+        use devices::virtio::DeviceCounters;
+        use devices::virtio::blk::BlockCounters;
+        use devices::virtio::rng::RngCounters;
+        use devices::virtio::transport::{TransportCounters, VirtioMetrics};
+        let viommu = viommu::counters::Counters {
+            queue_errors: 1,
+            ..Default::default()
+        };
+        let hint = devices::hint::HintCounters {
+            hints: 0,
+            rejected: 10,
+        };
+        let sva = [SvaReport {
+            device: rid_name(0x20),
+            counters: devices::sva::SvaCounters {
+                rejected_guest_actions: 100,
+                ..Default::default()
+            },
+        }];
+        let virtio = |device_counters| VirtioReport {
+            device: rid_name(0x10),
+            metrics: VirtioMetrics {
+                kind: "test",
+                transport: TransportCounters {
+                    needs_reset: 1000,
+                    ..Default::default()
+                },
+                device_counters,
+            },
+        };
+        let blk = virtio(DeviceCounters::Block(BlockCounters {
+            requests_failed: 7,
+            rejected_guest_actions: 5_000,
+            ..Default::default()
+        }));
+        let rng = virtio(DeviceCounters::Rng(RngCounters {
+            rejected_guest_actions: 50_000,
+            source_errors: 3,
+            ..Default::default()
+        }));
+        assert_eq!(
+            rejected_guest_actions(&viommu, &hint, &sva, &[blk, rng]),
+            1 + 10 + 100 + 1000 + 5_000 + 1000 + 50_000
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::config::{ConfigError, SerialMode, VmConfig};
 use crate::cpuid::{self, CpuProfile};
-use crate::report::{self, BreakdownSink, GuestLines, RunReport, SvaReport, VmmCounters};
+use crate::report::{self, BreakdownSink, GuestLines, RunReport};
 use crate::seccomp::{self, ThreadKind};
 use crate::vcpu::{self, VcpuShared, VcpuStop};
 use crate::{boot, loader, memory, platform};
@@ -410,106 +410,18 @@ fn run_on_this_thread(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
         &mut report_inputs,
     );
     let report = report_inputs.map(|(platform, unclaimed): (platform::Platform, u64)| {
-        build_report(
-            cfg,
-            &result,
-            start.elapsed(),
-            &platform,
-            unclaimed,
-            &guest_lines,
-            &breakdowns,
-        )
+        let (exit_status, ended_by) = match &result {
+            Ok(o) => (Some(o.exit_status), format!("{:?}", o.reason)),
+            Err(e) => (None, e.to_string()),
+        };
+        let end = report::RunEnd {
+            exit_status,
+            ended_by,
+            elapsed: start.elapsed(),
+        };
+        report::build_report(cfg, end, &platform, unclaimed, &guest_lines, &breakdowns)
     });
     RunResult { result, report }
-}
-
-fn build_report(
-    cfg: &VmConfig,
-    result: &Result<RunOutcome, VmError>,
-    elapsed: Duration,
-    platform: &platform::Platform,
-    unclaimed_io: u64,
-    guest_lines: &Mutex<GuestLines>,
-    breakdowns: &BreakdownSink,
-) -> RunReport {
-    let counters = platform
-        .viommu
-        .as_ref()
-        .map(|v| {
-            v.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .counters()
-                .clone()
-        })
-        .unwrap_or_default();
-    let sva_devices: Vec<SvaReport> = platform
-        .sva
-        .iter()
-        .map(|d| SvaReport {
-            device: report::rid_name(u16::from(d.number) << 3),
-            counters: d.counters(),
-        })
-        .collect();
-    let hint = platform.hint_counters();
-    let (interrupts_delivered, interrupts_failed) = platform.interrupts.counts();
-    let rejected_guest_actions = counters.queue_errors
-        + counters.page_requests.unmatched_responses
-        + hint.rejected
-        + sva_devices
-            .iter()
-            .map(|d| {
-                d.counters.ring_errors
-                    + d.counters.doorbells_ignored
-                    + d.counters.unexpected_responses
-            })
-            .sum::<u64>()
-        + platform
-            .virtio
-            .iter()
-            .map(|d| d.report().transport.needs_reset)
-            .sum::<u64>();
-    let (exit_status, ended_by) = match result {
-        Ok(o) => (Some(o.exit_status), format!("{:?}", o.reason)),
-        Err(e) => (None, e.to_string()),
-    };
-    RunReport {
-        report_version: 1,
-        scenario: report::cmdline_value(&cfg.cmdline, "scenario"),
-        policy: report::cmdline_value(&cfg.cmdline, "kpgtable_free"),
-        viommu: if platform.viommu.is_some() {
-            "on"
-        } else {
-            "off"
-        },
-        cache_policy: cfg.platform.viommu.as_ref().map(|v| v.cache.to_string()),
-        exit_status,
-        ended_by,
-        elapsed_ms: elapsed.as_secs_f64() * 1e3,
-        counters,
-        breakdowns: breakdowns
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone(),
-        sva_devices,
-        virtio_devices: platform
-            .virtio
-            .iter()
-            .map(platform::VirtioSlot::report)
-            .collect(),
-        vmm: VmmCounters {
-            unclaimed_io,
-            interrupts_delivered,
-            interrupts_failed,
-            hints: hint.hints,
-            hints_rejected: hint.rejected,
-            rejected_guest_actions,
-        },
-        guest: guest_lines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone(),
-    }
 }
 
 fn run_inner(

@@ -17,8 +17,8 @@ use vm_memory::GuestMemory;
 
 use crate::bus::BusDevice;
 use crate::dma::{
-    Access, DevTlbInvalidation, DmaFault, DmaRequest, DmaTranslate, IommuEndpoint, PageRequest,
-    PageRequestRefused, PageResponse, RequestKind, ResponseCode,
+    DmaFault, DmaRequest, DmaTranslate, IommuEndpoint, PageRequest, PageRequestRefused,
+    PageResponse, RequestKind, ResponseCode,
 };
 use crate::interrupt::{InterruptSink, MsiMessage};
 use viommu::prq::PrqError;
@@ -161,14 +161,8 @@ impl<M: GuestMemory + Send> ViommuMmio<M> {
                 None => self.dropped_responses += 1,
             }
         }
-        for i in invalidations {
-            let inv = DevTlbInvalidation {
-                rid: i.sid,
-                pasid: i.pasid,
-                addr: i.addr,
-                size: i.size,
-            };
-            match self.endpoint(i.sid) {
+        for inv in invalidations {
+            match self.endpoint(inv.sid) {
                 Some(e) => e
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -216,22 +210,12 @@ impl ViommuPort {
 }
 
 impl<M: GuestMemory + Send + Sync> DmaTranslate<M> for ViommuPort {
-    fn translate(&self, mem: &M, req: &DmaRequest) -> Result<u64, DmaFault> {
-        let r = viommu::DmaRequest {
-            rid: req.rid,
-            pasid: req.pasid,
-            addr: req.addr,
-            access: match req.access {
-                Access::Read => viommu::Access::Read,
-                Access::Write => viommu::Access::Write,
-            },
-            privileged: req.privileged,
-        };
+    fn translate(&self, mem: &M, req: &DmaRequest, kind: RequestKind) -> Result<u64, DmaFault> {
         let (res, msis) = {
             let mut v = lock_unit(&self.viommu);
-            let res = match req.kind {
-                RequestKind::Untranslated => v.translate(mem, &r),
-                RequestKind::AtsTranslation => v.translate_ats(mem, &r),
+            let res = match kind {
+                RequestKind::Untranslated => v.translate(mem, req),
+                RequestKind::AtsTranslation => v.translate_ats(mem, req),
             };
             (res, v.take_msis())
         };
@@ -243,21 +227,9 @@ impl<M: GuestMemory + Send + Sync> DmaTranslate<M> for ViommuPort {
     }
 
     fn page_request(&self, mem: &M, req: &PageRequest) -> Result<(), PageRequestRefused> {
-        let pr = viommu::PageRequest {
-            rid: req.rid,
-            pasid: req.pasid,
-            addr: req.addr,
-            read: req.read,
-            write: req.write,
-            exec: false,
-            privileged: req.privileged,
-            last: req.last,
-            group_index: req.prg_index,
-            private_data: 0,
-        };
         let (res, msis) = {
             let mut v = lock_unit(&self.viommu);
-            let res = v.page_request(mem, pr);
+            let res = v.page_request(mem, *req);
             (res, v.take_msis())
         };
         deliver(&*self.sink, msis);
