@@ -370,8 +370,6 @@ pub struct PscEntry {
     pub table: u64,
     /// Rights combined over this and the upper levels.
     pub rights: Rights,
-    /// Hash of the pointed-to page at fill time (A/D masked); 0 if not taken.
-    pub snapshot: u64,
     /// Fill sequence number.
     pub filled: u64,
 }
@@ -426,8 +424,20 @@ pub struct Caches {
     iotlb_sizes: [u64; 3],
     psc: [Store<PscTag, PscEntry>; 4],
     /// How many paging-structure entries (and PASID-cache roots) point at each
-    /// table page: answers the page-freed hint in O(1).
-    table_refs: FastMap<u64, u32>,
+    /// table page (answers the page-freed hint in O(1)), with the page's
+    /// contents when it was last seen linked (for the checker).
+    table_refs: FastMap<u64, TableRef>,
+}
+
+/// A table page some cached entry points at.
+#[derive(Debug, Clone, Copy, Default)]
+struct TableRef {
+    /// Cached entries (and PASID-cache roots) pointing at the page.
+    refs: u32,
+    /// [`checker::page_hash`](crate::checker::page_hash) of the page when a
+    /// walk or check last found a paging-structure entry pointing at it in
+    /// memory ("last seen linked"); 0 when never taken.
+    seen_linked: u64,
 }
 
 impl Caches {
@@ -460,16 +470,35 @@ impl Caches {
     }
 
     fn ref_table(&mut self, page: u64) {
-        *self.table_refs.entry(page).or_insert(0) += 1;
+        let r = self.table_refs.entry(page).or_default();
+        r.refs = r.refs.saturating_add(1);
     }
 
     fn unref_table(&mut self, page: u64) {
-        if let Some(n) = self.table_refs.get_mut(&page) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+        if let Some(r) = self.table_refs.get_mut(&page) {
+            r.refs = r.refs.saturating_sub(1);
+            if r.refs == 0 {
                 self.table_refs.remove(&page);
             }
         }
+    }
+
+    /// Records that a walk or check found an entry in memory pointing at the
+    /// cached table page `page`, whose contents now hash to `snapshot`: the
+    /// page's "last seen linked" state (kept only while an entry points at
+    /// it).
+    pub fn seen_linked(&mut self, page: u64, snapshot: u64) {
+        if let Some(r) = self.table_refs.get_mut(&(page & !0xfff)) {
+            r.seen_linked = snapshot;
+        }
+    }
+
+    /// The hash of `page` when it was last seen linked (0 if never taken or
+    /// no cached entry points at it).
+    pub fn last_seen_linked(&self, page: u64) -> u64 {
+        self.table_refs
+            .get(&(page & !0xfff))
+            .map_or(0, |r| r.seen_linked)
     }
 
     /// Whether any cached entry points at the table page `page`.
@@ -669,8 +698,18 @@ impl Caches {
         hit.copied()
     }
 
-    /// Paging-structure cache fill at `level`; returns evictions.
-    pub fn psc_fill(&mut self, level: u8, did: u16, pasid: u32, addr: u64, e: PscEntry) -> u64 {
+    /// Paging-structure cache fill at `level` by a walk that just read the
+    /// entry from memory, so its table page is seen linked with contents
+    /// hashing to `snapshot` (0: not taken); returns evictions.
+    pub fn psc_fill(
+        &mut self,
+        level: u8,
+        did: u16,
+        pasid: u32,
+        addr: u64,
+        e: PscEntry,
+        snapshot: u64,
+    ) -> u64 {
         if self.policy == CachePolicy::None || !(2..=5).contains(&level) {
             return 0;
         }
@@ -678,6 +717,7 @@ impl Caches {
         let mut ev = Vec::new();
         self.psc[usize::from(level - 2)].insert(tag, e, &mut ev);
         self.ref_table(e.table);
+        self.seen_linked(e.table, snapshot);
         let mut evicted = 0;
         for (k, old) in &ev {
             self.unref_table(old.table);
@@ -853,6 +893,7 @@ impl Caches {
         // Only PASID-cache roots still point at tables.
         self.table_refs.clear();
         let roots: Vec<u64> = self.pasid.iter().map(|(_, v)| v.fs_root).collect();
+        // (The snapshots go too: no paging-structure entry is left to use them.)
         for r in roots {
             self.ref_table(r);
         }
@@ -934,7 +975,6 @@ mod tests {
             gpa: 0x2000,
             table,
             rights: Rights::ALL,
-            snapshot: 0,
             filled: 0,
         }
     }
@@ -998,8 +1038,8 @@ mod tests {
                 filled: 0,
             },
         );
-        c.psc_fill(2, 1, 5, 0x1000, psc(0x13000));
-        c.psc_fill(4, 1, 5, 0x1000, psc(0x11000));
+        c.psc_fill(2, 1, 5, 0x1000, psc(0x13000), 0);
+        c.psc_fill(4, 1, 5, 0x1000, psc(0x11000), 0);
         assert!(c.points_at(0x13000));
         let r = c.piotlb_page(1, 5, 0x1000, 0, true);
         assert_eq!((r.iotlb, r.psc), (1, [0; 4]));
@@ -1048,7 +1088,7 @@ mod tests {
                 };
                 c.iotlb_fill(1, 5, addr, e);
                 for l in 2..=4u8 {
-                    c.psc_fill(l, 1, 5, i * 0x1f_3000, psc(0x3000 + (i << 12)));
+                    c.psc_fill(l, 1, 5, i * 0x1f_3000, psc(0x3000 + (i << 12)), 0);
                 }
             }
         };
@@ -1105,7 +1145,7 @@ mod tests {
                     filled: 0,
                 },
             );
-            c.psc_fill(2, 1, p, 0x1000, psc(0x13000));
+            c.psc_fill(2, 1, p, 0x1000, psc(0x13000), 0);
         }
         c.iotlb_fill(
             2,
@@ -1123,7 +1163,7 @@ mod tests {
         assert!(c.iotlb_lookup(2, 1, 0x1000, false).is_some());
         let r = c.iotlb_page(2, 0x1000, 0, false);
         assert_eq!(r.iotlb, 1);
-        c.psc_fill(3, 9, 9, 0, psc(0x5000));
+        c.psc_fill(3, 9, 9, 0, psc(0x5000), 0);
         assert_eq!(c.iotlb_global().psc[1], 1);
     }
 
@@ -1220,7 +1260,7 @@ mod tests {
                 filled: 0,
             },
         );
-        c.psc_fill(2, 1, 1, 0x1000, psc(0x13000));
+        c.psc_fill(2, 1, 1, 0x1000, psc(0x13000), 0);
         assert!(c.iotlb_lookup(1, 1, 0x1000, false).is_none());
         assert!(c.psc_lookup(2, 1, 1, 0x1000, false).is_none());
         assert!(!c.points_at(0x13000));

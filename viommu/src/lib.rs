@@ -1059,12 +1059,13 @@ impl Viommu {
                 gpa: e.gpa,
                 table,
                 rights,
-                snapshot,
                 filled: self.seq,
             };
             let stats = self.counters.cache.level_mut(e.level);
             stats.fills += 1;
-            let ev = self.caches.psc_fill(e.level, did, pasid, addr, entry);
+            let ev = self
+                .caches
+                .psc_fill(e.level, did, pasid, addr, entry, snapshot);
             self.counters.cache.level_mut(e.level).evictions += ev;
         }
     }
@@ -1103,7 +1104,16 @@ impl Viommu {
     ) {
         let found = match used {
             Used::Iotlb(e) => self.check_iotlb_hit(mem, geo, root, addr, e),
-            Used::Psc(..) => checker::check(mem, geo, root, addr, used, outcome),
+            Used::Psc(level, e) => {
+                let seen = self.caches.last_seen_linked(e.table);
+                match checker::check_psc(mem, geo, root, addr, *level, e, outcome, seen) {
+                    checker::PscCheck::Linked { snapshot, stale } => {
+                        self.caches.seen_linked(e.table, snapshot);
+                        stale
+                    }
+                    checker::PscCheck::Moved(stale) => Some(stale),
+                }
+            }
         };
         let Some((class, level, cached, memory, table_page)) = found else {
             return;

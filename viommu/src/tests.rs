@@ -1123,6 +1123,47 @@ fn speculative_walk_caches_and_unlinked_window() {
     assert_eq!(c.faults, 0);
 }
 
+/// A PTE table that gains an entry while linked (every vmalloc PTE table
+/// does) and is then unlinked but not reused is `unlinked`: the check that
+/// found the cached PDE still pointing at it refreshed what "unchanged"
+/// means. Against its contents at fill time it would look reused.
+#[test]
+fn grown_then_unlinked_table_is_unlinked_not_reused() {
+    let mut h = Harness::new(Config::default());
+    h.map(KVA, 0x60_0000, K, K);
+    h.bind(1, false);
+    h.walk(1, KVA);
+    assert_eq!(h.unit.counters().cache.pde.fills, 1);
+    // vmalloc maps one more page in the same (linked) PTE table ...
+    h.map(KVA + 0x1000, 0x61_0000, K, K);
+    // ... and a walk through the cached PDE finds it still linked.
+    h.walk(1, KVA + 0x1000);
+    assert_eq!(h.unit.counters().cache.pde.hits, 1);
+    assert_eq!(h.unit.counters().stale_walks.total(), 0);
+    // Unlinked (the PDE becomes a huge leaf), the table left as it was.
+    h.w64(h.entry_addr(KVA, 2), 0x80_0000 | K | PTE_PS);
+    h.walk(1, KVA);
+    let c = h.unit.counters();
+    assert_eq!((c.stale_walks.unlinked, c.stale_walks.reused), (1, 0));
+}
+
+/// The same, refreshed by a fill: a full walk from the root (another
+/// PASID's, through the same shared kernel tables) sees the page linked.
+#[test]
+fn fill_walk_refreshes_last_seen_linked() {
+    let mut h = Harness::new(Config::default());
+    h.map(KVA, 0x60_0000, K, K);
+    h.bind(1, false);
+    h.bind(2, false);
+    h.walk(1, KVA);
+    h.map(KVA + 0x1000, 0x61_0000, K, K);
+    h.walk(2, KVA + 0x1000);
+    h.w64(h.entry_addr(KVA, 2), 0x80_0000 | K | PTE_PS);
+    h.walk(1, KVA);
+    let c = h.unit.counters();
+    assert_eq!((c.stale_walks.unlinked, c.stale_walks.reused), (1, 0));
+}
+
 /// Repeated IOTLB hits are each checked against memory: a change at any
 /// level after many clean checks is found on the next hit, a change that
 /// keeps the outcome (A/D bits, a relink to an identical table) is not stale.
