@@ -864,18 +864,31 @@ impl Caches {
         removed
     }
 
-    /// Splits a 64-bit inclusive range into masked-tag spans (one, or two
-    /// when the range wraps the tag space).
+    /// Splits a 64-bit inclusive input-address range into the tag spans of
+    /// the addresses in it that can be cached. Only canonical addresses are
+    /// (4-level ones are canonical at 57 bits too), and the tag of a
+    /// canonical address is its low 57 bits, so the address is the tag
+    /// sign-extended from bit 56: the lower half `[0, 2^56)` has tags
+    /// `[0, 2^56)`, the upper half `[2^64 - 2^56, 2^64)` tags `[2^56, 2^57)`.
+    /// The non-canonical middle holds nothing. No span ever reaches a tag
+    /// whose address is outside `[lo, hi]`.
     fn spans(lo: u64, hi: u64) -> ([(u64, u64); 2], usize) {
-        if hi.wrapping_sub(lo) >= TAG_ADDR_MASK {
-            return ([(0, TAG_ADDR_MASK), (0, 0)], 1);
+        const LOWER_END: u64 = (1 << 56) - 1;
+        const UPPER_START: u64 = !LOWER_END;
+        let mut out = [(0, 0); 2];
+        let mut n = 0;
+        if lo > hi {
+            return (out, 0);
         }
-        let (a, b) = (lo & TAG_ADDR_MASK, hi & TAG_ADDR_MASK);
-        if a <= b {
-            ([(a, b), (0, 0)], 1)
-        } else {
-            ([(a, TAG_ADDR_MASK), (0, b)], 2)
+        if lo <= LOWER_END {
+            out[n] = (lo, hi.min(LOWER_END));
+            n += 1;
         }
+        if hi >= UPPER_START {
+            out[n] = (lo.max(UPPER_START) & TAG_ADDR_MASK, hi & TAG_ADDR_MASK);
+            n += 1;
+        }
+        (out, n)
     }
 
     /// IOTLB invalidation, global: IOTLB and all paging-structure caches.
@@ -925,9 +938,6 @@ impl Caches {
         let (lo, hi) = page_range_bounds(addr, am);
         let mut total = Removed::default();
         let (spans, n) = Self::spans(lo, hi);
-        if n == 1 {
-            return self.remove_span(did, pasid, spans[0].0, spans[0].1, ih);
-        }
         for &(a, b) in &spans[..n] {
             let r = self.remove_span(did, pasid, a, b, ih);
             total.iotlb += r.iotlb;
@@ -939,9 +949,9 @@ impl Caches {
     }
 }
 
-/// The inclusive input-address range of a page-selective invalidation:
-/// `[addr, addr + 2^(am+12))` with `addr` aligned down to the size; AM
-/// beyond 52 covers everything.
+/// The inclusive input-address range of a page-selective invalidation, over
+/// the full 64-bit input address: `[addr, addr + 2^(am+12))` with `addr`
+/// aligned down to the size, for every AM (52 and beyond cover everything).
 pub fn page_range_bounds(addr: u64, am: u8) -> (u64, u64) {
     let shift = 12 + u32::from(am);
     if shift >= 64 {
@@ -1278,6 +1288,120 @@ mod tests {
         );
         assert_eq!(page_range_bounds(0xffff_8000_0000_0000, 52), (0, u64::MAX));
         assert_eq!(page_range_bounds(5, 63), (0, u64::MAX));
+    }
+
+    /// The 64-bit input address a tag's masked address stands for.
+    fn untag(masked: u64) -> u64 {
+        ((masked << 7) as i64 >> 7) as u64
+    }
+
+    /// Every cached entry as (kind, first, last input address).
+    fn cached_ranges(c: &Caches) -> Vec<(u8, u64, u64)> {
+        let mut v: Vec<(u8, u64, u64)> = c
+            .iotlb
+            .iter()
+            .map(|(k, e)| {
+                let base = untag(k.vpn << 12);
+                (1, base, base + (e.leaf.size - 1))
+            })
+            .collect();
+        for level in 2..=5u8 {
+            let shift = region_shift(level);
+            for (k, _) in c.psc_entries(level) {
+                let base = untag(k.prefix << shift);
+                v.push((level, base, base + ((1u64 << shift) - 1)));
+            }
+        }
+        v.sort_unstable();
+        v
+    }
+
+    /// A canonical address (4- or 5-level) from random bits.
+    fn canonical(bits: u64, five: bool) -> u64 {
+        let shift = if five { 7 } else { 16 };
+        ((bits << shift) as i64 >> shift) as u64
+    }
+
+    /// The cases the independent model found: an address differing from a
+    /// cached kernel one only in bits 63:57, and an AM reaching past the
+    /// 57-bit tag space from 0, both used to remove kernel-half entries.
+    #[test]
+    fn page_selective_never_removes_outside_its_range() {
+        let kva = 0xffff_8880_0020_0000u64;
+        let fill = |c: &mut Caches| {
+            c.psc_fill(2, 1, 5, kva, psc(0x13000), 0);
+            c.iotlb_fill(
+                1,
+                5,
+                kva,
+                IotlbEntry {
+                    leaf: leaf(1, 0xa000),
+                    filled: 0,
+                },
+            );
+        };
+        let mut c = Caches::new(CachePolicy::Adversarial);
+        fill(&mut c);
+        // Bits 63:57 differ: a non-canonical range nothing cached lies in.
+        let r = c.piotlb_page(1, 5, kva & !(0x7f << 57), 0, false);
+        assert_eq!((r.iotlb, r.psc), (0, [0; 4]));
+        // AM 45 from 0: the whole lower half, nothing of the upper.
+        let r = c.piotlb_page(1, 5, 0, 45, false);
+        assert_eq!((r.iotlb, r.psc), (0, [0; 4]));
+        assert_eq!(cached_ranges(&c).len(), 2);
+        // AM 52 from anywhere covers everything.
+        let r = c.piotlb_page(1, 5, 0x1000, 52, false);
+        assert_eq!((r.iotlb, r.psc), (1, [1, 0, 0, 0]));
+    }
+
+    proptest::proptest! {
+        /// Every AM up to 52, any 64-bit address: a page-selective
+        /// invalidation removes exactly the cached entries intersecting the
+        /// range it denotes.
+        #[test]
+        fn page_selective_removes_exactly_its_range(
+            entries in proptest::collection::vec((proptest::prelude::any::<u64>(), 1u8..=5, proptest::prelude::any::<bool>()), 1..24),
+            addr in proptest::prelude::any::<u64>(),
+            near in proptest::prelude::any::<Option<usize>>(),
+            am in 0u8..=52,
+            pasid_selective in proptest::prelude::any::<bool>(),
+        ) {
+            let mut c = Caches::new(CachePolicy::Adversarial);
+            let mut addrs = Vec::new();
+            for (bits, level, five) in &entries {
+                let a = canonical(*bits, *five);
+                addrs.push(a);
+                if *level <= 3 {
+                    let size = 1u64 << (12 + 9 * u32::from(level - 1));
+                    c.iotlb_fill(1, 5, a, IotlbEntry { leaf: leaf(*level, 0x4000_0000 & !(size - 1)), filled: 0 });
+                } else {
+                    c.psc_fill(*level, 1, 5, a, psc(0x13000), 0);
+                }
+                if *level <= 3 {
+                    c.psc_fill(2, 1, 5, a, psc(0x14000), 0);
+                }
+            }
+            // Half the time aim at a cached address, possibly with its top
+            // bits flipped.
+            let addr = match near {
+                Some(i) => addrs[i % addrs.len()] ^ (addr & (0x7f << 57)),
+                None => addr,
+            };
+            let before = cached_ranges(&c);
+            let (lo, hi) = page_range_bounds(addr, am);
+            if pasid_selective {
+                c.piotlb_page(1, 5, addr, am, false);
+            } else {
+                c.iotlb_page(1, addr, am, false);
+            }
+            let after = cached_ranges(&c);
+            let expected: Vec<_> = before
+                .iter()
+                .copied()
+                .filter(|(_, a, b)| *b < lo || *a > hi)
+                .collect();
+            proptest::prop_assert_eq!(after, expected);
+        }
     }
 
     fn iotlb_hash(did: u16, pasid: u32, vpn: u64, level: u8) -> u64 {
