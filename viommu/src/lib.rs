@@ -125,6 +125,34 @@ pub enum FaultReason {
     /// A pass-through PASID entry although ECAP.PT is not reported.
     #[error("pass-through PASID entry but ECAP.PT=0")]
     PassThroughUnsupported,
+    /// The translation's output lies in the interrupt address range
+    /// (0xFEE00000-0xFEEFFFFF), which DMA may never reach (VT-d SGN.8).
+    #[error("output address {output:#x} in the interrupt address range")]
+    InterruptRange {
+        /// The output address.
+        output: u64,
+    },
+}
+
+/// First address of the interrupt address range.
+pub const INTERRUPT_RANGE_START: u64 = 0xfee0_0000;
+/// Last address of the interrupt address range.
+pub const INTERRUPT_RANGE_END: u64 = 0xfeef_ffff;
+
+/// Whether the leaf's page overlaps the interrupt address range.
+#[inline]
+fn overlaps_interrupt_range(leaf: &Leaf) -> bool {
+    leaf.page <= INTERRUPT_RANGE_END && leaf.page + (leaf.size - 1) >= INTERRUPT_RANGE_START
+}
+
+/// Blocks a translation whose output for `addr` is in the interrupt range.
+#[inline]
+fn check_interrupt_range(leaf: &Leaf, addr: u64) -> Result<(), FaultReason> {
+    let output = leaf.output(addr);
+    if (INTERRUPT_RANGE_START..=INTERRUPT_RANGE_END).contains(&output) {
+        return Err(FaultReason::InterruptRange { output });
+    }
+    Ok(())
 }
 
 impl FaultReason {
@@ -134,6 +162,7 @@ impl FaultReason {
             FaultReason::Table(t) => t.reason_code(),
             FaultReason::Walk(w) => w.reason_code(),
             FaultReason::Levels { .. } | FaultReason::PassThroughUnsupported => 0x5b,
+            FaultReason::InterruptRange { .. } => 0x87,
         }
     }
 }
@@ -744,6 +773,11 @@ impl Viommu {
             _ => self.caches.iotlb_lookup(m.did, m.pasid, req.addr, false)?,
         };
         walk::check_rights(&e.leaf, req.addr, req.access, privileged, m.wpe).ok()?;
+        // A page overlapping the interrupt range takes the full path, which
+        // blocks outputs inside it.
+        if overlaps_interrupt_range(&e.leaf) {
+            return None;
+        }
         if let Some(memo) = self.memo.as_mut() {
             let mask = !(e.leaf.size - 1);
             let mut allowed = 0;
@@ -975,6 +1009,7 @@ impl Viommu {
                 );
                 if mode != Mode::Speculative {
                     check(&e.leaf)?;
+                    check_interrupt_range(&e.leaf, addr)?;
                 }
                 return Ok(e.leaf);
             }
@@ -1013,6 +1048,7 @@ impl Viommu {
                 return Ok(leaf);
             }
             check(&leaf)?;
+            check_interrupt_range(&leaf, addr)?;
             match walk::set_accessed_dirty(mem, &path, &leaf, req.access == Access::Write)? {
                 true => {}
                 false if restarts < walk::MAX_WALK_RESTARTS => {
@@ -1272,9 +1308,17 @@ fn leaf_translation(
     wpe: bool,
     hits: HitLevels,
 ) -> Translation {
+    // A device may use a translation up to the end of its page: a large page
+    // overlapping the interrupt range is reported in 4-KiB pieces, none of
+    // which reaches into the range unless its own output does (and faults).
+    let page_size = if overlaps_interrupt_range(leaf) {
+        1 << 12
+    } else {
+        leaf.size
+    };
     Translation {
         addr: leaf.output(addr),
-        page_size: leaf.size,
+        page_size,
         writable: leaf.rights.write || (privileged && !wpe),
         executable: !leaf.rights.no_exec && (!privileged || !leaf.rights.user),
         user: leaf.rights.user,

@@ -500,6 +500,38 @@ fn reject_supervisor_request_without_sre() {
     assert_eq!(t.addr, 0x50_0010);
 }
 
+/// VT-d blocks a translation whose output lands in the interrupt address
+/// range (SGN.8, reason 0x87), on a walk and on an IOTLB hit alike; a large
+/// page overlapping the range is handed out in 4-KiB pieces.
+#[test]
+fn reject_output_in_interrupt_range() {
+    let mut h = Harness::new(Config::default());
+    h.map_user(0x4000, 0xfee0_0000, true);
+    h.map_user(0x5000, 0xfeef_f000, true);
+    h.map_user(0x6000, 0xfef0_0000, true);
+    // A 2-MiB user leaf at 0xfee00000: the first MiB is the window.
+    h.map_at(0x4000_0000, 0xfee0_0000, 2, U, U);
+    h.bind(1, false);
+    for va in [0x4008, 0x5ff8, 0x4000_0000, 0x400f_f000] {
+        let f = h.dma(Some(1), va, Access::Write, false).unwrap_err();
+        assert_eq!(f.reason.code(), 0x87, "{va:#x}");
+        assert!(f.recorded);
+    }
+    assert_eq!(read(&mut h, 1, 0x6000).unwrap().addr, 0xfef0_0000);
+    // Past the window inside the large page: allowed, in a 4-KiB piece.
+    let t = read(&mut h, 1, 0x4010_0010).unwrap();
+    assert_eq!((t.addr, t.page_size), (0xfef0_0010, 0x1000));
+    // The IOTLB now holds the large leaf: a hit into the window still faults.
+    let f = read(&mut h, 1, 0x4000_1000).unwrap_err();
+    assert_eq!(
+        f.reason,
+        FaultReason::InterruptRange {
+            output: 0xfee0_1000
+        }
+    );
+    assert!(h.unit.counters().cache.iotlb.hits >= 1);
+}
+
 #[test]
 fn reject_non_canonical_and_pasid_without_paside() {
     let mut h = Harness::new(Config::default());
