@@ -484,6 +484,22 @@ fn reject_five_level_entry_on_four_level_unit() {
     );
 }
 
+/// ECAP matches behaviour: the unit honours supervisor and execute
+/// requests, and advertises SRS and ERS.
+#[test]
+fn ecap_advertises_the_request_kinds_it_honours() {
+    let mut h = Harness::new(Config::default());
+    let ecap = h.rd64(regs::ECAP);
+    h.map(0x4000, 0x60_0000, K, K);
+    h.map_user(0x5000, 0x61_0000, true);
+    h.bind(1, true);
+    let supervisor = h.dma(Some(1), 0x4000, Access::Read, true).is_ok();
+    let execute = h.dma(Some(1), 0x5000, Access::Execute, false).is_ok();
+    assert!(supervisor && execute);
+    assert_eq!(ecap & (1 << 31) != 0, supervisor, "ECAP.SRS");
+    assert_eq!(ecap & (1 << 30) != 0, execute, "ECAP.ERS");
+}
+
 #[test]
 fn reject_supervisor_request_without_sre() {
     let mut h = Harness::new(Config::default());
