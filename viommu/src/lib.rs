@@ -145,6 +145,19 @@ fn overlaps_interrupt_range(leaf: &Leaf) -> bool {
     leaf.page <= INTERRUPT_RANGE_END && leaf.page + (leaf.size - 1) >= INTERRUPT_RANGE_START
 }
 
+/// Whether an IOTLB entry cannot serve a request by itself: a permitted
+/// write through an entry whose leaf has D clear (filled by a read). The
+/// unit then walks the tables as for a miss, setting D in the guest's leaf,
+/// and refills the entry; a write the rights refuse faults on the entry.
+#[inline]
+fn needs_dirty_walk(
+    e: &IotlbEntry,
+    write: bool,
+    rights_ok: impl Fn(&Leaf) -> Result<(), WalkError>,
+) -> bool {
+    write && e.leaf.value & walk::PTE_D == 0 && rights_ok(&e.leaf).is_ok()
+}
+
 /// Blocks a translation whose output for `addr` is in the interrupt range.
 #[inline]
 fn check_interrupt_range(leaf: &Leaf, addr: u64) -> Result<(), FaultReason> {
@@ -774,8 +787,10 @@ impl Viommu {
         };
         walk::check_rights(&e.leaf, req.addr, req.access, privileged, m.wpe).ok()?;
         // A page overlapping the interrupt range takes the full path, which
-        // blocks outputs inside it.
-        if overlaps_interrupt_range(&e.leaf) {
+        // blocks outputs inside it; so does a write that has to set D.
+        if overlaps_interrupt_range(&e.leaf)
+            || (req.access == Access::Write && e.leaf.value & walk::PTE_D == 0)
+        {
             return None;
         }
         if let Some(memo) = self.memo.as_mut() {
@@ -784,6 +799,7 @@ impl Viommu {
             for access in [Access::Read, Access::Write, Access::Execute] {
                 for p in [false, true] {
                     let ok = (!p || m.sre)
+                        && (access != Access::Write || e.leaf.value & walk::PTE_D != 0)
                         && walk::check_rights(&e.leaf, req.addr, access, p, m.wpe).is_ok();
                     if ok {
                         allowed |= rights_bit(access, p);
@@ -993,8 +1009,13 @@ impl Viommu {
         let touch = !matches!(self.config.cache, CachePolicy::Adversarial);
         let check =
             |rights: &Leaf| walk::check_rights(rights, addr, req.access, privileged, pe.wpe);
+        let write = mode != Mode::Speculative && req.access == Access::Write;
         if self.caches.enabled() {
-            if let Some(e) = self.caches.iotlb_lookup(did, pasid, addr, touch) {
+            if let Some(e) = self
+                .caches
+                .iotlb_lookup(did, pasid, addr, touch)
+                .filter(|e| !needs_dirty_walk(e, write, &check))
+            {
                 self.counters.cache.iotlb.hits += 1;
                 hits.iotlb = true;
                 self.maybe_check(
@@ -1058,6 +1079,11 @@ impl Viommu {
                 false => return Err(WalkError::AdUpdate { gpa: leaf.gpa }.into()),
             }
             if self.caches.enabled() {
+                // The entry holds the leaf as memory has it now (A, and D
+                // for a write, just set), so a later write knows whether D
+                // still has to be set.
+                let mut leaf = leaf;
+                leaf.value |= walk::PTE_A | if write { walk::PTE_D } else { 0 };
                 let e = IotlbEntry {
                     leaf,
                     filled: self.seq,

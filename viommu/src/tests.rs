@@ -403,6 +403,37 @@ fn reject_repeated_hits_that_the_rights_forbid() {
     assert!(read(&mut h, 1, 0x7000_0000).unwrap().pass_through);
 }
 
+/// A write that hits an IOTLB entry filled by a read sets D in the guest's
+/// leaf (the unit walks again, as hardware must), and the refilled entry
+/// serves later writes; a write the rights refuse still faults on the hit.
+#[test]
+fn write_hit_on_read_filled_entry_sets_dirty() {
+    let mut h = Harness::new(Config::default());
+    let leaf = h.map_user(0x4000, 0x60_0000, true);
+    let ro = h.map_user(0x5000, 0x61_0000, false);
+    h.bind(1, false);
+    read(&mut h, 1, 0x4000).unwrap();
+    read(&mut h, 1, 0x4008).unwrap();
+    assert_eq!(h.r64(leaf) & (walk::PTE_A | walk::PTE_D), walk::PTE_A);
+    let t = h.dma(Some(1), 0x4010, Access::Write, false).unwrap();
+    assert_eq!(t.addr, 0x60_0010);
+    assert_ne!(h.r64(leaf) & walk::PTE_D, 0, "D set by the write");
+    let hits = h.unit.counters().cache.iotlb.hits;
+    for _ in 0..3 {
+        h.dma(Some(1), 0x4018, Access::Write, false).unwrap();
+    }
+    assert_eq!(h.unit.counters().cache.iotlb.hits, hits + 3);
+    // A read-only page: the write faults on the hit, D stays clear.
+    read(&mut h, 1, 0x5000).unwrap();
+    let f = h.dma(Some(1), 0x5000, Access::Write, false).unwrap_err();
+    assert_eq!(
+        f.reason,
+        FaultReason::Walk(WalkError::Write { addr: 0x5000 })
+    );
+    assert_eq!(h.r64(ro) & walk::PTE_D, 0);
+    assert_eq!(h.unit.counters().stale_walks.total(), 0);
+}
+
 #[test]
 fn pde_cache_hit_for_neighbouring_page() {
     let mut h = Harness::new(Config::default());
