@@ -17,6 +17,7 @@
 
 #[cfg(feature = "iommu")]
 pub mod ats;
+pub mod breakdown;
 pub mod cache;
 pub mod checker;
 pub mod config;
@@ -45,6 +46,7 @@ use crate::walk::{Geometry, Leaf, Path, WalkError, WalkStart};
 
 #[cfg(feature = "iommu")]
 pub use crate::ats::RequesterIommu;
+pub use crate::breakdown::{Breakdown, Breakdowns, MAX_BREAKDOWN_KEYS};
 pub use crate::checker::StaleWalk;
 pub use crate::config::{CachePolicy, CheckMode, Config, ConfigError, Levels};
 pub use crate::counters::Counters;
@@ -287,6 +289,14 @@ pub struct Viommu {
     seq: u64,
     sample: u64,
     pub(crate) memo: Option<Memo>,
+    /// Per-device and per-PASID counts for the report (no sink needed).
+    pub(crate) breakdowns: Breakdowns,
+    /// The current run of translations by one requester and PASID, not yet
+    /// in `breakdowns`.
+    pending: breakdown::PendingTranslations,
+    /// The memo and last-hit fast paths are taken (always, outside tests:
+    /// the differential test turns them off to compare with the full path).
+    fast_paths: bool,
 }
 
 impl fmt::Debug for Viommu {
@@ -297,6 +307,7 @@ impl fmt::Debug for Viommu {
             .field("translation_enabled", &self.translation_enabled())
             .field("cache_sizes", &self.caches.sizes())
             .field("event_sink", &self.sink.is_some())
+            .field("fast_paths", &self.fast_paths)
             .finish_non_exhaustive()
     }
 }
@@ -326,6 +337,9 @@ impl Viommu {
             seq: 0,
             sample: 0,
             memo: None,
+            breakdowns: Breakdowns::default(),
+            pending: breakdown::PendingTranslations::default(),
+            fast_paths: true,
             config,
         }
     }
@@ -345,9 +359,27 @@ impl Viommu {
         self.regs.get32(regs::GSTS) & gcmd::TE != 0
     }
 
-    /// Installs (or removes) the event sink.
+    /// Per-device and per-PASID counts (translations, faults, stale walks,
+    /// PASID-based IOTLB invalidations), bounded by [`MAX_BREAKDOWN_KEYS`].
+    pub fn breakdowns(&self) -> Breakdowns {
+        let mut b = self.breakdowns.clone();
+        self.pending.clone().flush(&mut b);
+        b
+    }
+
+    /// Installs (or removes) the event sink. Only what is emitted depends on
+    /// it, never which path a translation or invalidation takes, nor any
+    /// counter.
     pub fn set_event_sink(&mut self, sink: Option<Box<dyn EventSink>>) {
         self.sink = sink;
+    }
+
+    /// Turns the memo and last-hit fast paths off (or on again), so a test
+    /// can check that they count and emit exactly what the full path does.
+    #[cfg(test)]
+    pub(crate) fn set_fast_paths(&mut self, on: bool) {
+        self.fast_paths = on;
+        self.memo = None;
     }
 
     /// The caches (read-only; for tests and tools).
@@ -358,6 +390,14 @@ impl Viommu {
     pub(crate) fn emit(&mut self, e: &Event) {
         if let Some(s) = self.sink.as_mut() {
             s.event(e);
+        }
+    }
+
+    /// Emits the event `f` builds, building it only when a sink listens.
+    #[inline]
+    pub(crate) fn emit_with(&mut self, f: impl FnOnce() -> Event) {
+        if let Some(s) = self.sink.as_mut() {
+            s.event(&f());
         }
     }
 
@@ -581,7 +621,7 @@ impl Viommu {
         mem: &M,
         req: &DmaRequest,
     ) -> Result<Translation, TranslationFault> {
-        if self.sink.is_none() {
+        if self.fast_paths {
             if let Some(t) = self.last_hit(mem, req) {
                 return Ok(t);
             }
@@ -612,10 +652,11 @@ impl Viommu {
             pass_through: false,
             hits: FAST_HIT_LEVELS,
         };
-        self.count_fast_hit();
+        self.count_fast_hit(req);
         if self.config.check != CheckMode::Off {
             self.check_last_hit(mem, req);
         }
+        self.emit_fast_hit(req, &t);
         Some(t)
     }
 
@@ -667,13 +708,35 @@ impl Viommu {
     }
 
     #[inline]
-    fn count_fast_hit(&mut self) {
+    fn count_fast_hit(&mut self, req: &DmaRequest) {
         self.seq += 1;
         let c = &mut self.counters;
         c.translations += 1;
         c.cache.context.hits += 1;
         c.cache.pasid.hits += 1;
         c.cache.iotlb.hits += 1;
+        self.pending
+            .count(&mut self.breakdowns, req.rid, req.pasid, false);
+    }
+
+    /// The translation event of a fast-path hit: what the full path emits
+    /// for the same IOTLB hit.
+    #[inline]
+    fn emit_fast_hit(&mut self, req: &DmaRequest, t: &Translation) {
+        self.emit_with(|| Event::Translation {
+            rid: req.rid,
+            pasid: req.pasid,
+            addr: req.addr,
+            access: req.access,
+            privileged: req.privileged,
+            speculative: false,
+            result: event::TranslationOutcome::Ok {
+                output: t.addr,
+                size: t.page_size,
+                pass_through: false,
+            },
+            hits: FAST_HIT_LEVELS,
+        });
     }
 
     /// An ATS translation request: like [`translate`](Self::translate) but a
@@ -701,7 +764,7 @@ impl Viommu {
         req: &DmaRequest,
         mode: Mode,
     ) -> Result<Translation, TranslationFault> {
-        if mode == Mode::Dma && self.sink.is_none() {
+        if mode == Mode::Dma && self.fast_paths {
             if let Some(t) = self.iotlb_fast_path(mem, req) {
                 return Ok(t);
             }
@@ -723,18 +786,20 @@ impl Viommu {
             },
             Err(r) => event::TranslationOutcome::Fault { reason: r.code() },
         };
-        if self.sink.is_some() {
-            self.emit(&Event::Translation {
-                rid: req.rid,
-                pasid: req.pasid,
-                addr: req.addr,
-                access: req.access,
-                privileged: req.privileged,
-                speculative,
-                result: outcome,
-                hits,
-            });
+        if !speculative {
+            self.pending
+                .count(&mut self.breakdowns, req.rid, req.pasid, result.is_err());
         }
+        self.emit_with(|| Event::Translation {
+            rid: req.rid,
+            pasid: req.pasid,
+            addr: req.addr,
+            access: req.access,
+            privileged: req.privileged,
+            speculative,
+            result: outcome,
+            hits,
+        });
         match result {
             Ok(t) => Ok(t),
             Err(reason) => {
@@ -816,7 +881,7 @@ impl Viommu {
                 verified: checker::VerifiedWalk::default(),
             });
         }
-        self.count_fast_hit();
+        self.count_fast_hit(req);
         if self.config.check != CheckMode::Off {
             self.maybe_check(
                 mem,
@@ -829,13 +894,9 @@ impl Viommu {
                 &Ok(e.leaf),
             );
         }
-        let hits = HitLevels {
-            context: true,
-            pasid: true,
-            iotlb: true,
-            psc_level: None,
-        };
-        Some(leaf_translation(&e.leaf, req.addr, privileged, m.wpe, hits))
+        let t = leaf_translation(&e.leaf, req.addr, privileged, m.wpe, FAST_HIT_LEVELS);
+        self.emit_fast_hit(req, &t);
+        Some(t)
     }
 
     fn record_fault(&mut self, req: &DmaRequest, reason: &FaultReason) -> bool {
@@ -964,7 +1025,7 @@ impl Viommu {
         // Requests without a PASID are user requests (as Linux's first-stage
         // DMA page tables, which set U/S, assume).
         let privileged = req.pasid.is_some() && req.privileged;
-        if self.config.cache == CachePolicy::Adversarial {
+        if self.config.cache == CachePolicy::Adversarial && self.fast_paths {
             self.memo = Some(Memo {
                 rid: req.rid,
                 req_pasid: req.pasid,
@@ -1186,6 +1247,8 @@ impl Viommu {
             StaleClass::Reused => s.reused += 1,
             StaleClass::Leaf => s.leaf += 1,
         }
+        self.breakdowns
+            .stale_walk(rid, pasid, class == StaleClass::Reused);
         let w = StaleWalk {
             seq: self.seq,
             class,

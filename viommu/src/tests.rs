@@ -1668,6 +1668,124 @@ fn new_prop_harness() -> Harness {
     h
 }
 
+/// One step of the sink property test: an edit (with or without its
+/// invalidation), or an access by one of three PASIDs (0: a request without
+/// PASID), user or supervisor, or a freed-page hint.
+#[derive(Debug, Clone)]
+struct Step {
+    op: Op,
+    flush: bool,
+    pasid: u8,
+    privileged: bool,
+    /// An access is repeated this many more times in the same page (what
+    /// the fast paths serve).
+    repeat: u8,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    (op(), any::<bool>(), 0u8..3, any::<bool>(), 0u8..4).prop_map(
+        |(op, flush, pasid, privileged, repeat)| Step {
+            op,
+            flush,
+            pasid,
+            privileged,
+            repeat,
+        },
+    )
+}
+
+/// What a run shows from outside: every access's result, the counters, the
+/// breakdowns, the events (when a sink listened) and the stale walks.
+#[derive(Debug, PartialEq)]
+struct Observed {
+    results: Vec<Result<Translation, TranslationFault>>,
+    counters: serde_json::Value,
+    breakdowns: Breakdowns,
+    events: Option<Vec<Event>>,
+}
+
+fn run_steps(steps: &[Step], check: CheckMode, sink: bool, fast_paths: bool) -> Observed {
+    let mut h = Harness::new(Config {
+        check,
+        ..Config::default()
+    });
+    h.unit.set_fast_paths(fast_paths);
+    for s in 0..16 {
+        h.map(slot_va(s), 0x40_0000, PTE_P | PTE_US, U);
+    }
+    h.bind(0, true);
+    h.bind(1, false);
+    h.bind(2, true);
+    let events = Arc::new(Mutex::new(event::VecSink::default()));
+    if sink {
+        h.unit
+            .set_event_sink(Some(Box::new(SharedSink(events.clone()))));
+    }
+    let mut results = Vec::new();
+    for st in steps {
+        apply(&mut h, &st.op, st.flush);
+        let pasid = (st.pasid != 0).then_some(u32::from(st.pasid));
+        match st.op {
+            Op::Dma { slot, off, access } => {
+                for i in 0..=u64::from(st.repeat) {
+                    let va = slot_va(slot) + ((u64::from(off) + i * 8) & 0xfff);
+                    results.push(h.dma(pasid, va, access_of(access), st.privileged));
+                }
+            }
+            Op::Walk { slot } => h.walk(u32::from(st.pasid), slot_va(slot)),
+            Op::Unmap { slot } if !st.flush => {
+                let page = h.r64(h.entry_addr(slot_va(slot), 2)) & walk::PTE_ADDR;
+                h.unit.hint_pgtable_freed(page);
+            }
+            _ => {}
+        }
+    }
+    let events = sink.then(|| std::mem::take(&mut events.lock().unwrap().events));
+    Observed {
+        results,
+        counters: serde_json::to_value(h.unit.counters()).unwrap(),
+        breakdowns: h.unit.breakdowns(),
+        events,
+    }
+}
+
+/// Cases of [`sink_never_changes_what_the_unit_does`]: 256 by default,
+/// `STALEWALK_SINK_CASES=10000` for the full run.
+fn sink_cases() -> u32 {
+    std::env::var("STALEWALK_SINK_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: sink_cases(), .. ProptestConfig::default() })]
+
+    /// One translation path: installing a sink changes nothing but what is
+    /// emitted (results, counters and breakdowns are identical), the fast
+    /// paths emit and count exactly what the full path does, and the
+    /// breakdowns the unit keeps equal those rebuilt from its events.
+    #[test]
+    fn sink_never_changes_what_the_unit_does(
+        steps in proptest::collection::vec(step(), 1..48),
+        check_all in any::<bool>(),
+    ) {
+        let check = if check_all { CheckMode::All } else { CheckMode::Sampled };
+        let with_sink = run_steps(&steps, check, true, true);
+        let without = run_steps(&steps, check, false, true);
+        let full_path = run_steps(&steps, check, true, false);
+        prop_assert_eq!(&with_sink.results, &without.results);
+        prop_assert_eq!(&with_sink.counters, &without.counters);
+        prop_assert_eq!(&with_sink.breakdowns, &without.breakdowns);
+        prop_assert_eq!(&with_sink, &full_path);
+        let mut rebuilt = Breakdowns::default();
+        for e in with_sink.events.iter().flatten() {
+            rebuilt.record(e);
+        }
+        prop_assert_eq!(&rebuilt, &with_sink.breakdowns);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
 
