@@ -1292,7 +1292,18 @@ mod tests {
 
     /// The 64-bit input address a tag's masked address stands for.
     fn untag(masked: u64) -> u64 {
-        ((masked << 7) as i64 >> 7) as u64
+        sign_extend(masked, 57)
+    }
+
+    /// `v` sign-extended from bit `bits - 1`.
+    fn sign_extend(v: u64, bits: u32) -> u64 {
+        let top = 1u64 << (bits - 1);
+        let low = v & ((top << 1) - 1);
+        if low & top != 0 {
+            low | !((top << 1) - 1)
+        } else {
+            low
+        }
     }
 
     /// Every cached entry as (kind, first, last input address).
@@ -1318,8 +1329,7 @@ mod tests {
 
     /// A canonical address (4- or 5-level) from random bits.
     fn canonical(bits: u64, five: bool) -> u64 {
-        let shift = if five { 7 } else { 16 };
-        ((bits << shift) as i64 >> shift) as u64
+        sign_extend(bits, if five { 57 } else { 48 })
     }
 
     /// The cases the independent model found: an address differing from a

@@ -1075,7 +1075,7 @@ impl Viommu {
             if let Some(e) = self
                 .caches
                 .iotlb_lookup(did, pasid, addr, touch)
-                .filter(|e| !needs_dirty_walk(e, write, &check))
+                .filter(|e| !needs_dirty_walk(e, write, check))
             {
                 self.counters.cache.iotlb.hits += 1;
                 hits.iotlb = true;

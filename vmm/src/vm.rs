@@ -30,7 +30,7 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::config::{ConfigError, SerialMode, VmConfig};
 use crate::cpuid::{self, CpuProfile};
-use crate::report::{self, BreakdownSink, GuestLines, RunReport, SvaReport, VmmCounters};
+use crate::report::{self, GuestLines, RunReport, SvaReport, VmmCounters};
 use crate::seccomp::{self, ThreadKind};
 use crate::vcpu::{self, VcpuShared, VcpuStop};
 use crate::{boot, loader, memory, platform};
@@ -399,16 +399,8 @@ pub fn run_with_report(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
 fn run_on_this_thread(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
     let start = Instant::now();
     let guest_lines = Arc::new(Mutex::new(GuestLines::default()));
-    let breakdowns = BreakdownSink::default();
     let mut report_inputs = None;
-    let result = run_inner(
-        cfg,
-        hooks,
-        start,
-        &guest_lines,
-        &breakdowns,
-        &mut report_inputs,
-    );
+    let result = run_inner(cfg, hooks, start, &guest_lines, &mut report_inputs);
     let report = report_inputs.map(|(platform, unclaimed): (platform::Platform, u64)| {
         build_report(
             cfg,
@@ -417,7 +409,6 @@ fn run_on_this_thread(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
             &platform,
             unclaimed,
             &guest_lines,
-            &breakdowns,
         )
     });
     RunResult { result, report }
@@ -430,16 +421,13 @@ fn build_report(
     platform: &platform::Platform,
     unclaimed_io: u64,
     guest_lines: &Mutex<GuestLines>,
-    breakdowns: &BreakdownSink,
 ) -> RunReport {
-    let counters = platform
+    let (counters, breakdowns) = platform
         .viommu
         .as_ref()
         .map(|v| {
-            v.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .counters()
-                .clone()
+            let v = v.lock().unwrap_or_else(|p| p.into_inner());
+            (v.counters().clone(), v.breakdowns())
         })
         .unwrap_or_default();
     let sva_devices: Vec<SvaReport> = platform
@@ -486,11 +474,7 @@ fn build_report(
         ended_by,
         elapsed_ms: elapsed.as_secs_f64() * 1e3,
         counters,
-        breakdowns: breakdowns
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone(),
+        breakdowns,
         sva_devices,
         virtio_devices: platform
             .virtio
@@ -517,7 +501,6 @@ fn run_inner(
     hooks: RunHooks,
     start: Instant,
     guest_lines: &Arc<Mutex<GuestLines>>,
-    breakdowns: &BreakdownSink,
     report_inputs: &mut Option<(platform::Platform, u64)>,
 ) -> Result<RunOutcome, VmError> {
     cfg.validate()?;
@@ -581,12 +564,12 @@ fn run_inner(
         &mut mmio,
         shutdown.clone(),
     )?;
-    if let Some(v) = &platform.viommu {
-        let mut sinks: Vec<Box<dyn viommu::EventSink>> = vec![Box::new(breakdowns.clone())];
-        sinks.extend(hooks.events);
+    // The report's figures are counted inside the vIOMMU: a sink is
+    // installed only for a trace (`--trace`).
+    if let (Some(v), Some(sink)) = (&platform.viommu, hooks.events) {
         v.lock()
             .unwrap_or_else(|p| p.into_inner())
-            .set_event_sink(Some(Box::new(report::FanOut(sinks))));
+            .set_event_sink(Some(sink));
     }
     verbose(&|| {
         format!(
