@@ -757,6 +757,18 @@ impl Viommu {
         let _ = self.translate_mode(mem, req, Mode::Speculative);
     }
 
+    /// [`speculative_walk`](Self::speculative_walk), returning where the walk
+    /// ended: the leaf it reached (rights as the entries combine them; no
+    /// access was checked) or the structural fault that stopped it. Nothing
+    /// is recorded either way; for tools that compare outcomes.
+    pub fn speculative_walk_outcome<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        req: &DmaRequest,
+    ) -> Result<Translation, TranslationFault> {
+        self.translate_mode(mem, req, Mode::Speculative)
+    }
+
     #[inline(never)]
     fn translate_mode<M: GuestMemory>(
         &mut self,
