@@ -370,8 +370,6 @@ pub struct PscEntry {
     pub table: u64,
     /// Rights combined over this and the upper levels.
     pub rights: Rights,
-    /// Hash of the pointed-to page at fill time (A/D masked); 0 if not taken.
-    pub snapshot: u64,
     /// Fill sequence number.
     pub filled: u64,
 }
@@ -426,8 +424,20 @@ pub struct Caches {
     iotlb_sizes: [u64; 3],
     psc: [Store<PscTag, PscEntry>; 4],
     /// How many paging-structure entries (and PASID-cache roots) point at each
-    /// table page: answers the page-freed hint in O(1).
-    table_refs: FastMap<u64, u32>,
+    /// table page (answers the page-freed hint in O(1)), with the page's
+    /// contents when it was last seen linked (for the checker).
+    table_refs: FastMap<u64, TableRef>,
+}
+
+/// A table page some cached entry points at.
+#[derive(Debug, Clone, Copy, Default)]
+struct TableRef {
+    /// Cached entries (and PASID-cache roots) pointing at the page.
+    refs: u32,
+    /// [`checker::page_hash`](crate::checker::page_hash) of the page when a
+    /// walk or check last found a paging-structure entry pointing at it in
+    /// memory ("last seen linked"); 0 when never taken.
+    seen_linked: u64,
 }
 
 impl Caches {
@@ -460,16 +470,35 @@ impl Caches {
     }
 
     fn ref_table(&mut self, page: u64) {
-        *self.table_refs.entry(page).or_insert(0) += 1;
+        let r = self.table_refs.entry(page).or_default();
+        r.refs = r.refs.saturating_add(1);
     }
 
     fn unref_table(&mut self, page: u64) {
-        if let Some(n) = self.table_refs.get_mut(&page) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+        if let Some(r) = self.table_refs.get_mut(&page) {
+            r.refs = r.refs.saturating_sub(1);
+            if r.refs == 0 {
                 self.table_refs.remove(&page);
             }
         }
+    }
+
+    /// Records that a walk or check found an entry in memory pointing at the
+    /// cached table page `page`, whose contents now hash to `snapshot`: the
+    /// page's "last seen linked" state (kept only while an entry points at
+    /// it).
+    pub fn seen_linked(&mut self, page: u64, snapshot: u64) {
+        if let Some(r) = self.table_refs.get_mut(&(page & !0xfff)) {
+            r.seen_linked = snapshot;
+        }
+    }
+
+    /// The hash of `page` when it was last seen linked (0 if never taken or
+    /// no cached entry points at it).
+    pub fn last_seen_linked(&self, page: u64) -> u64 {
+        self.table_refs
+            .get(&(page & !0xfff))
+            .map_or(0, |r| r.seen_linked)
     }
 
     /// Whether any cached entry points at the table page `page`.
@@ -669,8 +698,18 @@ impl Caches {
         hit.copied()
     }
 
-    /// Paging-structure cache fill at `level`; returns evictions.
-    pub fn psc_fill(&mut self, level: u8, did: u16, pasid: u32, addr: u64, e: PscEntry) -> u64 {
+    /// Paging-structure cache fill at `level` by a walk that just read the
+    /// entry from memory, so its table page is seen linked with contents
+    /// hashing to `snapshot` (0: not taken); returns evictions.
+    pub fn psc_fill(
+        &mut self,
+        level: u8,
+        did: u16,
+        pasid: u32,
+        addr: u64,
+        e: PscEntry,
+        snapshot: u64,
+    ) -> u64 {
         if self.policy == CachePolicy::None || !(2..=5).contains(&level) {
             return 0;
         }
@@ -678,6 +717,7 @@ impl Caches {
         let mut ev = Vec::new();
         self.psc[usize::from(level - 2)].insert(tag, e, &mut ev);
         self.ref_table(e.table);
+        self.seen_linked(e.table, snapshot);
         let mut evicted = 0;
         for (k, old) in &ev {
             self.unref_table(old.table);
@@ -824,18 +864,31 @@ impl Caches {
         removed
     }
 
-    /// Splits a 64-bit inclusive range into masked-tag spans (one, or two
-    /// when the range wraps the tag space).
+    /// Splits a 64-bit inclusive input-address range into the tag spans of
+    /// the addresses in it that can be cached. Only canonical addresses are
+    /// (4-level ones are canonical at 57 bits too), and the tag of a
+    /// canonical address is its low 57 bits, so the address is the tag
+    /// sign-extended from bit 56: the lower half `[0, 2^56)` has tags
+    /// `[0, 2^56)`, the upper half `[2^64 - 2^56, 2^64)` tags `[2^56, 2^57)`.
+    /// The non-canonical middle holds nothing. No span ever reaches a tag
+    /// whose address is outside `[lo, hi]`.
     fn spans(lo: u64, hi: u64) -> ([(u64, u64); 2], usize) {
-        if hi.wrapping_sub(lo) >= TAG_ADDR_MASK {
-            return ([(0, TAG_ADDR_MASK), (0, 0)], 1);
+        const LOWER_END: u64 = (1 << 56) - 1;
+        const UPPER_START: u64 = !LOWER_END;
+        let mut out = [(0, 0); 2];
+        let mut n = 0;
+        if lo > hi {
+            return (out, 0);
         }
-        let (a, b) = (lo & TAG_ADDR_MASK, hi & TAG_ADDR_MASK);
-        if a <= b {
-            ([(a, b), (0, 0)], 1)
-        } else {
-            ([(a, TAG_ADDR_MASK), (0, b)], 2)
+        if lo <= LOWER_END {
+            out[n] = (lo, hi.min(LOWER_END));
+            n += 1;
         }
+        if hi >= UPPER_START {
+            out[n] = (lo.max(UPPER_START) & TAG_ADDR_MASK, hi & TAG_ADDR_MASK);
+            n += 1;
+        }
+        (out, n)
     }
 
     /// IOTLB invalidation, global: IOTLB and all paging-structure caches.
@@ -853,6 +906,7 @@ impl Caches {
         // Only PASID-cache roots still point at tables.
         self.table_refs.clear();
         let roots: Vec<u64> = self.pasid.iter().map(|(_, v)| v.fs_root).collect();
+        // (The snapshots go too: no paging-structure entry is left to use them.)
         for r in roots {
             self.ref_table(r);
         }
@@ -884,9 +938,6 @@ impl Caches {
         let (lo, hi) = page_range_bounds(addr, am);
         let mut total = Removed::default();
         let (spans, n) = Self::spans(lo, hi);
-        if n == 1 {
-            return self.remove_span(did, pasid, spans[0].0, spans[0].1, ih);
-        }
         for &(a, b) in &spans[..n] {
             let r = self.remove_span(did, pasid, a, b, ih);
             total.iotlb += r.iotlb;
@@ -898,9 +949,9 @@ impl Caches {
     }
 }
 
-/// The inclusive input-address range of a page-selective invalidation:
-/// `[addr, addr + 2^(am+12))` with `addr` aligned down to the size; AM
-/// beyond 52 covers everything.
+/// The inclusive input-address range of a page-selective invalidation, over
+/// the full 64-bit input address: `[addr, addr + 2^(am+12))` with `addr`
+/// aligned down to the size, for every AM (52 and beyond cover everything).
 pub fn page_range_bounds(addr: u64, am: u8) -> (u64, u64) {
     let shift = 12 + u32::from(am);
     if shift >= 64 {
@@ -934,7 +985,6 @@ mod tests {
             gpa: 0x2000,
             table,
             rights: Rights::ALL,
-            snapshot: 0,
             filled: 0,
         }
     }
@@ -998,8 +1048,8 @@ mod tests {
                 filled: 0,
             },
         );
-        c.psc_fill(2, 1, 5, 0x1000, psc(0x13000));
-        c.psc_fill(4, 1, 5, 0x1000, psc(0x11000));
+        c.psc_fill(2, 1, 5, 0x1000, psc(0x13000), 0);
+        c.psc_fill(4, 1, 5, 0x1000, psc(0x11000), 0);
         assert!(c.points_at(0x13000));
         let r = c.piotlb_page(1, 5, 0x1000, 0, true);
         assert_eq!((r.iotlb, r.psc), (1, [0; 4]));
@@ -1048,7 +1098,7 @@ mod tests {
                 };
                 c.iotlb_fill(1, 5, addr, e);
                 for l in 2..=4u8 {
-                    c.psc_fill(l, 1, 5, i * 0x1f_3000, psc(0x3000 + (i << 12)));
+                    c.psc_fill(l, 1, 5, i * 0x1f_3000, psc(0x3000 + (i << 12)), 0);
                 }
             }
         };
@@ -1105,7 +1155,7 @@ mod tests {
                     filled: 0,
                 },
             );
-            c.psc_fill(2, 1, p, 0x1000, psc(0x13000));
+            c.psc_fill(2, 1, p, 0x1000, psc(0x13000), 0);
         }
         c.iotlb_fill(
             2,
@@ -1123,7 +1173,7 @@ mod tests {
         assert!(c.iotlb_lookup(2, 1, 0x1000, false).is_some());
         let r = c.iotlb_page(2, 0x1000, 0, false);
         assert_eq!(r.iotlb, 1);
-        c.psc_fill(3, 9, 9, 0, psc(0x5000));
+        c.psc_fill(3, 9, 9, 0, psc(0x5000), 0);
         assert_eq!(c.iotlb_global().psc[1], 1);
     }
 
@@ -1220,7 +1270,7 @@ mod tests {
                 filled: 0,
             },
         );
-        c.psc_fill(2, 1, 1, 0x1000, psc(0x13000));
+        c.psc_fill(2, 1, 1, 0x1000, psc(0x13000), 0);
         assert!(c.iotlb_lookup(1, 1, 0x1000, false).is_none());
         assert!(c.psc_lookup(2, 1, 1, 0x1000, false).is_none());
         assert!(!c.points_at(0x13000));
@@ -1238,6 +1288,130 @@ mod tests {
         );
         assert_eq!(page_range_bounds(0xffff_8000_0000_0000, 52), (0, u64::MAX));
         assert_eq!(page_range_bounds(5, 63), (0, u64::MAX));
+    }
+
+    /// The 64-bit input address a tag's masked address stands for.
+    fn untag(masked: u64) -> u64 {
+        sign_extend(masked, 57)
+    }
+
+    /// `v` sign-extended from bit `bits - 1`.
+    fn sign_extend(v: u64, bits: u32) -> u64 {
+        let top = 1u64 << (bits - 1);
+        let low = v & ((top << 1) - 1);
+        if low & top != 0 {
+            low | !((top << 1) - 1)
+        } else {
+            low
+        }
+    }
+
+    /// Every cached entry as (kind, first, last input address).
+    fn cached_ranges(c: &Caches) -> Vec<(u8, u64, u64)> {
+        let mut v: Vec<(u8, u64, u64)> = c
+            .iotlb
+            .iter()
+            .map(|(k, e)| {
+                let base = untag(k.vpn << 12);
+                (1, base, base + (e.leaf.size - 1))
+            })
+            .collect();
+        for level in 2..=5u8 {
+            let shift = region_shift(level);
+            for (k, _) in c.psc_entries(level) {
+                let base = untag(k.prefix << shift);
+                v.push((level, base, base + ((1u64 << shift) - 1)));
+            }
+        }
+        v.sort_unstable();
+        v
+    }
+
+    /// A canonical address (4- or 5-level) from random bits.
+    fn canonical(bits: u64, five: bool) -> u64 {
+        sign_extend(bits, if five { 57 } else { 48 })
+    }
+
+    /// The cases the independent model found: an address differing from a
+    /// cached kernel one only in bits 63:57, and an AM reaching past the
+    /// 57-bit tag space from 0, both used to remove kernel-half entries.
+    #[test]
+    fn page_selective_never_removes_outside_its_range() {
+        let kva = 0xffff_8880_0020_0000u64;
+        let fill = |c: &mut Caches| {
+            c.psc_fill(2, 1, 5, kva, psc(0x13000), 0);
+            c.iotlb_fill(
+                1,
+                5,
+                kva,
+                IotlbEntry {
+                    leaf: leaf(1, 0xa000),
+                    filled: 0,
+                },
+            );
+        };
+        let mut c = Caches::new(CachePolicy::Adversarial);
+        fill(&mut c);
+        // Bits 63:57 differ: a non-canonical range nothing cached lies in.
+        let r = c.piotlb_page(1, 5, kva & !(0x7f << 57), 0, false);
+        assert_eq!((r.iotlb, r.psc), (0, [0; 4]));
+        // AM 45 from 0: the whole lower half, nothing of the upper.
+        let r = c.piotlb_page(1, 5, 0, 45, false);
+        assert_eq!((r.iotlb, r.psc), (0, [0; 4]));
+        assert_eq!(cached_ranges(&c).len(), 2);
+        // AM 52 from anywhere covers everything.
+        let r = c.piotlb_page(1, 5, 0x1000, 52, false);
+        assert_eq!((r.iotlb, r.psc), (1, [1, 0, 0, 0]));
+    }
+
+    proptest::proptest! {
+        /// Every AM up to 52, any 64-bit address: a page-selective
+        /// invalidation removes exactly the cached entries intersecting the
+        /// range it denotes.
+        #[test]
+        fn page_selective_removes_exactly_its_range(
+            entries in proptest::collection::vec((proptest::prelude::any::<u64>(), 1u8..=5, proptest::prelude::any::<bool>()), 1..24),
+            addr in proptest::prelude::any::<u64>(),
+            near in proptest::prelude::any::<Option<usize>>(),
+            am in 0u8..=52,
+            pasid_selective in proptest::prelude::any::<bool>(),
+        ) {
+            let mut c = Caches::new(CachePolicy::Adversarial);
+            let mut addrs = Vec::new();
+            for (bits, level, five) in &entries {
+                let a = canonical(*bits, *five);
+                addrs.push(a);
+                if *level <= 3 {
+                    let size = 1u64 << (12 + 9 * u32::from(level - 1));
+                    c.iotlb_fill(1, 5, a, IotlbEntry { leaf: leaf(*level, 0x4000_0000 & !(size - 1)), filled: 0 });
+                } else {
+                    c.psc_fill(*level, 1, 5, a, psc(0x13000), 0);
+                }
+                if *level <= 3 {
+                    c.psc_fill(2, 1, 5, a, psc(0x14000), 0);
+                }
+            }
+            // Half the time aim at a cached address, possibly with its top
+            // bits flipped.
+            let addr = match near {
+                Some(i) => addrs[i % addrs.len()] ^ (addr & (0x7f << 57)),
+                None => addr,
+            };
+            let before = cached_ranges(&c);
+            let (lo, hi) = page_range_bounds(addr, am);
+            if pasid_selective {
+                c.piotlb_page(1, 5, addr, am, false);
+            } else {
+                c.iotlb_page(1, addr, am, false);
+            }
+            let after = cached_ranges(&c);
+            let expected: Vec<_> = before
+                .iter()
+                .copied()
+                .filter(|(_, a, b)| *b < lo || *a > hi)
+                .collect();
+            proptest::prop_assert_eq!(after, expected);
+        }
     }
 
     fn iotlb_hash(did: u16, pasid: u32, vpn: u64, level: u8) -> u64 {

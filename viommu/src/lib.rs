@@ -17,6 +17,7 @@
 
 #[cfg(feature = "iommu")]
 pub mod ats;
+pub mod breakdown;
 pub mod cache;
 pub mod checker;
 pub mod config;
@@ -45,6 +46,7 @@ use crate::walk::{Geometry, Leaf, Path, WalkError, WalkStart};
 
 #[cfg(feature = "iommu")]
 pub use crate::ats::RequesterIommu;
+pub use crate::breakdown::{Breakdown, Breakdowns, MAX_BREAKDOWN_KEYS};
 pub use crate::checker::StaleWalk;
 pub use crate::config::{CachePolicy, CheckMode, Config, ConfigError, Levels};
 pub use crate::counters::Counters;
@@ -125,6 +127,47 @@ pub enum FaultReason {
     /// A pass-through PASID entry although ECAP.PT is not reported.
     #[error("pass-through PASID entry but ECAP.PT=0")]
     PassThroughUnsupported,
+    /// The translation's output lies in the interrupt address range
+    /// (0xFEE00000-0xFEEFFFFF), which DMA may never reach (VT-d SGN.8).
+    #[error("output address {output:#x} in the interrupt address range")]
+    InterruptRange {
+        /// The output address.
+        output: u64,
+    },
+}
+
+/// First address of the interrupt address range.
+pub const INTERRUPT_RANGE_START: u64 = 0xfee0_0000;
+/// Last address of the interrupt address range.
+pub const INTERRUPT_RANGE_END: u64 = 0xfeef_ffff;
+
+/// Whether the leaf's page overlaps the interrupt address range.
+#[inline]
+fn overlaps_interrupt_range(leaf: &Leaf) -> bool {
+    leaf.page <= INTERRUPT_RANGE_END && leaf.page + (leaf.size - 1) >= INTERRUPT_RANGE_START
+}
+
+/// Whether an IOTLB entry cannot serve a request by itself: a permitted
+/// write through an entry whose leaf has D clear (filled by a read). The
+/// unit then walks the tables as for a miss, setting D in the guest's leaf,
+/// and refills the entry; a write the rights refuse faults on the entry.
+#[inline]
+fn needs_dirty_walk(
+    e: &IotlbEntry,
+    write: bool,
+    rights_ok: impl Fn(&Leaf) -> Result<(), WalkError>,
+) -> bool {
+    write && e.leaf.value & walk::PTE_D == 0 && rights_ok(&e.leaf).is_ok()
+}
+
+/// Blocks a translation whose output for `addr` is in the interrupt range.
+#[inline]
+fn check_interrupt_range(leaf: &Leaf, addr: u64) -> Result<(), FaultReason> {
+    let output = leaf.output(addr);
+    if (INTERRUPT_RANGE_START..=INTERRUPT_RANGE_END).contains(&output) {
+        return Err(FaultReason::InterruptRange { output });
+    }
+    Ok(())
 }
 
 impl FaultReason {
@@ -134,6 +177,7 @@ impl FaultReason {
             FaultReason::Table(t) => t.reason_code(),
             FaultReason::Walk(w) => w.reason_code(),
             FaultReason::Levels { .. } | FaultReason::PassThroughUnsupported => 0x5b,
+            FaultReason::InterruptRange { .. } => 0x87,
         }
     }
 }
@@ -245,6 +289,14 @@ pub struct Viommu {
     seq: u64,
     sample: u64,
     pub(crate) memo: Option<Memo>,
+    /// Per-device and per-PASID counts for the report (no sink needed).
+    pub(crate) breakdowns: Breakdowns,
+    /// The current run of translations by one requester and PASID, not yet
+    /// in `breakdowns`.
+    pending: breakdown::PendingTranslations,
+    /// The memo and last-hit fast paths are taken (always, outside tests:
+    /// the differential test turns them off to compare with the full path).
+    fast_paths: bool,
 }
 
 impl fmt::Debug for Viommu {
@@ -255,6 +307,7 @@ impl fmt::Debug for Viommu {
             .field("translation_enabled", &self.translation_enabled())
             .field("cache_sizes", &self.caches.sizes())
             .field("event_sink", &self.sink.is_some())
+            .field("fast_paths", &self.fast_paths)
             .finish_non_exhaustive()
     }
 }
@@ -284,6 +337,9 @@ impl Viommu {
             seq: 0,
             sample: 0,
             memo: None,
+            breakdowns: Breakdowns::default(),
+            pending: breakdown::PendingTranslations::default(),
+            fast_paths: true,
             config,
         }
     }
@@ -303,9 +359,27 @@ impl Viommu {
         self.regs.get32(regs::GSTS) & gcmd::TE != 0
     }
 
-    /// Installs (or removes) the event sink.
+    /// Per-device and per-PASID counts (translations, faults, stale walks,
+    /// PASID-based IOTLB invalidations), bounded by [`MAX_BREAKDOWN_KEYS`].
+    pub fn breakdowns(&self) -> Breakdowns {
+        let mut b = self.breakdowns.clone();
+        self.pending.clone().flush(&mut b);
+        b
+    }
+
+    /// Installs (or removes) the event sink. Only what is emitted depends on
+    /// it, never which path a translation or invalidation takes, nor any
+    /// counter.
     pub fn set_event_sink(&mut self, sink: Option<Box<dyn EventSink>>) {
         self.sink = sink;
+    }
+
+    /// Turns the memo and last-hit fast paths off (or on again), so a test
+    /// can check that they count and emit exactly what the full path does.
+    #[cfg(test)]
+    pub(crate) fn set_fast_paths(&mut self, on: bool) {
+        self.fast_paths = on;
+        self.memo = None;
     }
 
     /// The caches (read-only; for tests and tools).
@@ -316,6 +390,14 @@ impl Viommu {
     pub(crate) fn emit(&mut self, e: &Event) {
         if let Some(s) = self.sink.as_mut() {
             s.event(e);
+        }
+    }
+
+    /// Emits the event `f` builds, building it only when a sink listens.
+    #[inline]
+    pub(crate) fn emit_with(&mut self, f: impl FnOnce() -> Event) {
+        if let Some(s) = self.sink.as_mut() {
+            s.event(&f());
         }
     }
 
@@ -539,7 +621,7 @@ impl Viommu {
         mem: &M,
         req: &DmaRequest,
     ) -> Result<Translation, TranslationFault> {
-        if self.sink.is_none() {
+        if self.fast_paths {
             if let Some(t) = self.last_hit(mem, req) {
                 return Ok(t);
             }
@@ -570,10 +652,11 @@ impl Viommu {
             pass_through: false,
             hits: FAST_HIT_LEVELS,
         };
-        self.count_fast_hit();
+        self.count_fast_hit(req);
         if self.config.check != CheckMode::Off {
             self.check_last_hit(mem, req);
         }
+        self.emit_fast_hit(req, &t);
         Some(t)
     }
 
@@ -625,13 +708,35 @@ impl Viommu {
     }
 
     #[inline]
-    fn count_fast_hit(&mut self) {
+    fn count_fast_hit(&mut self, req: &DmaRequest) {
         self.seq += 1;
         let c = &mut self.counters;
         c.translations += 1;
         c.cache.context.hits += 1;
         c.cache.pasid.hits += 1;
         c.cache.iotlb.hits += 1;
+        self.pending
+            .count(&mut self.breakdowns, req.rid, req.pasid, false);
+    }
+
+    /// The translation event of a fast-path hit: what the full path emits
+    /// for the same IOTLB hit.
+    #[inline]
+    fn emit_fast_hit(&mut self, req: &DmaRequest, t: &Translation) {
+        self.emit_with(|| Event::Translation {
+            rid: req.rid,
+            pasid: req.pasid,
+            addr: req.addr,
+            access: req.access,
+            privileged: req.privileged,
+            speculative: false,
+            result: event::TranslationOutcome::Ok {
+                output: t.addr,
+                size: t.page_size,
+                pass_through: false,
+            },
+            hits: FAST_HIT_LEVELS,
+        });
     }
 
     /// An ATS translation request: like [`translate`](Self::translate) but a
@@ -652,6 +757,18 @@ impl Viommu {
         let _ = self.translate_mode(mem, req, Mode::Speculative);
     }
 
+    /// [`speculative_walk`](Self::speculative_walk), returning where the walk
+    /// ended: the leaf it reached (rights as the entries combine them; no
+    /// access was checked) or the structural fault that stopped it. Nothing
+    /// is recorded either way; for tools that compare outcomes.
+    pub fn speculative_walk_outcome<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        req: &DmaRequest,
+    ) -> Result<Translation, TranslationFault> {
+        self.translate_mode(mem, req, Mode::Speculative)
+    }
+
     #[inline(never)]
     fn translate_mode<M: GuestMemory>(
         &mut self,
@@ -659,7 +776,7 @@ impl Viommu {
         req: &DmaRequest,
         mode: Mode,
     ) -> Result<Translation, TranslationFault> {
-        if mode == Mode::Dma && self.sink.is_none() {
+        if mode == Mode::Dma && self.fast_paths {
             if let Some(t) = self.iotlb_fast_path(mem, req) {
                 return Ok(t);
             }
@@ -681,18 +798,20 @@ impl Viommu {
             },
             Err(r) => event::TranslationOutcome::Fault { reason: r.code() },
         };
-        if self.sink.is_some() {
-            self.emit(&Event::Translation {
-                rid: req.rid,
-                pasid: req.pasid,
-                addr: req.addr,
-                access: req.access,
-                privileged: req.privileged,
-                speculative,
-                result: outcome,
-                hits,
-            });
+        if !speculative {
+            self.pending
+                .count(&mut self.breakdowns, req.rid, req.pasid, result.is_err());
         }
+        self.emit_with(|| Event::Translation {
+            rid: req.rid,
+            pasid: req.pasid,
+            addr: req.addr,
+            access: req.access,
+            privileged: req.privileged,
+            speculative,
+            result: outcome,
+            hits,
+        });
         match result {
             Ok(t) => Ok(t),
             Err(reason) => {
@@ -744,12 +863,20 @@ impl Viommu {
             _ => self.caches.iotlb_lookup(m.did, m.pasid, req.addr, false)?,
         };
         walk::check_rights(&e.leaf, req.addr, req.access, privileged, m.wpe).ok()?;
+        // A page overlapping the interrupt range takes the full path, which
+        // blocks outputs inside it; so does a write that has to set D.
+        if overlaps_interrupt_range(&e.leaf)
+            || (req.access == Access::Write && e.leaf.value & walk::PTE_D == 0)
+        {
+            return None;
+        }
         if let Some(memo) = self.memo.as_mut() {
             let mask = !(e.leaf.size - 1);
             let mut allowed = 0;
             for access in [Access::Read, Access::Write, Access::Execute] {
                 for p in [false, true] {
                     let ok = (!p || m.sre)
+                        && (access != Access::Write || e.leaf.value & walk::PTE_D != 0)
                         && walk::check_rights(&e.leaf, req.addr, access, p, m.wpe).is_ok();
                     if ok {
                         allowed |= rights_bit(access, p);
@@ -766,7 +893,7 @@ impl Viommu {
                 verified: checker::VerifiedWalk::default(),
             });
         }
-        self.count_fast_hit();
+        self.count_fast_hit(req);
         if self.config.check != CheckMode::Off {
             self.maybe_check(
                 mem,
@@ -779,13 +906,9 @@ impl Viommu {
                 &Ok(e.leaf),
             );
         }
-        let hits = HitLevels {
-            context: true,
-            pasid: true,
-            iotlb: true,
-            psc_level: None,
-        };
-        Some(leaf_translation(&e.leaf, req.addr, privileged, m.wpe, hits))
+        let t = leaf_translation(&e.leaf, req.addr, privileged, m.wpe, FAST_HIT_LEVELS);
+        self.emit_fast_hit(req, &t);
+        Some(t)
     }
 
     fn record_fault(&mut self, req: &DmaRequest, reason: &FaultReason) -> bool {
@@ -914,7 +1037,7 @@ impl Viommu {
         // Requests without a PASID are user requests (as Linux's first-stage
         // DMA page tables, which set U/S, assume).
         let privileged = req.pasid.is_some() && req.privileged;
-        if self.config.cache == CachePolicy::Adversarial {
+        if self.config.cache == CachePolicy::Adversarial && self.fast_paths {
             self.memo = Some(Memo {
                 rid: req.rid,
                 req_pasid: req.pasid,
@@ -959,8 +1082,13 @@ impl Viommu {
         let touch = !matches!(self.config.cache, CachePolicy::Adversarial);
         let check =
             |rights: &Leaf| walk::check_rights(rights, addr, req.access, privileged, pe.wpe);
+        let write = mode != Mode::Speculative && req.access == Access::Write;
         if self.caches.enabled() {
-            if let Some(e) = self.caches.iotlb_lookup(did, pasid, addr, touch) {
+            if let Some(e) = self
+                .caches
+                .iotlb_lookup(did, pasid, addr, touch)
+                .filter(|e| !needs_dirty_walk(e, write, check))
+            {
                 self.counters.cache.iotlb.hits += 1;
                 hits.iotlb = true;
                 self.maybe_check(
@@ -975,6 +1103,7 @@ impl Viommu {
                 );
                 if mode != Mode::Speculative {
                     check(&e.leaf)?;
+                    check_interrupt_range(&e.leaf, addr)?;
                 }
                 return Ok(e.leaf);
             }
@@ -1013,6 +1142,7 @@ impl Viommu {
                 return Ok(leaf);
             }
             check(&leaf)?;
+            check_interrupt_range(&leaf, addr)?;
             match walk::set_accessed_dirty(mem, &path, &leaf, req.access == Access::Write)? {
                 true => {}
                 false if restarts < walk::MAX_WALK_RESTARTS => {
@@ -1022,6 +1152,11 @@ impl Viommu {
                 false => return Err(WalkError::AdUpdate { gpa: leaf.gpa }.into()),
             }
             if self.caches.enabled() {
+                // The entry holds the leaf as memory has it now (A, and D
+                // for a write, just set), so a later write knows whether D
+                // still has to be set.
+                let mut leaf = leaf;
+                leaf.value |= walk::PTE_A | if write { walk::PTE_D } else { 0 };
                 let e = IotlbEntry {
                     leaf,
                     filled: self.seq,
@@ -1059,12 +1194,13 @@ impl Viommu {
                 gpa: e.gpa,
                 table,
                 rights,
-                snapshot,
                 filled: self.seq,
             };
             let stats = self.counters.cache.level_mut(e.level);
             stats.fills += 1;
-            let ev = self.caches.psc_fill(e.level, did, pasid, addr, entry);
+            let ev = self
+                .caches
+                .psc_fill(e.level, did, pasid, addr, entry, snapshot);
             self.counters.cache.level_mut(e.level).evictions += ev;
         }
     }
@@ -1103,7 +1239,16 @@ impl Viommu {
     ) {
         let found = match used {
             Used::Iotlb(e) => self.check_iotlb_hit(mem, geo, root, addr, e),
-            Used::Psc(..) => checker::check(mem, geo, root, addr, used, outcome),
+            Used::Psc(level, e) => {
+                let seen = self.caches.last_seen_linked(e.table);
+                match checker::check_psc(mem, geo, root, addr, *level, e, outcome, seen) {
+                    checker::PscCheck::Linked { snapshot, stale } => {
+                        self.caches.seen_linked(e.table, snapshot);
+                        stale
+                    }
+                    checker::PscCheck::Moved(stale) => Some(stale),
+                }
+            }
         };
         let Some((class, level, cached, memory, table_page)) = found else {
             return;
@@ -1114,6 +1259,8 @@ impl Viommu {
             StaleClass::Reused => s.reused += 1,
             StaleClass::Leaf => s.leaf += 1,
         }
+        self.breakdowns
+            .stale_walk(rid, pasid, class == StaleClass::Reused);
         let w = StaleWalk {
             seq: self.seq,
             class,
@@ -1262,9 +1409,17 @@ fn leaf_translation(
     wpe: bool,
     hits: HitLevels,
 ) -> Translation {
+    // A device may use a translation up to the end of its page: a large page
+    // overlapping the interrupt range is reported in 4-KiB pieces, none of
+    // which reaches into the range unless its own output does (and faults).
+    let page_size = if overlaps_interrupt_range(leaf) {
+        1 << 12
+    } else {
+        leaf.size
+    };
     Translation {
         addr: leaf.output(addr),
-        page_size: leaf.size,
+        page_size,
         writable: leaf.rights.write || (privileged && !wpe),
         executable: !leaf.rights.no_exec && (!privileged || !leaf.rights.user),
         user: leaf.rights.user,

@@ -726,6 +726,7 @@ impl Viommu {
                 granularity,
             } => {
                 c.invalidations.piotlb += 1;
+                self.breakdowns.piotlb(pasid);
                 removed = match granularity {
                     PiotlbGranularity::Pasid => {
                         c.granularity.piotlb_pasid += 1;
@@ -789,15 +790,13 @@ impl Viommu {
             }
         }
         self.record_removed(&removed);
-        if self.sink.is_some() {
-            let total =
-                removed.context + removed.pasid + removed.iotlb + removed.psc.iter().sum::<u64>();
-            self.emit(&Event::Invalidation {
-                slot,
-                descriptor: d,
-                removed: total,
-            });
-        }
+        let total =
+            removed.context + removed.pasid + removed.iotlb + removed.psc.iter().sum::<u64>();
+        self.emit_with(|| Event::Invalidation {
+            slot,
+            descriptor: d,
+            removed: total,
+        });
         Ok(())
     }
 }

@@ -67,6 +67,11 @@ pub struct ReplayArgs {
     /// Print the report as JSON on standard output.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub report: ReportFormat,
+    /// Also list every `dma`/`walk` line's outcome (output address, page
+    /// size, rights, or fault reason): an `outcomes` array in the JSON
+    /// report, one line each in the summary.
+    #[arg(long)]
+    pub outcomes: bool,
     /// --trace and --trace-events.
     #[command(flatten)]
     pub trace: TraceArgs,

@@ -117,9 +117,13 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
     let sink = writer
         .as_ref()
         .map(|w| Box::new(w.sink()) as Box<dyn viommu::EventSink>);
-    let status = stalewalk_tools::replay::replay_to_with_sink(
+    let options = stalewalk_tools::replay::ReplayOptions {
+        report_json: json,
+        outcomes: args.outcomes,
+    };
+    let status = stalewalk_tools::replay::replay_to_with_options(
         &args.file,
-        json,
+        options,
         sink,
         &mut std::io::stdout().lock(),
         &mut std::io::stderr().lock(),

@@ -16,8 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use viommu::event::{Event, EventSink, TranslationOutcome};
-use viommu::qi::Descriptor;
+use viommu::event::{Event, EventSink};
 
 use crate::config::VmConfig;
 
@@ -30,9 +29,7 @@ pub const MAX_GUEST_KEYS: usize = 256;
 pub const MAX_GUEST_VALUE: usize = 256;
 /// Longest serial line buffered while looking for result lines.
 const MAX_LINE: usize = 4096;
-/// Most (requester, PASID) pairs broken down, so a guest using every PASID
-/// cannot grow the VMM's memory; the rest are summed into `other`.
-pub const MAX_BREAKDOWN_KEYS: usize = 1024;
+pub use viommu::MAX_BREAKDOWN_KEYS;
 
 /// What the guest printed as `stalewalk-guest: key=value ...`.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -133,136 +130,9 @@ impl Write for GuestLog {
     }
 }
 
-/// Counts for one requester or PASID.
-#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct Breakdown {
-    /// Device translations.
-    pub translations: u64,
-    /// Translations that faulted.
-    pub faults: u64,
-    /// Stale walks (all classes).
-    pub stale_walks: u64,
-    /// `reused` stale walks.
-    pub reused: u64,
-    /// PASID-based IOTLB invalidations naming this PASID.
-    pub piotlb: u64,
-}
-
-/// Per-device and per-PASID counts, built from the vIOMMU's event stream.
-///
-/// Keyed by number while the guest runs (this is on every translation's
-/// path: no formatting, no allocation once a key exists); names are made
-/// only when the report is serialized.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Breakdowns {
-    /// By requester id, serialized as `"00:04.0"`.
-    #[serde(serialize_with = "by_rid")]
-    pub per_device: BTreeMap<u16, Breakdown>,
-    /// By PASID, serialized as the number or `"none"` for requests without
-    /// one.
-    #[serde(serialize_with = "by_pasid")]
-    pub per_pasid: BTreeMap<Option<u32>, Breakdown>,
-    /// Events whose key did not fit under [`MAX_BREAKDOWN_KEYS`].
-    #[serde(rename = "breakdown_overflow")]
-    pub other: Breakdown,
-}
-
-fn by_rid<S: serde::Serializer>(m: &BTreeMap<u16, Breakdown>, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_map(m.iter().map(|(k, v)| (rid_name(*k), v)))
-}
-
-fn by_pasid<S: serde::Serializer>(
-    m: &BTreeMap<Option<u32>, Breakdown>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.collect_map(m.iter().map(|(k, v)| (pasid_name(*k), v)))
-}
-
-/// Formats a requester id as bus:device.function.
-pub fn rid_name(rid: u16) -> String {
-    format!("{:02x}:{:02x}.{}", rid >> 8, (rid >> 3) & 0x1f, rid & 7)
-}
-
-fn pasid_name(pasid: Option<u32>) -> String {
-    pasid.map_or_else(|| "none".to_string(), |p| p.to_string())
-}
-
-/// The PASID the checker reports for requests without one (RID_PASID as
-/// Linux programs it); the breakdown files those under `"none"`, beside
-/// the same requests' translations.
-const RID_PASID: u32 = 0;
-
-impl Breakdowns {
-    fn slot<'a, K: Ord>(
-        map: &'a mut BTreeMap<K, Breakdown>,
-        other: &'a mut Breakdown,
-        key: K,
-    ) -> &'a mut Breakdown {
-        if map.len() >= MAX_BREAKDOWN_KEYS && !map.contains_key(&key) {
-            return other;
-        }
-        map.entry(key).or_default()
-    }
-
-    fn both(&mut self, rid: u16, pasid: Option<u32>, f: impl Fn(&mut Breakdown)) {
-        f(Self::slot(&mut self.per_device, &mut self.other, rid));
-        f(Self::slot(&mut self.per_pasid, &mut self.other, pasid));
-    }
-
-    /// The counts of one device (`"00:04.0"`-style names are for output).
-    pub fn device(&self, rid: u16) -> Option<&Breakdown> {
-        self.per_device.get(&rid)
-    }
-
-    /// Accounts one event.
-    pub fn record(&mut self, event: &Event) {
-        match event {
-            Event::Translation {
-                rid,
-                pasid,
-                speculative: false,
-                result,
-                ..
-            } => self.both(*rid, *pasid, |b| {
-                b.translations += 1;
-                if matches!(result, TranslationOutcome::Fault { .. }) {
-                    b.faults += 1;
-                }
-            }),
-            Event::StaleWalk(s) => {
-                let reused = matches!(s.class, viommu::checker::StaleClass::Reused);
-                let pasid = (s.pasid != RID_PASID).then_some(s.pasid);
-                self.both(s.rid, pasid, |b| {
-                    b.stale_walks += 1;
-                    if reused {
-                        b.reused += 1;
-                    }
-                })
-            }
-            Event::Invalidation {
-                descriptor: Descriptor::Piotlb { pasid, .. },
-                ..
-            } => {
-                let key = (*pasid != RID_PASID).then_some(*pasid);
-                Self::slot(&mut self.per_pasid, &mut self.other, key).piotlb += 1
-            }
-            _ => {}
-        }
-    }
-}
-
-/// An event sink that keeps [`Breakdowns`] in a shared place.
-#[derive(Debug, Clone, Default)]
-pub struct BreakdownSink(pub Arc<Mutex<Breakdowns>>);
-
-impl EventSink for BreakdownSink {
-    fn event(&mut self, event: &Event) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .record(event);
-    }
-}
+// Per-device and per-PASID counts are kept by the vIOMMU itself (no event
+// sink needed); the report serializes them as they are.
+pub use viommu::breakdown::{Breakdown, Breakdowns, pasid_name, rid_name};
 
 /// Sends every event to several sinks, in order.
 pub struct FanOut(pub Vec<Box<dyn EventSink>>);
@@ -573,16 +443,13 @@ pub fn build_report(
     platform: &crate::platform::Platform,
     unclaimed_io: u64,
     guest_lines: &Mutex<GuestLines>,
-    breakdowns: &BreakdownSink,
 ) -> RunReport {
-    let counters = platform
+    let (counters, breakdowns) = platform
         .viommu
         .as_ref()
         .map(|v| {
-            v.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .counters()
-                .clone()
+            let v = v.lock().unwrap_or_else(|p| p.into_inner());
+            (v.counters().clone(), v.breakdowns())
         })
         .unwrap_or_default();
     let sva_devices: Vec<SvaReport> = platform
@@ -624,11 +491,7 @@ pub fn build_report(
         ended_by,
         elapsed_ms: elapsed.as_secs_f64() * 1e3,
         counters,
-        breakdowns: breakdowns
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone(),
+        breakdowns,
         sva_devices,
         virtio_devices,
         vmm: VmmCounters {
@@ -716,29 +579,7 @@ mod tests {
         assert_eq!(log.partial.len(), MAX_LINE);
     }
 
-    #[test]
-    fn breakdowns_are_bounded() {
-        let mut b = Breakdowns::default();
-        for p in 0..(u32::try_from(MAX_BREAKDOWN_KEYS).unwrap() + 5) {
-            b.record(&Event::Translation {
-                rid: 0x20,
-                pasid: Some(p),
-                addr: 0,
-                access: viommu::Access::Read,
-                privileged: false,
-                speculative: false,
-                result: TranslationOutcome::Fault { reason: 1 },
-                hits: Default::default(),
-            });
-        }
-        assert_eq!(b.per_pasid.len(), MAX_BREAKDOWN_KEYS);
-        assert_eq!(b.other.translations, 5);
-        let n = u64::try_from(MAX_BREAKDOWN_KEYS).unwrap() + 5;
-        assert_eq!(b.device(0x20).unwrap().faults, n);
-        let v = serde_json::to_value(&b).unwrap();
-        assert_eq!(v["per_device"]["00:04.0"]["translations"], n);
-        assert_eq!(v["per_pasid"]["0"]["translations"], 1);
-    }
+    // breakdowns_are_bounded lives with the breakdowns, in viommu.
 
     #[test]
     fn rejected_guest_actions_include_every_device() {

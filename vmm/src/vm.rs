@@ -30,7 +30,7 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::config::{ConfigError, SerialMode, VmConfig};
 use crate::cpuid::{self, CpuProfile};
-use crate::report::{self, BreakdownSink, GuestLines, RunReport};
+use crate::report::{self, GuestLines, RunReport};
 use crate::seccomp::{self, ThreadKind};
 use crate::vcpu::{self, VcpuShared, VcpuStop};
 use crate::{boot, loader, memory, platform};
@@ -399,16 +399,8 @@ pub fn run_with_report(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
 fn run_on_this_thread(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
     let start = Instant::now();
     let guest_lines = Arc::new(Mutex::new(GuestLines::default()));
-    let breakdowns = BreakdownSink::default();
     let mut report_inputs = None;
-    let result = run_inner(
-        cfg,
-        hooks,
-        start,
-        &guest_lines,
-        &breakdowns,
-        &mut report_inputs,
-    );
+    let result = run_inner(cfg, hooks, start, &guest_lines, &mut report_inputs);
     let report = report_inputs.map(|(platform, unclaimed): (platform::Platform, u64)| {
         let (exit_status, ended_by) = match &result {
             Ok(o) => (Some(o.exit_status), format!("{:?}", o.reason)),
@@ -419,7 +411,7 @@ fn run_on_this_thread(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
             ended_by,
             elapsed: start.elapsed(),
         };
-        report::build_report(cfg, end, &platform, unclaimed, &guest_lines, &breakdowns)
+        report::build_report(cfg, end, &platform, unclaimed, &guest_lines)
     });
     RunResult { result, report }
 }
@@ -429,7 +421,6 @@ fn run_inner(
     hooks: RunHooks,
     start: Instant,
     guest_lines: &Arc<Mutex<GuestLines>>,
-    breakdowns: &BreakdownSink,
     report_inputs: &mut Option<(platform::Platform, u64)>,
 ) -> Result<RunOutcome, VmError> {
     cfg.validate()?;
@@ -493,12 +484,12 @@ fn run_inner(
         &mut mmio,
         shutdown.clone(),
     )?;
-    if let Some(v) = &platform.viommu {
-        let mut sinks: Vec<Box<dyn viommu::EventSink>> = vec![Box::new(breakdowns.clone())];
-        sinks.extend(hooks.events);
+    // The report's figures are counted inside the vIOMMU: a sink is
+    // installed only for a trace (`--trace`).
+    if let (Some(v), Some(sink)) = (&platform.viommu, hooks.events) {
         v.lock()
             .unwrap_or_else(|p| p.into_inner())
-            .set_event_sink(Some(Box::new(report::FanOut(sinks))));
+            .set_event_sink(Some(sink));
     }
     verbose(&|| {
         format!(
