@@ -709,6 +709,9 @@ fn run_inner(
         unclaimed: AtomicU64::new(0),
         emulate: cfg.emulate_in_vmm,
         emulated: crate::emulate::EmulatedCounts::default(),
+        sync_regs: u64::try_from(vm.check_extension_int(kvm_ioctls::Cap::SyncRegs)).is_ok_and(
+            |bits| bits & crate::emulate::SYNC_REGS_NEEDED == crate::emulate::SYNC_REGS_NEEDED,
+        ),
     });
     // Set-up is done: from here this thread only starts the vCPUs (which
     // inherit this filter, then add their own), waits and reports.

@@ -13,6 +13,7 @@
 #include "../exit.h"
 #include "../io.h"
 #include "../lib.h"
+#include "../platform.h"
 #include "../trap.h"
 
 #define CF 0x001ULL
@@ -303,9 +304,47 @@ static void breakpoint(void)
     check("int3.rip1", bp_rip[1], second);
 }
 
+static int bench_bp_hook(struct trap_frame *f)
+{
+    return f->vector == 3;
+}
+
+/* vmm_emulate_bench=N: the cost of one exit, in TSC cycles per
+ * iteration, for N iterations each of: an `add` KVM's emulator runs
+ * without an exit (the floor), an `out` to an unclaimed port (a plain
+ * port-I/O exit to the VMM), `popcnt` (an exit the VMM emulates) and
+ * `int3` (an emulated exit plus #BP delivery and the handler's iretq). */
+static void bench(u64 n)
+{
+    u64 t0 = rdtsc();
+    u64 acc = 0;
+    for (u64 i = 0; i < n; i++)
+        __asm__ volatile("add %1, %0" : "+r"(acc) : "r"(i));
+    u64 t1 = rdtsc();
+    for (u64 i = 0; i < n; i++)
+        __asm__ volatile("outb %%al, $0x80" : : "a"(0));
+    u64 t2 = rdtsc();
+    for (u64 i = 0; i < n; i++)
+        __asm__ volatile("popcnt %1, %0" : "=r"(acc) : "r"(i) : "cc");
+    u64 t3 = rdtsc();
+    trap_kernel_hook = bench_bp_hook;
+    for (u64 i = 0; i < n; i++)
+        __asm__ volatile("int3" : : : "memory");
+    trap_kernel_hook = NULL;
+    u64 t4 = rdtsc();
+    kprintf("stalewalk-guest: vmm_emulate_bench=%llu add_cycles=%llu pio_exit_cycles=%llu "
+            "popcnt_exit_cycles=%llu int3_cycles=%llu\n",
+            n, (t1 - t0) / n, (t2 - t1) / n, (t3 - t2) / n, (t4 - t3) / n);
+}
+
 int scenario_vmm_emulate(const struct boot_info *bi)
 {
     (void)bi;
+    u64 n = cmdline_u64("vmm_emulate_bench", 0);
+    if (n) {
+        bench(n);
+        return EXIT_OK;
+    }
     breakpoint();
     bit_counts();
     bmi1();

@@ -32,7 +32,7 @@ use std::sync::Mutex;
 
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
 use kvm_bindings::{kvm_regs, kvm_sregs};
-use kvm_ioctls::VcpuFd;
+use kvm_ioctls::{SyncReg, VcpuFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use crate::gva::{self, PagingMode, WalkError};
@@ -430,13 +430,50 @@ fn decode(bytes: &[u8], bits: u32, rip: u64) -> Result<Instruction, EmulateError
     Ok(ins)
 }
 
+/// Where the vCPU's registers come from and go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegAccess {
+    /// `kvm_run`'s synced registers (`KVM_CAP_SYNC_REGS`: regs, sregs and
+    /// events valid on every exit, written back through `kvm_dirty_regs`):
+    /// no extra ioctl, each of which costs a `vcpu_load` (MSR reads) here.
+    Synced,
+    /// `KVM_GET_REGS`/`KVM_GET_SREGS`/`KVM_SET_REGS` and
+    /// `KVM_GET/SET_VCPU_EVENTS`, where KVM has no sync regs.
+    Ioctls,
+}
+
+/// Asks KVM to copy registers, system registers and events into
+/// `kvm_run` on every exit, so [`RegAccess::Synced`] can use them.
+pub fn enable_sync_regs(fd: &mut VcpuFd) {
+    fd.set_sync_valid_reg(SyncReg::Register);
+    fd.set_sync_valid_reg(SyncReg::SystemRegister);
+    fd.set_sync_valid_reg(SyncReg::VcpuEvents);
+}
+
+/// The `KVM_CAP_SYNC_REGS` bits [`enable_sync_regs`] needs.
+pub const SYNC_REGS_NEEDED: u64 = kvm_bindings::KVM_SYNC_X86_REGS as u64
+    | kvm_bindings::KVM_SYNC_X86_SREGS as u64
+    | kvm_bindings::KVM_SYNC_X86_EVENTS as u64;
+
 /// Handles the instruction at the vCPU's RIP that KVM could not emulate.
 /// On success the vCPU is ready to run on and the result names the
 /// instruction (for the report); an error means the VM must stop.
-pub fn emulate(fd: &VcpuFd, mem: &GuestMemoryMmap) -> Result<&'static str, EmulateError> {
+pub fn emulate(
+    fd: &mut VcpuFd,
+    mem: &GuestMemoryMmap,
+    access: RegAccess,
+) -> Result<&'static str, EmulateError> {
     let kvm = |what: &'static str| move |source| EmulateError::Kvm { what, source };
-    let regs = fd.get_regs().map_err(kvm("KVM_GET_REGS"))?;
-    let sregs = fd.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
+    let (regs, sregs) = match access {
+        RegAccess::Synced => {
+            let s = fd.sync_regs();
+            (s.regs, s.sregs)
+        }
+        RegAccess::Ioctls => (
+            fd.get_regs().map_err(kvm("KVM_GET_REGS"))?,
+            fd.get_sregs().map_err(kvm("KVM_GET_SREGS"))?,
+        ),
+    };
     let mode = paging_mode(&sregs);
     let lin = linear_rip(&regs, &sregs);
     let bytes = gva::read_bytes(mem, &mode, lin, INSN_BYTES);
@@ -466,22 +503,36 @@ pub fn emulate(fd: &VcpuFd, mem: &GuestMemoryMmap) -> Result<&'static str, Emula
             } else {
                 ins.next_ip() & 0xffff_ffff
             };
-            fd.set_regs(&cpu.regs).map_err(kvm("KVM_SET_REGS"))?;
+            match access {
+                RegAccess::Synced => {
+                    fd.sync_regs_mut().regs = cpu.regs;
+                    fd.set_sync_dirty_reg(SyncReg::Register);
+                }
+                RegAccess::Ioctls => fd.set_regs(&cpu.regs).map_err(kvm("KVM_SET_REGS"))?,
+            }
             if ins.code() == Code::Int3 {
-                inject(fd, VEC_BP, None)?;
+                inject(fd, access, VEC_BP, None)?;
             }
         }
-        After::Fault { vector, error } => inject(fd, vector, error)?,
+        After::Fault { vector, error } => inject(fd, access, vector, error)?,
     }
     Ok(mnemonic)
 }
 
 /// Queues exception `vector` for delivery at the next entry.
-fn inject(fd: &VcpuFd, vector: u32, error: Option<u32>) -> Result<(), EmulateError> {
-    let mut ev = fd.get_vcpu_events().map_err(|source| EmulateError::Kvm {
-        what: "KVM_GET_VCPU_EVENTS",
-        source,
-    })?;
+fn inject(
+    fd: &mut VcpuFd,
+    access: RegAccess,
+    vector: u32,
+    error: Option<u32>,
+) -> Result<(), EmulateError> {
+    let mut ev = match access {
+        RegAccess::Synced => fd.sync_regs().events,
+        RegAccess::Ioctls => fd.get_vcpu_events().map_err(|source| EmulateError::Kvm {
+            what: "KVM_GET_VCPU_EVENTS",
+            source,
+        })?,
+    };
     ev.exception.injected = 1;
     ev.exception.pending = 0;
     ev.exception.nr = u8::try_from(vector).unwrap_or(0);
@@ -490,10 +541,17 @@ fn inject(fd: &VcpuFd, vector: u32, error: Option<u32>) -> Result<(), EmulateErr
     // Only the exception changes: the optional parts (NMI pending, SIPI,
     // shadow, SMM, payload) are left as they are.
     ev.flags = 0;
-    fd.set_vcpu_events(&ev).map_err(|source| EmulateError::Kvm {
-        what: "KVM_SET_VCPU_EVENTS",
-        source,
-    })
+    match access {
+        RegAccess::Synced => {
+            fd.sync_regs_mut().events = ev;
+            fd.set_sync_dirty_reg(SyncReg::VcpuEvents);
+            Ok(())
+        }
+        RegAccess::Ioctls => fd.set_vcpu_events(&ev).map_err(|source| EmulateError::Kvm {
+            what: "KVM_SET_VCPU_EVENTS",
+            source,
+        }),
+    }
 }
 
 fn execute(cpu: &mut Cpu<'_>, ins: &Instruction, fd: &VcpuFd) -> Result<After, EmulateError> {
