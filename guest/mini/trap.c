@@ -28,12 +28,16 @@ static void syscall(struct trap_frame *f)
     f->rip += 2; /* past ud2 */
 }
 
+int (*trap_kernel_hook)(struct trap_frame *f);
+
 void trap_dispatch(struct trap_frame *f)
 {
     if (f->vector == 6 && (f->cs & 3) == 3) {
         syscall(f);
         return;
     }
+    if ((f->cs & 3) == 0 && trap_kernel_hook && trap_kernel_hook(f))
+        return;
     const char *name = f->vector < 32 && names[f->vector] ? names[f->vector] : "?";
     kprintf("stalewalk-guest: exception=%s vector=%llu error=0x%llx rip=0x%llx cs=0x%llx "
             "rsp=0x%llx cr2=0x%llx cpu=%u\n",

@@ -20,4 +20,9 @@ struct trap_frame {
 
 void trap_dispatch(struct trap_frame *f);
 
+/* A scenario's handler for exceptions raised at CPL0 on purpose (the
+ * vmm-emulate scenario's int3): returns nonzero when it handled `f`, which
+ * then resumes at f->rip. NULL (the default) for none. */
+extern int (*trap_kernel_hook)(struct trap_frame *f);
+
 #endif

@@ -202,6 +202,11 @@ pub struct RunArgs {
     /// report and trace are written and the exit status is 124.
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<String>,
+    /// Instructions KVM's emulator cannot run (int3, popcnt, BMI, movbe,
+    /// cmpxchg16b, fwait, x87/SSE control): on runs them in the VMM, off
+    /// stops the guest (docs/EMULATION.md).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub emulate_in_vmm: OnOff,
 }
 
 /// A switch.
@@ -337,6 +342,7 @@ impl RunArgs {
                 .as_deref()
                 .map(config::parse_timeout)
                 .transpose()?,
+            emulate_in_vmm: self.emulate_in_vmm == OnOff::On,
         })
     }
 }

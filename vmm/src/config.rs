@@ -67,6 +67,9 @@ pub struct VmConfig {
     pub seccomp: crate::seccomp::SeccompMode,
     /// Stop the guest after this much wall time (`--timeout`).
     pub timeout: Option<std::time::Duration>,
+    /// Run the instructions KVM's emulator cannot, from a documented set
+    /// (`--emulate-in-vmm`, docs/EMULATION.md).
+    pub emulate_in_vmm: bool,
 }
 
 impl Default for VmConfig {
@@ -84,6 +87,7 @@ impl Default for VmConfig {
             platform: crate::platform::PlatformConfig::default(),
             seccomp: crate::seccomp::SeccompMode::On,
             timeout: None,
+            emulate_in_vmm: true,
         }
     }
 }

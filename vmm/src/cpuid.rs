@@ -84,6 +84,101 @@ const HIDDEN_EMULATION_SAFE: &[Feature] = &[
     ("tbm", 0x8000_0001, 0, Reg::Ecx, 21),
 ];
 
+/// Features a Linux guest would use although KVM's instruction emulator
+/// (guest kernel mode on hosts without hardware virtualization) cannot run
+/// their instructions or, for `movbe`, raises #UD on them; by Linux's
+/// `clearcpuid=` names. XSAVE (and with it AVX, AVX-512 and the XSAVE
+/// variants, which Linux makes depend on it) is switched off with
+/// `noxsave` instead.
+const LINUX_UNRUNNABLE: &[Feature] = &[
+    ("fma", 1, 0, Reg::Ecx, 12),
+    ("pcid", 1, 0, Reg::Ecx, 17),
+    ("movbe", 1, 0, Reg::Ecx, 22),
+    ("popcnt", 1, 0, Reg::Ecx, 23),
+    ("avx", 1, 0, Reg::Ecx, 28),
+    ("f16c", 1, 0, Reg::Ecx, 29),
+    ("rdrand", 1, 0, Reg::Ecx, 30),
+    ("fsgsbase", 7, 0, Reg::Ebx, 0),
+    ("bmi1", 7, 0, Reg::Ebx, 3),
+    ("avx2", 7, 0, Reg::Ebx, 5),
+    ("bmi2", 7, 0, Reg::Ebx, 8),
+    ("invpcid", 7, 0, Reg::Ebx, 10),
+    ("avx512f", 7, 0, Reg::Ebx, 16),
+    ("rdseed", 7, 0, Reg::Ebx, 18),
+    ("adx", 7, 0, Reg::Ebx, 19),
+    ("smap", 7, 0, Reg::Ebx, 20),
+    ("la57", 7, 0, Reg::Ecx, 16),
+    ("rdpid", 7, 0, Reg::Ecx, 22),
+    ("abm", 0x8000_0001, 0, Reg::Ecx, 5),
+];
+
+/// XSAVE: Linux's `noxsave`.
+const XSAVE: Feature = ("xsave", 1, 0, Reg::Ecx, 26);
+
+/// One CPUID leaf's registers (eax, ebx, ecx, edx).
+pub type CpuidRegs = [u32; 4];
+
+/// CPUID `leaf`/`sub` on the host CPU, as the VMM process sees it.
+pub fn host_cpuid(leaf: u32, sub: u32) -> CpuidRegs {
+    let max = std::arch::x86_64::__cpuid_count(leaf & 0x8000_0000, 0).eax;
+    if leaf > max {
+        return [0; 4];
+    }
+    let r = std::arch::x86_64::__cpuid_count(leaf, sub);
+    [r.eax, r.ebx, r.ecx, r.edx]
+}
+
+fn bit_of(regs: CpuidRegs, reg: Reg, bit: u32) -> bool {
+    let v = match reg {
+        Reg::Ebx => regs[1],
+        Reg::Ecx => regs[2],
+        Reg::Edx => regs[3],
+    };
+    v & (1 << bit) != 0
+}
+
+fn entries_have(entries: &[kvm_cpuid_entry2], f: &Feature) -> bool {
+    let &(_, leaf, sub, reg, bit) = f;
+    entries
+        .iter()
+        .find(|e| e.function == leaf && e.index == sub)
+        .is_some_and(|e| bit_of([e.eax, e.ebx, e.ecx, e.edx], reg, bit))
+}
+
+/// The words to add to a Linux guest's command line under the
+/// `emulation-safe` profile (docs/EMULATION.md): on KVM hosts whose
+/// instruction emulator runs guest kernel mode, the guest sees the host
+/// CPU's features whatever `KVM_SET_CPUID2` says, except those in KVM's
+/// supported CPUID (which the profile can hide). So each feature of
+/// [`LINUX_UNRUNNABLE`] the host CPU has (`host`) and KVM's supported
+/// CPUID lacks (`supported`) goes into `clearcpuid=`, and XSAVE into
+/// `noxsave`. What the user already gave wins: no `noxsave` when `cmdline`
+/// has it, no `clearcpuid=` when it has one.
+pub fn linux_switches(
+    supported: &[kvm_cpuid_entry2],
+    host: &dyn Fn(u32, u32) -> CpuidRegs,
+    cmdline: &str,
+) -> Vec<String> {
+    let leaks = |f: &Feature| {
+        let &(_, leaf, sub, reg, bit) = f;
+        bit_of(host(leaf, sub), reg, bit) && !entries_have(supported, f)
+    };
+    let words: Vec<&str> = cmdline.split_whitespace().collect();
+    let mut out = Vec::new();
+    if leaks(&XSAVE) && !words.contains(&"noxsave") {
+        out.push("noxsave".to_string());
+    }
+    let clear: Vec<&str> = LINUX_UNRUNNABLE
+        .iter()
+        .filter(|f| leaks(f))
+        .map(|f| f.0)
+        .collect();
+    if !clear.is_empty() && !words.iter().any(|w| w.starts_with("clearcpuid=")) {
+        out.push(format!("clearcpuid={}", clear.join(",")));
+    }
+    out
+}
+
 /// Leaf 0xD (XSAVE state components) is dropped whole with `xsave`.
 const LEAF_XSAVE: u32 = 0xd;
 const LEAF_TOPOLOGY: u32 = 0xb;
@@ -230,6 +325,69 @@ mod tests {
         let before = e.clone();
         assert!(apply_profile(&mut e, CpuProfile::Host, false).is_empty());
         assert_eq!(e, before);
+    }
+
+    /// A host like the development machines': XSAVE, AVX, POPCNT, MOVBE,
+    /// BMI1/2, SMAP, CX16 and LZCNT, of which KVM supports only CX16.
+    fn dev_host(leaf: u32, sub: u32) -> CpuidRegs {
+        match (leaf, sub) {
+            (1, 0) => [0, 0, 0xfffa_3203, 0x178b_fbff],
+            (7, 0) => [0, 0xf1bf_07ab, 0x0040_5fc6, 0x10],
+            (0x8000_0001, 0) => [0, 0, 0x0040_03f3, 0],
+            _ => [0; 4],
+        }
+    }
+
+    fn dev_supported() -> Vec<kvm_cpuid_entry2> {
+        vec![
+            entry(1, 0, 0x0002_0800, 0x8120_2000, 0x078b_fbff),
+            entry(7, 0, 0x0180_0002, 0x104, 0x2000_0000),
+            entry(0x8000_0001, 0, 0x4000_0000, 0x0040_0393, 0x23d3_fbff),
+        ]
+    }
+
+    #[test]
+    fn linux_gets_noxsave_and_clearcpuid_for_what_cpuid_cannot_hide() {
+        let w = linux_switches(&dev_supported(), &dev_host, "console=ttyS0");
+        assert_eq!(
+            w,
+            vec![
+                "noxsave".to_string(),
+                "clearcpuid=fma,pcid,movbe,popcnt,avx,f16c,rdrand,fsgsbase,bmi1,avx2,bmi2,invpcid,\
+                 avx512f,rdseed,adx,smap,rdpid,abm"
+                    .to_string()
+            ]
+        );
+        // cx16 is in KVM's supported CPUID (the profile hides it), la57 is
+        // not on this host: neither is listed.
+        assert!(!w[1].contains("cx16") && !w[1].contains("la57"));
+    }
+
+    #[test]
+    fn what_the_user_gave_wins() {
+        let w = linux_switches(&dev_supported(), &dev_host, "noxsave clearcpuid=popcnt");
+        assert!(w.is_empty(), "{w:?}");
+        let w = linux_switches(&dev_supported(), &dev_host, "clearcpuid=popcnt");
+        assert_eq!(w, vec!["noxsave".to_string()]);
+    }
+
+    #[test]
+    fn nothing_is_added_where_kvm_supports_the_features() {
+        // A hardware-virtualization host: KVM supports what the CPU has,
+        // so the profile hides it through CPUID.
+        let supported = vec![
+            entry(1, 0, 0, 0xfffa_3203, 0x178b_fbff),
+            entry(7, 0, 0xf1bf_07ab, 0x0040_5fc6, 0x10),
+            entry(0x8000_0001, 0, 0, 0x0040_03f3, 0),
+        ];
+        assert!(linux_switches(&supported, &dev_host, "").is_empty());
+    }
+
+    #[test]
+    fn host_cpuid_reads_the_vendor_leaf() {
+        let r = host_cpuid(0, 0);
+        assert!(r[0] >= 1, "max basic leaf {r:?}");
+        assert_eq!(host_cpuid(0x7fff_ffff, 0), [0; 4], "beyond the max leaf");
     }
 
     #[test]

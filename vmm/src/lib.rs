@@ -6,7 +6,8 @@
 //! - [`memory`], [`loader`], [`boot`], [`cpuid`]: guest memory, kernel
 //!   loading and boot information, vCPU state, CPUID profiles;
 //! - [`vcpu`]: the per-vCPU run loop; [`gva`]: guest page walks for
-//!   diagnostics; [`guest`]: the built-in mini guest images.
+//!   diagnostics and emulation; [`emulate`]: instructions the VMM runs when
+//!   KVM's emulator cannot; [`guest`]: the built-in mini guest images.
 
 pub mod acpi;
 pub mod boot;
@@ -14,8 +15,10 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod cpuid;
+pub mod emulate;
 pub mod guest;
 pub mod gva;
+pub mod linux_guest;
 pub mod loader;
 pub mod memory;
 pub mod platform;

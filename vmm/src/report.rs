@@ -221,6 +221,12 @@ pub struct RunReport {
     pub virtio_devices: Vec<VirtioReport>,
     /// What the VMM counted.
     pub vmm: VmmCounters,
+    /// Instructions the VMM ran because KVM's emulator could not
+    /// (`--emulate-in-vmm on`), per mnemonic.
+    pub vmm_emulated: std::collections::BTreeMap<String, u64>,
+    /// Words the VMM added to a Linux guest's command line (`noxsave`,
+    /// `clearcpuid=...`) for CPUID it cannot hide on this host.
+    pub guest_cmdline_added: Vec<String>,
     /// What the guest said (`stalewalk-guest:` lines).
     pub guest: GuestLines,
 }
@@ -374,6 +380,21 @@ impl RunReport {
             v.hints,
             v.hints_rejected
         );
+        if !self.vmm_emulated.is_empty() {
+            let each: Vec<String> = self
+                .vmm_emulated
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            let _ = writeln!(s, "vmm emulated: {}", each.join("  "));
+        }
+        if !self.guest_cmdline_added.is_empty() {
+            let _ = writeln!(
+                s,
+                "guest command line: the VMM added {}",
+                self.guest_cmdline_added.join(" ")
+            );
+        }
         if self.guest.lines.is_empty() {
             let _ = writeln!(s, "guest: (no stalewalk-guest lines)");
         }
@@ -494,6 +515,10 @@ pub fn build_report(
         breakdowns,
         sva_devices,
         virtio_devices,
+        // Filled by the VM from what its vCPUs emulated and what it added
+        // to a Linux command line.
+        vmm_emulated: std::collections::BTreeMap::new(),
+        guest_cmdline_added: Vec::new(),
         vmm: VmmCounters {
             unclaimed_io,
             interrupts_delivered,

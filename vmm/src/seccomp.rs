@@ -129,8 +129,21 @@ const IOC_READ: u64 = 2;
 pub const KVM_RUN: u64 = kvm_ioc(IOC_NONE, 0x80, 0);
 /// `KVM_GET_REGS` (the RIP in error reports).
 pub const KVM_GET_REGS: u64 = kvm_ioc(IOC_READ, 0x81, size_of::<kvm_bindings::kvm_regs>());
-/// `KVM_GET_SREGS` (the paging mode in error reports).
+/// `KVM_SET_REGS` (RIP and results of an instruction the VMM emulated).
+pub const KVM_SET_REGS: u64 = kvm_ioc(IOC_WRITE, 0x82, size_of::<kvm_bindings::kvm_regs>());
+/// `KVM_GET_SREGS` (the paging mode in error reports and emulation).
 pub const KVM_GET_SREGS: u64 = kvm_ioc(IOC_READ, 0x83, size_of::<kvm_bindings::kvm_sregs>());
+/// `KVM_GET_XSAVE` (x87/SSE control state for emulated `fnstsw` & co.).
+pub const KVM_GET_XSAVE: u64 = kvm_ioc(IOC_READ, 0xa4, size_of::<kvm_bindings::kvm_xsave>());
+/// `KVM_SET_XSAVE` (emulated `fninit`, `fldcw`, `ldmxcsr`).
+pub const KVM_SET_XSAVE: u64 = kvm_ioc(IOC_WRITE, 0xa5, size_of::<kvm_bindings::kvm_xsave>());
+/// `KVM_GET_VCPU_EVENTS` (before injecting an exception).
+pub const KVM_GET_VCPU_EVENTS: u64 =
+    kvm_ioc(IOC_READ, 0x9f, size_of::<kvm_bindings::kvm_vcpu_events>());
+/// `KVM_SET_VCPU_EVENTS` (#BP for `int3`, and the faults the emulated
+/// instructions raise).
+pub const KVM_SET_VCPU_EVENTS: u64 =
+    kvm_ioc(IOC_WRITE, 0xa0, size_of::<kvm_bindings::kvm_vcpu_events>());
 /// `KVM_IRQ_LINE` (level interrupts from devices).
 pub const KVM_IRQ_LINE: u64 = kvm_ioc(IOC_WRITE, 0x61, size_of::<kvm_bindings::kvm_irq_level>());
 /// `KVM_IRQ_LINE_STATUS`.
@@ -142,11 +155,17 @@ pub const KVM_IRQ_LINE_STATUS: u64 = kvm_ioc(
 /// `KVM_SIGNAL_MSI` (device MSIs).
 pub const KVM_SIGNAL_MSI: u64 = kvm_ioc(IOC_WRITE, 0xa5, size_of::<kvm_bindings::kvm_msi>());
 
-/// The ioctls a vCPU thread makes.
-pub const VCPU_IOCTLS: [u64; 6] = [
+/// The ioctls a vCPU thread makes (the register, FPU and event ones for
+/// the instructions the VMM emulates, `crate::emulate`).
+pub const VCPU_IOCTLS: [u64; 11] = [
     KVM_RUN,
     KVM_GET_REGS,
+    KVM_SET_REGS,
     KVM_GET_SREGS,
+    KVM_GET_XSAVE,
+    KVM_SET_XSAVE,
+    KVM_GET_VCPU_EVENTS,
+    KVM_SET_VCPU_EVENTS,
     KVM_IRQ_LINE,
     KVM_IRQ_LINE_STATUS,
     KVM_SIGNAL_MSI,
@@ -345,6 +364,38 @@ mod tests {
         assert_eq!(KVM_IRQ_LINE, 0x4008_ae61);
         assert_eq!(KVM_IRQ_LINE_STATUS, 0xc008_ae67);
         assert_eq!(KVM_SIGNAL_MSI, 0x4020_aea5);
+        assert_eq!(KVM_SET_REGS, 0x4090_ae82);
+        assert_eq!(KVM_GET_XSAVE, 0x9000_aea4);
+        assert_eq!(KVM_SET_XSAVE, 0x5000_aea5);
+        assert_eq!(KVM_GET_VCPU_EVENTS, 0x8040_ae9f);
+        assert_eq!(KVM_SET_VCPU_EVENTS, 0x4040_aea0);
+    }
+
+    #[test]
+    fn vcpu_ioctls_are_exactly_what_the_run_loop_and_emulation_need() {
+        // The run loop and its device exits, plus the emulation's state
+        // reads and writes; nothing that changes the VM or memory layout.
+        let want = [
+            KVM_RUN,
+            KVM_GET_REGS,
+            KVM_SET_REGS,
+            KVM_GET_SREGS,
+            KVM_GET_XSAVE,
+            KVM_SET_XSAVE,
+            KVM_GET_VCPU_EVENTS,
+            KVM_SET_VCPU_EVENTS,
+            KVM_IRQ_LINE,
+            KVM_IRQ_LINE_STATUS,
+            KVM_SIGNAL_MSI,
+        ];
+        let mut got = VCPU_IOCTLS.to_vec();
+        got.sort_unstable();
+        let mut want = want.to_vec();
+        want.sort_unstable();
+        assert_eq!(got, want);
+        // Not KVM_SET_SREGS (0x4138ae84): a guest-controlled path must not
+        // rewrite control registers or segments.
+        assert!(!VCPU_IOCTLS.contains(&0x4138_ae84));
     }
 
     #[test]

@@ -11,11 +11,12 @@ use devices::legacy::{ShutdownReason, ShutdownSignal};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use vm_memory::GuestMemoryMmap;
 
-use crate::gva::{self, PagingMode};
+use crate::emulate::{self, EmulatedCounts, RegAccess, SUBERROR_EMULATION};
+use crate::gva;
 
 /// Instruction bytes shown when KVM cannot emulate an instruction (the
 /// longest x86 instruction is 15 bytes).
-pub const INSN_BYTES: usize = 15;
+pub const INSN_BYTES: usize = emulate::INSN_BYTES;
 
 /// What the vCPU threads share.
 #[derive(Debug)]
@@ -32,6 +33,14 @@ pub struct VcpuShared {
     pub mem: GuestMemoryMmap,
     /// Port or MMIO accesses no device claimed.
     pub unclaimed: AtomicU64,
+    /// Run the instructions KVM's emulator cannot, from the set in
+    /// [`emulate`] (`--emulate-in-vmm`).
+    pub emulate: bool,
+    /// What the VMM emulated, per mnemonic.
+    pub emulated: EmulatedCounts,
+    /// KVM offers synced registers in `kvm_run` (`KVM_CAP_SYNC_REGS`):
+    /// emulation then reads and writes registers without ioctls.
+    pub sync_regs: bool,
 }
 
 /// Why a vCPU thread ended.
@@ -54,6 +63,8 @@ pub enum VcpuStop {
         rip: u64,
         /// The instruction's bytes, read through the guest page tables.
         bytes: Vec<u8>,
+        /// Why the VMM did not run it either (with `--emulate-in-vmm on`).
+        note: Option<String>,
     },
     /// The VMM got SIGINT or SIGTERM (set by the VM thread, not a vCPU).
     Signal(i32),
@@ -77,33 +88,51 @@ fn rip(fd: &VcpuFd) -> u64 {
     fd.get_regs().map(|r| r.rip).unwrap_or(0)
 }
 
-fn internal_error(fd: &mut VcpuFd, mem: &GuestMemoryMmap) -> VcpuStop {
+/// KVM's suberror of the internal-error exit just taken.
+fn suberror(fd: &mut VcpuFd) -> u32 {
     // SAFETY: KVM filled the `internal` member of the exit union, since the
     // exit reason is KVM_EXIT_INTERNAL_ERROR; it is plain data.
-    let suberror = unsafe { fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
+    unsafe { fd.get_kvm_run().__bindgen_anon_1.internal.suberror }
+}
+
+fn internal_error(fd: &mut VcpuFd, mem: &GuestMemoryMmap, note: Option<String>) -> VcpuStop {
+    let suberror = suberror(fd);
     let regs = fd.get_regs().unwrap_or_default();
     let bytes = match fd.get_sregs() {
-        Ok(s) => {
-            let mode = PagingMode {
-                cr0: s.cr0,
-                cr3: s.cr3,
-                cr4: s.cr4,
-                efer: s.efer,
-            };
-            // In long mode CS.base is ignored; elsewhere it is added.
-            let lin = if s.efer & (1 << 10) != 0 {
-                regs.rip
-            } else {
-                s.cs.base.wrapping_add(regs.rip)
-            };
-            gva::read_bytes(mem, &mode, lin, INSN_BYTES)
-        }
+        Ok(s) => gva::read_bytes(
+            mem,
+            &emulate::paging_mode(&s),
+            emulate::linear_rip(&regs, &s),
+            INSN_BYTES,
+        ),
         Err(_) => Vec::new(),
     };
     VcpuStop::InternalError {
         suberror,
         rip: regs.rip,
         bytes,
+        note,
+    }
+}
+
+/// An internal-error exit: with `--emulate-in-vmm on`, an emulation
+/// failure on an instruction of the set is handled and the vCPU runs on
+/// (`None`); anything else stops it.
+fn on_internal_error(fd: &mut VcpuFd, shared: &VcpuShared) -> Option<VcpuStop> {
+    if !shared.emulate || suberror(fd) != SUBERROR_EMULATION {
+        return Some(internal_error(fd, &shared.mem, None));
+    }
+    let access = if shared.sync_regs {
+        RegAccess::Synced
+    } else {
+        RegAccess::Ioctls
+    };
+    match emulate::emulate(fd, &shared.mem, access) {
+        Ok(mnemonic) => {
+            shared.emulated.record(mnemonic);
+            None
+        }
+        Err(e) => Some(internal_error(fd, &shared.mem, Some(e.to_string()))),
     }
 }
 
@@ -160,6 +189,9 @@ fn port_io(fd: &mut VcpuFd, shared: &VcpuShared, out: bool) -> bool {
 
 /// Runs vCPU `fd` until it stops.
 pub fn run(mut fd: VcpuFd, shared: &VcpuShared) -> VcpuStop {
+    if shared.emulate && shared.sync_regs {
+        emulate::enable_sync_regs(&mut fd);
+    }
     loop {
         if shared.stop.load(Ordering::Acquire) {
             return VcpuStop::Stopped;
@@ -183,7 +215,10 @@ pub fn run(mut fd: VcpuFd, shared: &VcpuShared) -> VcpuStop {
                 false
             }
             Ok(VcpuExit::Shutdown) => return VcpuStop::TripleFault { rip: rip(&fd) },
-            Ok(VcpuExit::InternalError) => return internal_error(&mut fd, &shared.mem),
+            Ok(VcpuExit::InternalError) => match on_internal_error(&mut fd, shared) {
+                Some(stop) => return stop,
+                None => false,
+            },
             Ok(VcpuExit::FailEntry(reason, _)) => return VcpuStop::FailEntry { reason },
             Ok(VcpuExit::SystemEvent(_, _)) => return VcpuStop::Shutdown(ShutdownReason::Reset),
             Ok(VcpuExit::Hlt) => return VcpuStop::Halted,

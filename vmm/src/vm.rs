@@ -401,7 +401,7 @@ fn run_on_this_thread(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
     let guest_lines = Arc::new(Mutex::new(GuestLines::default()));
     let mut report_inputs = None;
     let result = run_inner(cfg, hooks, start, &guest_lines, &mut report_inputs);
-    let report = report_inputs.map(|(platform, unclaimed): (platform::Platform, u64)| {
+    let report = report_inputs.map(|(platform, unclaimed, emulated, added): ReportInputs| {
         let (exit_status, ended_by) = match &result {
             Ok(o) => (Some(o.exit_status), format!("{:?}", o.reason)),
             Err(e) => (None, e.to_string()),
@@ -411,9 +411,40 @@ fn run_on_this_thread(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
             ended_by,
             elapsed: start.elapsed(),
         };
-        report::build_report(cfg, end, &platform, unclaimed, &guest_lines)
+        let mut r = report::build_report(cfg, end, &platform, unclaimed, &guest_lines);
+        r.vmm_emulated = emulated;
+        r.guest_cmdline_added = added;
+        r
     });
     RunResult { result, report }
+}
+
+/// What a run leaves for its report: the platform, unclaimed I/O, what the
+/// VMM emulated, and what it added to a Linux guest's command line.
+type ReportInputs = (
+    platform::Platform,
+    u64,
+    std::collections::BTreeMap<String, u64>,
+    Vec<String>,
+);
+
+/// The words added to a Linux guest's command line under the
+/// emulation-safe profile (none for the mini guest, another kernel, or the
+/// host profile).
+fn linux_cmdline_added(
+    cfg: &VmConfig,
+    supported: &[kvm_bindings::kvm_cpuid_entry2],
+) -> Vec<String> {
+    let crate::config::KernelSource::Path(path) = &cfg.kernel else {
+        return Vec::new();
+    };
+    // An unreadable kernel is the loader's to report.
+    if cfg.cpu_profile != CpuProfile::EmulationSafe
+        || !crate::linux_guest::is_linux_kernel(path).unwrap_or(false)
+    {
+        return Vec::new();
+    }
+    cpuid::linux_switches(supported, &cpuid::host_cpuid, &cfg.cmdline)
 }
 
 fn run_inner(
@@ -421,7 +452,7 @@ fn run_inner(
     hooks: RunHooks,
     start: Instant,
     guest_lines: &Arc<Mutex<GuestLines>>,
-    report_inputs: &mut Option<(platform::Platform, u64)>,
+    report_inputs: &mut Option<ReportInputs>,
 ) -> Result<RunOutcome, VmError> {
     cfg.validate()?;
     let verbose = |msg: &dyn Fn() -> String| {
@@ -435,6 +466,33 @@ fn run_inner(
     register_memory(&vm, &mem)?;
     kvm("KVM_SET_TSS_ADDR", vm.set_tss_address(KVM_TSS_ADDRESS))?;
     kvm("KVM_CREATE_IRQCHIP", vm.create_irq_chip())?;
+
+    let supported = kvm(
+        "KVM_GET_SUPPORTED_CPUID",
+        kvm_sys.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES),
+    )?;
+    // A Linux guest gets noxsave/clearcpuid= for what CPUID cannot hide
+    // here (docs/EMULATION.md).
+    let cmdline_added = linux_cmdline_added(cfg, supported.as_slice());
+    if !cmdline_added.is_empty() {
+        verbose(&|| {
+            format!(
+                "Linux guest under --cpu-profile emulation-safe: this KVM shows it host CPU features \
+                 its CPUID cannot hide, so the VMM adds to its command line: {}",
+                cmdline_added.join(" ")
+            )
+        });
+    }
+    let effective;
+    let cfg = if cmdline_added.is_empty() {
+        cfg
+    } else {
+        effective = VmConfig {
+            cmdline: crate::linux_guest::with_words(&cfg.cmdline, &cmdline_added),
+            ..cfg.clone()
+        };
+        &effective
+    };
 
     let loaded = loader::load(&mem, cfg)?;
     boot::write_boot_tables(&mem, &loaded.entry)?;
@@ -509,10 +567,6 @@ fn run_inner(
     });
 
     // CPUID.
-    let supported = kvm(
-        "KVM_GET_SUPPORTED_CPUID",
-        kvm_sys.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES),
-    )?;
     let mut base = supported.as_slice().to_vec();
     let hidden = cpuid::apply_profile(&mut base, cfg.cpu_profile, cfg.la57);
     verbose(&|| {
@@ -554,6 +608,11 @@ fn run_inner(
         stop: AtomicBool::new(false),
         mem: mem.clone(),
         unclaimed: AtomicU64::new(0),
+        emulate: cfg.emulate_in_vmm,
+        emulated: crate::emulate::EmulatedCounts::default(),
+        sync_regs: u64::try_from(vm.check_extension_int(kvm_ioctls::Cap::SyncRegs)).is_ok_and(
+            |bits| bits & crate::emulate::SYNC_REGS_NEEDED == crate::emulate::SYNC_REGS_NEEDED,
+        ),
     });
     // Set-up is done: from here this thread only starts the vCPUs (which
     // inherit this filter, then add their own), waits and reports.
@@ -639,7 +698,12 @@ fn run_inner(
         });
     }
 
-    *report_inputs = Some((platform, shared.unclaimed.load(Ordering::Relaxed)));
+    *report_inputs = Some((
+        platform,
+        shared.unclaimed.load(Ordering::Relaxed),
+        shared.emulated.snapshot(),
+        cmdline_added,
+    ));
     let (vcpu, stop) = first.unwrap_or((0, VcpuStop::Stopped));
     match stop {
         VcpuStop::Shutdown(reason) => {
@@ -659,12 +723,16 @@ fn run_inner(
             suberror,
             rip,
             bytes,
+            note,
         } => Err(VmError::EmulationFailure {
             vcpu,
             rip,
             suberror,
             bytes: hex(&bytes),
-            hint: emulation_hint(cfg.cpu_profile),
+            hint: match note {
+                Some(n) => format!("{n}; {}", emulation_hint(cfg.cpu_profile)),
+                None => emulation_hint(cfg.cpu_profile),
+            },
         }),
         VcpuStop::FailEntry { reason } => Err(VmError::FailEntry { vcpu, reason }),
         VcpuStop::Signal(signal) => Err(VmError::Interrupted { signal }),
@@ -756,5 +824,39 @@ mod tests {
         let mut c = Capture(buf.clone());
         assert_eq!(c.write(b"abcd").unwrap(), 4);
         assert_eq!(buf.lock().unwrap().len(), MAX_CAPTURE);
+    }
+
+    #[test]
+    fn only_a_linux_kernel_under_emulation_safe_gets_switches() {
+        let supported = vec![kvm_bindings::kvm_cpuid_entry2 {
+            function: 1,
+            ecx: 1 << 13,
+            ..Default::default()
+        }];
+        let mut bz = vec![0u8; 0x400];
+        bz[0x202..0x206].copy_from_slice(b"HdrS");
+        let path = std::env::temp_dir().join(format!("stalewalk-vm-bz-{}", std::process::id()));
+        std::fs::write(&path, &bz).unwrap();
+        let linux = VmConfig {
+            kernel: crate::config::KernelSource::Path(path.clone()),
+            cmdline: "console=ttyS0".into(),
+            ..Default::default()
+        };
+        let want = cpuid::linux_switches(&supported, &cpuid::host_cpuid, "console=ttyS0");
+        assert_eq!(linux_cmdline_added(&linux, &supported), want);
+        if cpuid::host_cpuid(1, 0)[2] & (1 << 26) != 0 {
+            assert_eq!(
+                want.first().map(String::as_str),
+                Some("noxsave"),
+                "{want:?}"
+            );
+        }
+        let host = VmConfig {
+            cpu_profile: CpuProfile::Host,
+            ..linux.clone()
+        };
+        assert!(linux_cmdline_added(&host, &supported).is_empty());
+        assert!(linux_cmdline_added(&VmConfig::default(), &supported).is_empty());
+        std::fs::remove_file(path).unwrap();
     }
 }

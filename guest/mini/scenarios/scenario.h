@@ -39,5 +39,7 @@ int scenario_virtio_blk(const struct boot_info *bi);
 int scenario_vtd_blk(const struct boot_info *bi);
 int scenario_vtd_blk_fault(const struct boot_info *bi);
 int scenario_blk_bench(const struct boot_info *bi);
+int scenario_vmm_emulate(const struct boot_info *bi);
+int scenario_cpuid_probe(const struct boot_info *bi);
 
 #endif
