@@ -20,6 +20,7 @@ use viommu::event::{Event, EventSink, TranslationOutcome};
 use viommu::qi::Descriptor;
 
 use crate::config::VmConfig;
+use devices::layout::requester_id;
 
 /// Prefix of the guest's result lines on its serial console.
 pub const GUEST_LINE_PREFIX: &str = "stalewalk-guest: ";
@@ -560,7 +561,8 @@ pub fn build_report(
     guest_lines: &Mutex<GuestLines>,
     breakdowns: &BreakdownSink,
 ) -> RunReport {
-    let counters = platform
+    let devices = &platform.devices;
+    let counters = devices
         .viommu
         .as_ref()
         .map(|v| {
@@ -570,23 +572,23 @@ pub fn build_report(
                 .clone()
         })
         .unwrap_or_default();
-    let sva_devices: Vec<SvaReport> = platform
+    let sva_devices: Vec<SvaReport> = devices
         .sva
         .iter()
         .map(|d| SvaReport {
-            device: rid_name(u16::from(d.number) << 3),
+            device: rid_name(requester_id(d.number)),
             counters: d.counters(),
         })
         .collect();
-    let virtio_devices: Vec<VirtioReport> = platform
+    let virtio_devices: Vec<VirtioReport> = devices
         .virtio
         .iter()
         .map(|d| VirtioReport {
-            device: rid_name(u16::from(d.number()) << 3),
+            device: rid_name(requester_id(d.number())),
             metrics: d.metrics(),
         })
         .collect();
-    let hint = platform.hint_counters();
+    let hint = devices.hint_counters();
     let (interrupts_delivered, interrupts_failed) = platform.interrupts.counts();
     let rejected_guest_actions =
         rejected_guest_actions(&counters, &hint, &sva_devices, &virtio_devices);
@@ -599,7 +601,7 @@ pub fn build_report(
         report_version: 1,
         scenario: cmdline_value(&cfg.cmdline, "scenario"),
         policy: cmdline_value(&cfg.cmdline, "kpgtable_free"),
-        viommu: if platform.viommu.is_some() {
+        viommu: if devices.viommu.is_some() {
             "on"
         } else {
             "off"

@@ -18,10 +18,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use devices::bus::Bus;
-use devices::legacy::debug_exit::{DEBUG_EXIT_LEN, DEBUG_EXIT_PORT, DebugExit};
-use devices::legacy::i8042::{I8042, I8042_DATA_PORT, I8042_LEN};
-use devices::legacy::serial::{COM1_IRQ, COM1_LEN, COM1_PORT, IrqTrigger, Serial, SerialOutput};
+use devices::layout::COM1_IRQ;
+use devices::legacy::serial::{IrqTrigger, Serial, SerialOutput};
 use devices::legacy::{ShutdownReason, ShutdownSignal};
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VmFd};
@@ -131,9 +129,6 @@ pub enum VmError {
         /// The error.
         source: std::io::Error,
     },
-    /// Building the device buses.
-    #[error("cannot place a device: {0}")]
-    Bus(#[from] devices::bus::BusError),
     /// Building the platform (ACPI, PCI, vIOMMU, SVA devices).
     #[error(transparent)]
     Platform(#[from] platform::PlatformError),
@@ -471,35 +466,22 @@ fn run_inner(
         hooks.serial_line,
     );
     let serial = Serial::new(IrqTrigger(serial_irq), Box::new(serial_out));
-    let mut pio = Bus::new();
-    pio.insert(Arc::new(Mutex::new(serial)), u64::from(COM1_PORT), COM1_LEN)?;
-    pio.insert(
-        Arc::new(Mutex::new(I8042::new(shutdown.clone()))),
-        u64::from(I8042_DATA_PORT),
-        I8042_LEN,
-    )?;
-    pio.insert(
-        Arc::new(Mutex::new(DebugExit::new(shutdown.clone()))),
-        u64::from(DEBUG_EXIT_PORT),
-        DEBUG_EXIT_LEN,
-    )?;
-    let mut mmio = Bus::new();
-    let platform = platform::build(
-        &cfg.platform,
-        cfg.cpus,
-        vm.clone(),
-        &mem,
-        &mut pio,
-        &mut mmio,
-        shutdown.clone(),
-    )?;
-    if let Some(v) = &platform.viommu {
+    let events = cfg.platform.viommu.as_ref().map(|_| {
         let mut sinks: Vec<Box<dyn viommu::EventSink>> = vec![Box::new(breakdowns.clone())];
         sinks.extend(hooks.events);
-        v.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .set_event_sink(Some(Box::new(report::FanOut(sinks))));
-    }
+        Box::new(report::FanOut(sinks)) as Box<dyn viommu::EventSink>
+    });
+    let (buses, platform) = platform::build(
+        &cfg.platform,
+        cfg.cpus,
+        &mem,
+        platform::PlatformWiring {
+            vm: vm.clone(),
+            serial,
+            events,
+            shutdown: shutdown.clone(),
+        },
+    )?;
     verbose(&|| {
         format!(
             "platform: vIOMMU {}, {} SVA device(s), ACPI RSDP at {:#x}",
@@ -512,7 +494,7 @@ fn run_inner(
                 ),
                 None => "off".to_string(),
             },
-            platform.sva.len(),
+            platform.devices.sva.len(),
             platform.acpi.rsdp_gpa()
         )
     });
@@ -557,8 +539,8 @@ fn run_inner(
 
     install_kick_handler()?;
     let shared = Arc::new(VcpuShared {
-        pio,
-        mmio,
+        pio: buses.pio,
+        mmio: buses.mmio,
         shutdown,
         stop: AtomicBool::new(false),
         mem: mem.clone(),

@@ -24,10 +24,8 @@ use crate::interrupt::{InterruptSink, MsiMessage};
 use viommu::prq::PrqError;
 use viommu::{Viommu, prq};
 
-/// Guest-physical base of the register block (platform map).
-pub const VIOMMU_MMIO_BASE: u64 = 0xfed9_0000;
-/// Size of the register block.
-pub const VIOMMU_MMIO_SIZE: u64 = 0x1000;
+// The platform map declares these (one place for the whole map).
+pub use crate::layout::{VIOMMU_MMIO_BASE, VIOMMU_MMIO_SIZE};
 /// Most endpoints the front end routes to: one per device number on bus 0.
 pub const MAX_ENDPOINTS: usize = 32;
 
