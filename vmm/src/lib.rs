@@ -16,6 +16,7 @@ pub mod config;
 pub mod cpuid;
 pub mod guest;
 pub mod gva;
+pub mod kvm_vm;
 pub mod loader;
 pub mod memory;
 pub mod platform;

@@ -21,10 +21,10 @@ use devices::virtio::blk::Block;
 use devices::virtio::console::Console;
 use devices::virtio::rng::Rng;
 use kvm_bindings::kvm_msi;
-use kvm_ioctls::VmFd;
 use vm_memory::GuestMemoryMmap;
 
 use crate::acpi::{self, AcpiConfig, AcpiLayout, Placement, ViommuAcpi};
+use crate::kvm_vm::GuestVm;
 
 pub use devices::layout::{ACPI_AREA, MAX_SVA_DEVICES};
 
@@ -94,14 +94,14 @@ pub enum PlatformError {
 /// deliver.
 #[derive(Debug)]
 pub struct KvmInterrupts {
-    vm: Arc<VmFd>,
+    vm: Arc<GuestVm>,
     delivered: AtomicU64,
     failed: AtomicU64,
 }
 
 impl KvmInterrupts {
     /// A sink injecting into `vm`.
-    pub fn new(vm: Arc<VmFd>) -> Self {
+    pub fn new(vm: Arc<GuestVm>) -> Self {
         Self {
             vm,
             delivered: AtomicU64::new(0),
@@ -181,7 +181,7 @@ pub fn acpi_layout(cpus: u32, cfg: &PlatformConfig) -> Result<AcpiLayout, Platfo
 /// What the VMM hands the platform besides its configuration.
 pub struct PlatformWiring {
     /// The VM, for interrupt injection.
-    pub vm: Arc<VmFd>,
+    pub vm: Arc<GuestVm>,
     /// COM1, its interrupt already wired (an irqfd) and its output chosen.
     pub serial: Serial,
     /// Receives every vIOMMU event (the report's accounting, the trace).

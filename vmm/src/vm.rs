@@ -21,13 +21,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use devices::layout::COM1_IRQ;
 use devices::legacy::serial::{IrqTrigger, Serial, SerialOutput};
 use devices::legacy::{ShutdownReason, ShutdownSignal};
-use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_userspace_memory_region};
-use kvm_ioctls::{Kvm, VmFd};
-use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+use kvm_ioctls::Kvm;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::config::{ConfigError, SerialMode, VmConfig};
 use crate::cpuid::{self, CpuProfile};
+use crate::kvm_vm::GuestVm;
 use crate::report::{self, BreakdownSink, GuestLines, RunReport};
 use crate::seccomp::{self, ThreadKind};
 use crate::vcpu::{self, VcpuShared, VcpuStop};
@@ -310,24 +310,6 @@ fn install_kick_handler() -> Result<(), VmError> {
     result
 }
 
-fn register_memory(vm: &VmFd, mem: &vm_memory::GuestMemoryMmap) -> Result<(), VmError> {
-    for (slot, region) in mem.iter().enumerate() {
-        let region_desc = kvm_userspace_memory_region {
-            slot: u32::try_from(slot).unwrap_or(u32::MAX),
-            flags: 0,
-            guest_phys_addr: region.start_addr().0,
-            memory_size: region.len(),
-            userspace_addr: region.as_ptr() as u64,
-        };
-        // SAFETY: the region is a live mmap owned by `mem`, which outlives
-        // the VM (both are dropped at the end of `run`, the VM first).
-        kvm("KVM_SET_USER_MEMORY_REGION", unsafe {
-            vm.set_user_memory_region(region_desc)
-        })?;
-    }
-    Ok(())
-}
-
 /// Boots the VM described by `cfg` and runs it until the guest ends it.
 pub fn run(cfg: &VmConfig) -> Result<RunOutcome, VmError> {
     run_with_report(cfg, RunHooks::default()).result
@@ -434,9 +416,9 @@ fn run_inner(
         }
     };
     let kvm_sys = open_kvm(Path::new(KVM_PATH))?;
-    let vm = Arc::new(kvm("KVM_CREATE_VM", kvm_sys.create_vm())?);
     let mem = memory::create_guest_memory(cfg.memory)?;
-    register_memory(&vm, &mem)?;
+    let vm = kvm("KVM_CREATE_VM", kvm_sys.create_vm())?;
+    let vm = Arc::new(kvm("KVM_SET_USER_MEMORY_REGION", GuestVm::new(vm, &mem))?);
     kvm("KVM_SET_TSS_ADDR", vm.set_tss_address(KVM_TSS_ADDRESS))?;
     kvm("KVM_CREATE_IRQCHIP", vm.create_irq_chip())?;
 
