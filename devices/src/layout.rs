@@ -1,7 +1,7 @@
 //! The platform map: every guest-physical address, I/O port, interrupt line
 //! and PCI device number the platform uses, declared once.
 //!
-//! The device models decode at these addresses, [`crate::platform`] places
+//! The device models decode at these addresses, the platform builder places
 //! them there, and the vmm's ACPI tables and E820 map describe the same
 //! values to the guest (they import them from here). `docs/ARCHITECTURE.md`
 //! ("Platform map") draws the same map for people.
