@@ -90,6 +90,15 @@ pub enum PlatformError {
     Rng(#[from] devices::virtio::rng::RngError),
 }
 
+/// MSIs and interrupt-line changes, counted as they are injected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InterruptCounters {
+    /// Delivered to KVM.
+    pub delivered: u64,
+    /// Refused by KVM.
+    pub failed: u64,
+}
+
 /// Delivers device interrupts through KVM and counts what it could not
 /// deliver.
 #[derive(Debug)]
@@ -109,12 +118,12 @@ impl KvmInterrupts {
         }
     }
 
-    /// (delivered, failed) MSIs and line changes.
-    pub fn counts(&self) -> (u64, u64) {
-        (
-            self.delivered.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-        )
+    /// What the sink delivered and what KVM refused.
+    pub fn counters(&self) -> InterruptCounters {
+        InterruptCounters {
+            delivered: self.delivered.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
     }
 
     fn count(&self, ok: bool) {

@@ -589,7 +589,7 @@ pub fn build_report(
         })
         .collect();
     let hint = devices.hint_counters();
-    let (interrupts_delivered, interrupts_failed) = platform.interrupts.counts();
+    let interrupts = platform.interrupts.counters();
     let rejected_guest_actions =
         rejected_guest_actions(&counters, &hint, &sva_devices, &virtio_devices);
     let RunEnd {
@@ -620,8 +620,8 @@ pub fn build_report(
         virtio_devices,
         vmm: VmmCounters {
             unclaimed_io,
-            interrupts_delivered,
-            interrupts_failed,
+            interrupts_delivered: interrupts.delivered,
+            interrupts_failed: interrupts.failed,
             hints: hint.hints,
             hints_rejected: hint.rejected,
             rejected_guest_actions,

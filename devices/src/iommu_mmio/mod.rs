@@ -40,6 +40,15 @@ pub enum FrontEndError {
     DuplicateRequester(u16),
 }
 
+/// What the front end counted, each where it happened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FrontEndCounters {
+    /// Page group responses for a requester no endpoint has.
+    pub dropped_responses: u64,
+    /// Device-TLB invalidations for a requester no endpoint has.
+    pub dropped_invalidations: u64,
+}
+
 /// A shared endpoint.
 pub type SharedEndpoint = Arc<Mutex<dyn IommuEndpoint>>;
 
@@ -115,8 +124,11 @@ impl<M: GuestMemory + Send> ViommuMmio<M> {
 
     /// Responses and invalidations that matched no endpoint (counted, then
     /// dropped: a device without ATS or PRI has nothing to do with them).
-    pub fn dropped(&self) -> (u64, u64) {
-        (self.dropped_responses, self.dropped_invalidations)
+    pub fn counters(&self) -> FrontEndCounters {
+        FrontEndCounters {
+            dropped_responses: self.dropped_responses,
+            dropped_invalidations: self.dropped_invalidations,
+        }
     }
 
     fn endpoint(&self, rid: u16) -> Option<&SharedEndpoint> {
