@@ -349,9 +349,12 @@ impl Viommu {
         &self.config
     }
 
-    /// All counters.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
+    /// All counters (the cache statistics as the caches counted them).
+    pub fn counters(&self) -> Counters {
+        Counters {
+            cache: self.caches.stats(),
+            ..self.counters.clone()
+        }
     }
 
     /// Whether GSTS.TES is set.
@@ -430,18 +433,6 @@ impl Viommu {
     pub(crate) fn fault_event(&mut self) {
         if let Some(m) = fault::signal(&mut self.regs, regs::FECTL) {
             self.push_msi(m);
-        }
-    }
-
-    pub(crate) fn record_removed(&mut self, r: &cache::Removed) {
-        let c = &mut self.counters.cache;
-        c.context.invalidated += r.context;
-        c.pasid.invalidated += r.pasid;
-        c.iotlb.invalidated += r.iotlb;
-        for (i, n) in r.psc.iter().enumerate() {
-            if let Ok(level) = u8::try_from(i + 2) {
-                c.level_mut(level).invalidated += n;
-            }
         }
     }
 
@@ -712,9 +703,7 @@ impl Viommu {
         self.seq += 1;
         let c = &mut self.counters;
         c.translations += 1;
-        c.cache.context.hits += 1;
-        c.cache.pasid.hits += 1;
-        c.cache.iotlb.hits += 1;
+        self.caches.count_memo_hit();
         self.pending
             .count(&mut self.breakdowns, req.rid, req.pasid, false);
     }
@@ -860,7 +849,7 @@ impl Viommu {
         }
         let e = match m.last {
             Some(h) if req.addr & h.mask == h.base => h.entry,
-            _ => self.caches.iotlb_lookup(m.did, m.pasid, req.addr, false)?,
+            _ => self.caches.iotlb_peek(m.did, m.pasid, req.addr)?,
         };
         walk::check_rights(&e.leaf, req.addr, req.access, privileged, m.wpe).ok()?;
         // A page overlapping the interrupt range takes the full path, which
@@ -945,11 +934,9 @@ impl Viommu {
     ) -> Result<ContextEntry, FaultReason> {
         if self.caches.enabled() {
             if let Some(c) = self.caches.context_lookup(rid) {
-                self.counters.cache.context.hits += 1;
                 hits.context = true;
                 return Ok(c);
             }
-            self.counters.cache.context.misses += 1;
         }
         let ttm = ((self.root >> 10) & 3) as u8;
         if ttm != 1 {
@@ -958,8 +945,7 @@ impl Viommu {
         let c = tables::read_context_with(rd, self.root, rid)?;
         if self.caches.enabled() {
             self.memo = None;
-            self.counters.cache.context.fills += 1;
-            self.counters.cache.context.evictions += self.caches.context_fill(rid, c);
+            self.caches.context_fill(rid, c);
         }
         Ok(c)
     }
@@ -974,17 +960,14 @@ impl Viommu {
     ) -> Result<PasidEntry, FaultReason> {
         if self.caches.enabled() {
             if let Some(p) = self.caches.pasid_lookup(rid, pasid) {
-                self.counters.cache.pasid.hits += 1;
                 hits.pasid = true;
                 return Ok(p);
             }
-            self.counters.cache.pasid.misses += 1;
         }
         let p = tables::read_pasid_entry_with(rd, ctx, pasid)?;
         if self.caches.enabled() {
             self.memo = None;
-            self.counters.cache.pasid.fills += 1;
-            self.counters.cache.pasid.evictions += self.caches.pasid_fill(rid, pasid, p);
+            self.caches.pasid_fill(rid, pasid, p);
         }
         Ok(p)
     }
@@ -1079,17 +1062,14 @@ impl Viommu {
             return Err(WalkError::SupervisorDisabled.into());
         }
         let did = pe.did;
-        let touch = !matches!(self.config.cache, CachePolicy::Adversarial);
         let check =
             |rights: &Leaf| walk::check_rights(rights, addr, req.access, privileged, pe.wpe);
         let write = mode != Mode::Speculative && req.access == Access::Write;
         if self.caches.enabled() {
             if let Some(e) = self
                 .caches
-                .iotlb_lookup(did, pasid, addr, touch)
-                .filter(|e| !needs_dirty_walk(e, write, check))
+                .iotlb_lookup(did, pasid, addr, |e| !needs_dirty_walk(e, write, check))
             {
-                self.counters.cache.iotlb.hits += 1;
                 hits.iotlb = true;
                 self.maybe_check(
                     mem,
@@ -1107,14 +1087,12 @@ impl Viommu {
                 }
                 return Ok(e.leaf);
             }
-            self.counters.cache.iotlb.misses += 1;
         }
         let mut start = geo.root(pe.fs_root);
         let mut used = None;
         if self.caches.enabled() {
             for level in 2..=geo.levels {
-                if let Some(e) = self.caches.psc_lookup(level, did, pasid, addr, touch) {
-                    self.counters.cache.level_mut(level).hits += 1;
+                if let Some(e) = self.caches.psc_lookup(level, did, pasid, addr) {
                     hits.psc_level = Some(level);
                     start = WalkStart {
                         level: level - 1,
@@ -1124,7 +1102,6 @@ impl Viommu {
                     used = Some(Used::Psc(level, e));
                     break;
                 }
-                self.counters.cache.level_mut(level).misses += 1;
             }
         }
         let mut restarts = 0;
@@ -1161,8 +1138,7 @@ impl Viommu {
                     leaf,
                     filled: self.seq,
                 };
-                self.counters.cache.iotlb.fills += 1;
-                self.counters.cache.iotlb.evictions += self.caches.iotlb_fill(did, pasid, addr, e);
+                self.caches.iotlb_fill(did, pasid, addr, e);
             }
             return Ok(leaf);
         }
@@ -1196,12 +1172,8 @@ impl Viommu {
                 rights,
                 filled: self.seq,
             };
-            let stats = self.counters.cache.level_mut(e.level);
-            stats.fills += 1;
-            let ev = self
-                .caches
+            self.caches
                 .psc_fill(e.level, did, pasid, addr, entry, snapshot);
-            self.counters.cache.level_mut(e.level).evictions += ev;
         }
     }
 

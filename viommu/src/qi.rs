@@ -789,7 +789,6 @@ impl Viommu {
                 }
             }
         }
-        self.record_removed(&removed);
         let total =
             removed.context + removed.pasid + removed.iotlb + removed.psc.iter().sum::<u64>();
         self.emit_with(|| Event::Invalidation {

@@ -309,7 +309,7 @@ impl Harness {
 
     /// The counters so far.
     pub fn report(&self) -> Result<Report> {
-        Ok(Report::from_counters(self.unit.counters())?)
+        Ok(Report::from_counters(&self.unit.counters())?)
     }
 
     /// Runs one command.
