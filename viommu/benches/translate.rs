@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
-use viommu::qi::{self, PiotlbGranularity};
+use viommu::descriptor::{self as qi, PiotlbGranularity};
 use viommu::walk::{self, Geometry, Path};
 use viommu::{CachePolicy, CheckMode, Descriptor, Levels, regs};
 

@@ -9,7 +9,7 @@
 
 use std::hint::black_box;
 
-use viommu::qi::{self, PiotlbGranularity};
+use viommu::descriptor::{self as qi, PiotlbGranularity};
 use viommu::walk::{self, Geometry, Path};
 use viommu::{CachePolicy, CheckMode, Descriptor, Levels, regs};
 

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::descriptor::Descriptor;
 use crate::event::{Event, TranslationOutcome};
-use crate::qi::Descriptor;
 
 /// Most requesters (and, separately, PASIDs) broken down, so a guest using
 /// every PASID cannot grow the VMM's memory; the rest go to `other`.

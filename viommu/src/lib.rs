@@ -22,6 +22,7 @@ pub mod cache;
 pub mod checker;
 pub mod config;
 pub mod counters;
+pub mod descriptor;
 pub mod event;
 pub mod fault;
 pub mod memory;
@@ -50,10 +51,10 @@ pub use crate::breakdown::{Breakdown, Breakdowns, MAX_BREAKDOWN_KEYS};
 pub use crate::checker::StaleWalk;
 pub use crate::config::{CachePolicy, CheckMode, Config, ConfigError, Levels};
 pub use crate::counters::Counters;
+pub use crate::descriptor::{Descriptor, DevTlbInvalidation};
 pub use crate::event::{Event, EventSink, HitLevels};
 pub use crate::fault::Msi;
 pub use crate::prq::{PageRequest, PageResponse};
-pub use crate::qi::{Descriptor, DevTlbInvalidation};
 pub use crate::regs::REGISTER_BLOCK_SIZE;
 pub use crate::walk::Access;
 
@@ -523,9 +524,9 @@ impl Viommu {
         let cirg = (v >> 61) & 3;
         let did = (v & 0xffff) as u16;
         let granularity = match cirg {
-            1 => Some(qi::ContextGranularity::Global),
-            2 => Some(qi::ContextGranularity::Domain { did }),
-            3 => Some(qi::ContextGranularity::Device {
+            1 => Some(descriptor::ContextGranularity::Global),
+            2 => Some(descriptor::ContextGranularity::Domain { did }),
+            3 => Some(descriptor::ContextGranularity::Device {
                 did,
                 sid: ((v >> 16) & 0xffff) as u16,
                 fm: ((v >> 32) & 3) as u8,
@@ -548,9 +549,9 @@ impl Viommu {
         let did = ((v >> 32) & 0xffff) as u16;
         let iva = self.regs.get64(regs::IVA);
         let granularity = match iirg {
-            1 => Some(qi::IotlbGranularity::Global),
-            2 => Some(qi::IotlbGranularity::Domain { did }),
-            3 => Some(qi::IotlbGranularity::Page {
+            1 => Some(descriptor::IotlbGranularity::Global),
+            2 => Some(descriptor::IotlbGranularity::Domain { did }),
+            3 => Some(descriptor::IotlbGranularity::Page {
                 did,
                 addr: iva & !0xfff,
                 am: (iva & 0x3f) as u8,

@@ -8,8 +8,10 @@ use proptest::prelude::*;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::*;
+use crate::descriptor::{
+    self as qi, ContextGranularity, IotlbGranularity, PasidCacheGranularity, PiotlbGranularity,
+};
 use crate::event::SharedSink;
-use crate::qi::{ContextGranularity, IotlbGranularity, PasidCacheGranularity, PiotlbGranularity};
 use crate::walk::{PTE_P, PTE_PS, PTE_RW, PTE_US, PTE_XD, index};
 
 /// The default requester, 00:04.0.

@@ -9,7 +9,7 @@
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use viommu::qi;
+use viommu::descriptor as qi;
 use viommu::walk::index;
 use viommu::{
     Access, CachePolicy, CheckMode, Config, Descriptor, DmaRequest, Levels, Viommu, regs,
