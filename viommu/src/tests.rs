@@ -12,6 +12,9 @@ use crate::descriptor::{
     self as qi, ContextGranularity, IotlbGranularity, PasidCacheGranularity, PiotlbGranularity,
 };
 use crate::event::SharedSink;
+use crate::prq::PrqError;
+use crate::regs::{fsts, gcmd};
+use crate::tables::pgtt;
 use crate::walk::{PTE_P, PTE_PS, PTE_RW, PTE_US, PTE_XD, index};
 
 /// The default requester, 00:04.0.
