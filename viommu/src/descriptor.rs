@@ -547,6 +547,48 @@ fn devtlb_encode(inv: &DevTlbInvalidation) -> (u64, bool) {
     ((inv.addr & !(size - 1)) | ((size >> 1) - 1) & !0xfff, true)
 }
 
+/// The context-cache invalidation a CCMD register write (with ICC=1) asks
+/// for: CIRG 63:62 (1 global, 2 domain, 3 device), DID 15:0, SID 31:16,
+/// FM 33:32; `None` for the reserved CIRG 0.
+pub fn from_ccmd(v: u64) -> Option<Descriptor> {
+    let did = field::<u16>(v, 0, 16);
+    let granularity = match field::<u8>(v, 61, 2) {
+        1 => ContextGranularity::Global,
+        2 => ContextGranularity::Domain { did },
+        3 => ContextGranularity::Device {
+            did,
+            sid: field::<u16>(v, 16, 16),
+            fm: field::<u8>(v, 32, 2),
+        },
+        _ => return None,
+    };
+    Some(Descriptor::ContextCache { granularity })
+}
+
+/// The IOTLB invalidation an IOTLB register write (with IVT=1) asks for,
+/// with the IVA register's address, AM and IH for page-selective ones: IIRG
+/// 61:60 (1 global, 2 domain, 3 page), DR 49, DW 48, DID 47:32; `None` for
+/// the reserved IIRG 0.
+pub fn from_iotlb_register(v: u64, iva: u64) -> Option<Descriptor> {
+    let did = field::<u16>(v, 32, 16);
+    let granularity = match field::<u8>(v, 60, 2) {
+        1 => IotlbGranularity::Global,
+        2 => IotlbGranularity::Domain { did },
+        3 => IotlbGranularity::Page {
+            did,
+            addr: iva & !0xfff,
+            am: field::<u8>(iva, 0, 6),
+            ih: bit(iva, 6),
+        },
+        _ => return None,
+    };
+    Some(Descriptor::Iotlb {
+        granularity,
+        dr: bit(v, 49),
+        dw: bit(v, 48),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -673,6 +715,38 @@ mod tests {
         for d in all_kinds() {
             assert_eq!(decode(encode(&d)), Ok(d), "{d:?}");
         }
+    }
+
+    #[test]
+    fn register_based_forms() {
+        assert_eq!(from_ccmd(1 << 63), None);
+        assert_eq!(
+            from_ccmd((1 << 63) | (3 << 61) | (2 << 32) | (0x21 << 16) | 5),
+            Some(Descriptor::ContextCache {
+                granularity: ContextGranularity::Device {
+                    did: 5,
+                    sid: 0x21,
+                    fm: 2
+                }
+            })
+        );
+        assert_eq!(from_iotlb_register(1 << 63, 0), None);
+        assert_eq!(
+            from_iotlb_register(
+                (1 << 63) | (3 << 60) | (1 << 49) | (7 << 32),
+                0x5000 | 0x40 | 3
+            ),
+            Some(Descriptor::Iotlb {
+                granularity: IotlbGranularity::Page {
+                    did: 7,
+                    addr: 0x5000,
+                    am: 3,
+                    ih: true
+                },
+                dr: true,
+                dw: false
+            })
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::breakdown::{self, Breakdowns};
 use crate::cache::Caches;
 use crate::config::Config;
 use crate::counters::Counters;
-use crate::descriptor::{self, Descriptor, DevTlbInvalidation};
+use crate::descriptor::{self, DevTlbInvalidation};
 use crate::event::{Event, EventSink, HitLevels};
 use crate::fault::{self, FaultUnit, Msi};
 use crate::memory;
@@ -226,22 +226,11 @@ impl Viommu {
     }
 
     fn context_command<M: GuestMemory>(&mut self, mem: &M, v: u64) {
-        let cirg = (v >> 61) & 3;
-        let did = (v & 0xffff) as u16;
-        let granularity = match cirg {
-            1 => Some(descriptor::ContextGranularity::Global),
-            2 => Some(descriptor::ContextGranularity::Domain { did }),
-            3 => Some(descriptor::ContextGranularity::Device {
-                did,
-                sid: ((v >> 16) & 0xffff) as u16,
-                fm: ((v >> 32) & 3) as u8,
-            }),
-            _ => None,
-        };
-        let caig = match granularity {
-            Some(granularity) => {
-                let _ = self.execute(mem, Descriptor::ContextCache { granularity }, None);
-                cirg
+        // CAIG reports the granularity done: the one asked for, or 0.
+        let caig = match descriptor::from_ccmd(v) {
+            Some(d) => {
+                let _ = self.execute(mem, d, None);
+                (v >> 61) & 3
             }
             None => 0,
         };
@@ -250,29 +239,11 @@ impl Viommu {
     }
 
     fn iotlb_command<M: GuestMemory>(&mut self, mem: &M, v: u64) {
-        let iirg = (v >> 60) & 3;
-        let did = ((v >> 32) & 0xffff) as u16;
-        let iva = self.regs.get64(regs::IVA);
-        let granularity = match iirg {
-            1 => Some(descriptor::IotlbGranularity::Global),
-            2 => Some(descriptor::IotlbGranularity::Domain { did }),
-            3 => Some(descriptor::IotlbGranularity::Page {
-                did,
-                addr: iva & !0xfff,
-                am: (iva & 0x3f) as u8,
-                ih: iva & (1 << 6) != 0,
-            }),
-            _ => None,
-        };
-        let iaig = match granularity {
-            Some(granularity) => {
-                let d = Descriptor::Iotlb {
-                    granularity,
-                    dr: v & (1 << 49) != 0,
-                    dw: v & (1 << 48) != 0,
-                };
+        // IAIG reports the granularity done: the one asked for, or 0.
+        let iaig = match descriptor::from_iotlb_register(v, self.regs.get64(regs::IVA)) {
+            Some(d) => {
                 let _ = self.execute(mem, d, None);
-                iirg
+                (v >> 60) & 3
             }
             None => 0,
         };
