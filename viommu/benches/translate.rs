@@ -14,7 +14,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 
 use viommu::descriptor::{self as qi, PiotlbGranularity};
 use viommu::walk::{self, Geometry, Path};
-use viommu::{CachePolicy, CheckMode, Descriptor, Levels, regs};
+use viommu::{CachePolicy, CheckMode, Descriptor, Levels};
 
 mod common;
 
@@ -153,11 +153,7 @@ fn queue_benches(c: &mut Criterion) {
     let per = slots - 1;
     g.throughput(Throughput::Elements(per));
     g.bench_function("piotlb_page_descriptors", |bn| {
-        bn.iter(|| {
-            b.tail = (b.tail + per * 32) % (4096 << QS);
-            let t = b.tail;
-            b.reg(regs::IQT, t);
-        })
+        bn.iter(|| b.advance_tail(per * 32))
     });
     g.finish();
 

@@ -25,6 +25,8 @@ pub mod counters;
 pub mod descriptor;
 pub mod event;
 pub mod fault;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod fixture;
 pub mod memory;
 pub mod prq;
 pub mod qi;
