@@ -172,8 +172,23 @@ impl Breakdowns {
 /// not two map look-ups.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PendingTranslations {
-    pub key: Option<(u16, Option<u32>)>,
-    pub counts: Breakdown,
+    /// The pair packed (see [`pack`]); 0 when nothing is pending.
+    key: u64,
+    counts: Breakdown,
+}
+
+/// A (requester, PASID) pair as one word: bit 63 set (so never 0), PASID
+/// present at bit 48, the PASID (32 bits) at 16, the requester id at 0.
+#[inline]
+fn pack(rid: u16, pasid: Option<u32>) -> u64 {
+    let p = pasid.map_or(0, |p| (1 << 48) | (u64::from(p) << 16));
+    (1 << 63) | p | u64::from(rid)
+}
+
+fn unpack(key: u64) -> (u16, Option<u32>) {
+    let rid = u16::try_from(key & 0xffff).unwrap_or(0);
+    let pasid = u32::try_from((key >> 16) & 0xffff_ffff).unwrap_or(0);
+    (rid, (key & (1 << 48) != 0).then_some(pasid))
 }
 
 impl PendingTranslations {
@@ -181,19 +196,23 @@ impl PendingTranslations {
     /// when the key changes.
     #[inline]
     pub fn count(&mut self, into: &mut Breakdowns, rid: u16, pasid: Option<u32>, fault: bool) {
-        if self.key != Some((rid, pasid)) {
+        let key = pack(rid, pasid);
+        if self.key != key {
             self.flush(into);
-            self.key = Some((rid, pasid));
+            self.key = key;
         }
         self.counts.translations += 1;
         self.counts.faults += u64::from(fault);
     }
 
     /// Adds the pending run to `into`.
+    #[cold]
     pub fn flush(&mut self, into: &mut Breakdowns) {
-        if let Some((rid, pasid)) = self.key.take() {
+        if self.key != 0 {
+            let (rid, pasid) = unpack(self.key);
             into.add_translations(rid, pasid, &self.counts);
         }
+        self.key = 0;
         self.counts = Breakdown::default();
     }
 }
@@ -217,6 +236,20 @@ mod tests {
         let v = serde_json::to_value(&b).unwrap();
         assert_eq!(v["per_device"]["00:04.0"]["translations"], n);
         assert_eq!(v["per_pasid"]["0"]["translations"], 1);
+    }
+
+    #[test]
+    fn keys_pack_and_unpack() {
+        for (rid, pasid) in [
+            (0, None),
+            (0, Some(0)),
+            (0xffff, Some(u32::MAX)),
+            (0x20, Some(1)),
+        ] {
+            assert_eq!(unpack(pack(rid, pasid)), (rid, pasid));
+            assert_ne!(pack(rid, pasid), 0);
+        }
+        assert_ne!(pack(0x20, None), pack(0x20, Some(0)));
     }
 
     #[test]
