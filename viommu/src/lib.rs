@@ -198,7 +198,7 @@ pub struct Viommu {
     pub(crate) breakdowns: Breakdowns,
     /// The current run of translations by one requester and PASID, not yet
     /// in `breakdowns`.
-    pending: breakdown::PendingTranslations,
+    pub(crate) pending: breakdown::PendingTranslations,
     /// The memo and last-hit fast paths are taken (always, outside tests:
     /// the differential test turns them off to compare with the full path).
     fast_paths: bool,

@@ -191,7 +191,7 @@ impl Viommu {
                 granularity,
             } => {
                 c.invalidations.piotlb += 1;
-                self.breakdowns.piotlb(pasid);
+                self.pending.count_piotlb(&mut self.breakdowns, pasid);
                 removed = match granularity {
                     PiotlbGranularity::Pasid => {
                         c.granularity.piotlb_pasid += 1;
