@@ -299,26 +299,52 @@ impl Cpu<'_> {
         })
     }
 
-    /// Reads or writes `buf` at `gva`, page by page.
+    /// Reads or writes `buf` (at most 16 bytes) at `gva`, page by page.
+    /// Every page is translated and checked before anything is written, so
+    /// a store that faults on its second page leaves the first untouched,
+    /// as on the CPU.
     fn access(&self, gva: u64, buf: &mut [u8], write: bool) -> Result<(), EmulateError> {
+        // (gpa, offset in buf, length) of each page's part; 16 bytes span at
+        // most two pages.
+        let mut parts = [(0u64, 0usize, 0usize); 2];
+        let mut count = 0usize;
         let mut done = 0usize;
-        while done < buf.len() {
+        while done < buf.len() && count < parts.len() {
             let va = gva.wrapping_add(done as u64);
             let gpa = self.translate(va)?;
             let in_page = 0x1000 - usize::try_from(va & 0xfff).unwrap_or(0);
             let n = in_page.min(buf.len() - done);
-            let chunk = &mut buf[done..done + n];
-            let r = if write {
-                self.mem.write_slice(chunk, GuestAddress(gpa))
-            } else {
-                self.mem.read_slice(chunk, GuestAddress(gpa))
-            };
-            r.map_err(|_| EmulateError::NotRam {
+            let mut probe = [0u8; 16];
+            let len = n.min(probe.len());
+            self.mem
+                .read_slice(&mut probe[..len], GuestAddress(gpa))
+                .map_err(|_| EmulateError::NotRam {
+                    mnemonic: self.mnemonic,
+                    gva: va,
+                    gpa,
+                })?;
+            if !write {
+                buf[done..done + len].copy_from_slice(&probe[..len]);
+            }
+            parts[count] = (gpa, done, len);
+            count += 1;
+            done += len;
+        }
+        if done < buf.len() {
+            return Err(EmulateError::Form {
                 mnemonic: self.mnemonic,
-                gva: va,
-                gpa,
-            })?;
-            done += n;
+            });
+        }
+        if write {
+            for &(gpa, off, len) in &parts[..count] {
+                self.mem
+                    .write_slice(&buf[off..off + len], GuestAddress(gpa))
+                    .map_err(|_| EmulateError::NotRam {
+                        mnemonic: self.mnemonic,
+                        gva: gva.wrapping_add(off as u64),
+                        gpa,
+                    })?;
+            }
         }
         Ok(())
     }
@@ -969,6 +995,47 @@ mod tests {
             e.to_string()
                 .contains("memory operand at 0x7000 does not translate"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_store_that_faults_on_its_second_page_writes_nothing() {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let mut cpu = cpu_on(&mem);
+        // 4-level paging: PML4 0x1000 -> PDPT 0x2000 -> PD 0x3000 -> PT
+        // 0x4000; only page 0x5000 (-> 0x9000) is mapped, 0x6000 is not.
+        mem.write_obj(0x2003u64, GuestAddress(0x1000)).unwrap();
+        mem.write_obj(0x3003u64, GuestAddress(0x2000)).unwrap();
+        mem.write_obj(0x4003u64, GuestAddress(0x3000)).unwrap();
+        mem.write_obj(0x9003u64, GuestAddress(0x4000 + 5 * 8))
+            .unwrap();
+        cpu.mode = PagingMode {
+            cr0: 0x8000_0001,
+            cr3: 0x1000,
+            cr4: 1 << 5,
+            efer: EFER_LMA,
+        };
+        mem.write_obj(0x1111_1111u32, GuestAddress(0x9ffc)).unwrap();
+        // movbe [rdi], rax with rdi = 0x5ffc: 4 bytes on the mapped page,
+        // 4 on the unmapped one.
+        cpu.regs.rdi = 0x5ffc;
+        cpu.regs.rax = u64::MAX;
+        let ins = decode64(&[0x48, 0x0f, 0x38, 0xf1, 0x07]);
+        let e = cpu.write(&ins, 0, 64, 0).unwrap_err();
+        assert!(
+            matches!(e, EmulateError::Translate { gva: 0x6000, .. }),
+            "{e}"
+        );
+        assert_eq!(
+            mem.read_obj::<u32>(GuestAddress(0x9ffc)).unwrap(),
+            0x1111_1111
+        );
+        // Within the page it is written.
+        cpu.regs.rdi = 0x5ff8;
+        cpu.write(&ins, 0, 64, 0x3333_3333_4444_4444).unwrap();
+        assert_eq!(
+            mem.read_obj::<u64>(GuestAddress(0x9ff8)).unwrap(),
+            0x3333_3333_4444_4444
         );
     }
 
