@@ -1073,6 +1073,52 @@ mod tests {
     }
 
     #[test]
+    fn locked_cmpxchg16b_is_atomic_across_threads() {
+        if !std::arch::is_x86_feature_detected!("cmpxchg16b") {
+            return;
+        }
+        #[repr(align(16))]
+        struct Cell(std::cell::UnsafeCell<u128>);
+        // SAFETY: only accessed through the locked instruction below.
+        unsafe impl Sync for Cell {}
+        let cell = std::sync::Arc::new(Cell(std::cell::UnsafeCell::new(0)));
+        const PER_THREAD: u128 = 20_000;
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let cell = cell.clone();
+                std::thread::spawn(move || {
+                    let p = cell.0.get().cast::<u8>();
+                    for _ in 0..PER_THREAD {
+                        // A compare-and-swap loop, as a guest would use it:
+                        // each increment adds 1 to both halves.
+                        // SAFETY: a live, aligned 16-byte cell.
+                        let mut seen = unsafe { locked_cmpxchg16b(p, 0, 0) };
+                        loop {
+                            let next = seen + ((1u128 << 64) | 1);
+                            // SAFETY: as above.
+                            let prev = unsafe { locked_cmpxchg16b(p, seen, next) };
+                            if prev == seen {
+                                break;
+                            }
+                            seen = prev;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // SAFETY: the threads are done.
+        let v = unsafe { *cell.0.get() };
+        assert_eq!(
+            v,
+            ((2 * PER_THREAD) << 64) | (2 * PER_THREAD),
+            "lost updates"
+        );
+    }
+
+    #[test]
     fn counts_are_per_mnemonic() {
         let c = EmulatedCounts::default();
         c.record("int3");
