@@ -321,6 +321,16 @@ static void faults(void)
     ran[I_LDMXCSR]++;
     expect_fault("ldmxcsr.reserved_gp", 13);
 
+    /* popcnt from a non-canonical address: #GP(0). */
+    u64 d, bad_va = 0x0000800000000000ULL;
+    __asm__ volatile("lea 1f(%%rip), %%r11\n\tpopcnt (%1), %0\n1:"
+                     : "=r"(d)
+                     : "r"(bad_va)
+                     : "r11", "cc", "memory");
+    (void)d;
+    ran[I_POPCNT]++;
+    expect_fault("popcnt.noncanonical_gp", 13);
+
     /* fwait with CR0.TS and CR0.MP: #NM. */
     u64 cr0;
     __asm__ volatile("mov %%cr0, %0" : "=r"(cr0));

@@ -49,12 +49,14 @@ const CR0_EM: u64 = 1 << 2;
 const CR0_TS: u64 = 1 << 3;
 const CR0_NE: u64 = 1 << 5;
 const CR4_OSFXSR: u64 = 1 << 9;
+const CR4_LA57: u64 = 1 << 12;
 const EFER_LMA: u64 = 1 << 10;
 const FSW_ES: u16 = 1 << 7;
 
 const VEC_BP: u32 = 3;
 const VEC_UD: u32 = 6;
 const VEC_NM: u32 = 7;
+const VEC_SS: u32 = 12;
 const VEC_GP: u32 = 13;
 const VEC_MF: u32 = 16;
 
@@ -116,6 +118,16 @@ pub enum EmulateError {
         /// The instruction.
         mnemonic: &'static str,
     },
+    /// The instruction raises an exception (a non-canonical operand
+    /// address): `emulate` injects it and the guest runs on; never returned
+    /// from [`emulate`].
+    #[error("the instruction raises exception {vector}")]
+    Raise {
+        /// The vector.
+        vector: u32,
+        /// The error code, if the exception has one.
+        error: Option<u32>,
+    },
     /// The host has no `cmpxchg16b`.
     #[error("the host CPU lacks cmpxchg16b, so the VMM cannot run the guest's atomically")]
     HostLacksCx16,
@@ -172,6 +184,14 @@ fn bitness(s: &kvm_sregs) -> u32 {
     } else {
         16
     }
+}
+
+/// Whether `va` is canonical for `width` address bits (48, or 57 with
+/// LA57): bits 63..width-1 all equal.
+fn canonical(va: u64, width: u32) -> bool {
+    #[allow(clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+    let extended = (((va << (64 - width)) as i64) >> (64 - width)) as u64;
+    extended == va
 }
 
 /// Index into [`gpr_mut`] and width of a general-purpose register of 16,
@@ -274,8 +294,10 @@ impl Cpu<'_> {
         }
     }
 
-    /// The linear address of memory operand `op`.
-    fn address(&self, ins: &Instruction, op: u32) -> Result<u64, EmulateError> {
+    /// The linear address of memory operand `op`, `len` bytes long. In
+    /// 64-bit mode a non-canonical one raises #GP(0), or #SS(0) through SS,
+    /// as on the CPU (the page walk would otherwise ignore the high bits).
+    fn address(&self, ins: &Instruction, op: u32, len: u64) -> Result<u64, EmulateError> {
         let va = ins
             .virtual_address(op, 0, |r, _, _| {
                 self.segment_base(r).or_else(|| self.get(r))
@@ -283,11 +305,26 @@ impl Cpu<'_> {
             .ok_or(EmulateError::Form {
                 mnemonic: self.mnemonic,
             })?;
-        Ok(if self.bits == 64 {
-            va
+        if self.bits != 64 {
+            return Ok(va & 0xffff_ffff);
+        }
+        let width = if self.mode.cr4 & CR4_LA57 != 0 {
+            57
         } else {
-            va & 0xffff_ffff
-        })
+            48
+        };
+        let last = va.wrapping_add(len.saturating_sub(1));
+        if !canonical(va, width) || !canonical(last, width) {
+            return Err(EmulateError::Raise {
+                vector: if ins.memory_segment() == Register::SS {
+                    VEC_SS
+                } else {
+                    VEC_GP
+                },
+                error: Some(0),
+            });
+        }
+        Ok(va)
     }
 
     /// Guest-physical address of `gva`.
@@ -368,7 +405,7 @@ impl Cpu<'_> {
             OpKind::Register => self.get(ins.op_register(op)).ok_or(EmulateError::Form {
                 mnemonic: self.mnemonic,
             }),
-            OpKind::Memory => self.read_mem(self.address(ins, op)?, bits),
+            OpKind::Memory => self.read_mem(self.address(ins, op, u64::from(bits / 8))?, bits),
             OpKind::Immediate8 => Ok(u64::from(ins.immediate8())),
             _ => Err(EmulateError::Form {
                 mnemonic: self.mnemonic,
@@ -379,7 +416,7 @@ impl Cpu<'_> {
     fn write(&mut self, ins: &Instruction, op: u32, bits: u32, v: u64) -> Result<(), EmulateError> {
         match ins.op_kind(op) {
             OpKind::Register => self.set(ins.op_register(op), v),
-            OpKind::Memory => self.write_mem(self.address(ins, op)?, bits, v),
+            OpKind::Memory => self.write_mem(self.address(ins, op, u64::from(bits / 8))?, bits, v),
             _ => Err(EmulateError::Form {
                 mnemonic: self.mnemonic,
             }),
@@ -521,7 +558,11 @@ pub fn emulate(
         bits,
         mnemonic,
     };
-    let after = execute(&mut cpu, &ins, fd)?;
+    let after = match execute(&mut cpu, &ins, fd) {
+        Ok(a) => a,
+        Err(EmulateError::Raise { vector, error }) => After::Fault { vector, error },
+        Err(e) => return Err(e),
+    };
     match after {
         After::Retire => {
             cpu.regs.rip = if bits == 64 {
@@ -623,7 +664,7 @@ fn execute(cpu: &mut Cpu<'_>, ins: &Instruction, fd: &VcpuFd) -> Result<After, E
 }
 
 fn cmpxchg16b(cpu: &mut Cpu<'_>, ins: &Instruction) -> Result<After, EmulateError> {
-    let gva = cpu.address(ins, 0)?;
+    let gva = cpu.address(ins, 0, 16)?;
     if gva & 15 != 0 {
         return Ok(After::Fault {
             vector: VEC_GP,
@@ -965,12 +1006,12 @@ mod tests {
         mem.write_obj(0xffu64, GuestAddress(0x3008)).unwrap();
         cpu.regs.rsi = 0x3000;
         let ins = decode64(&[0xf3, 0x48, 0x0f, 0xb8, 0x4e, 0x08]);
-        assert_eq!(cpu.address(&ins, 1).unwrap(), 0x3008);
+        assert_eq!(cpu.address(&ins, 1, 8).unwrap(), 0x3008);
         assert_eq!(cpu.read(&ins, 1, 64).unwrap(), 0xff);
         // gs: prefix adds GS.base.
         cpu.sregs.gs.base = 0x1000;
         let ins = decode64(&[0x65, 0xf3, 0x48, 0x0f, 0xb8, 0x4e, 0x08]);
-        assert_eq!(cpu.address(&ins, 1).unwrap(), 0x4008);
+        assert_eq!(cpu.address(&ins, 1, 8).unwrap(), 0x4008);
         // Beyond guest RAM: a clear error, no panic.
         cpu.regs.rsi = 0x1000_0000;
         let e = cpu.read(&ins, 1, 64).unwrap_err();
@@ -1037,6 +1078,39 @@ mod tests {
             mem.read_obj::<u64>(GuestAddress(0x9ff8)).unwrap(),
             0x3333_3333_4444_4444
         );
+    }
+
+    #[test]
+    fn a_non_canonical_operand_raises_gp_or_ss() {
+        assert!(canonical(0xffff_8000_0000_0000, 48));
+        assert!(canonical(0x0000_7fff_ffff_ffff, 48));
+        assert!(!canonical(0x0000_8000_0000_0000, 48));
+        assert!(canonical(0x0000_8000_0000_0000, 57));
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let mut cpu = cpu_on(&mem);
+        // popcnt rcx, [rsi+8] at a non-canonical address: #GP(0).
+        cpu.regs.rsi = 0x0000_8000_0000_0000;
+        let ins = decode64(&[0xf3, 0x48, 0x0f, 0xb8, 0x4e, 0x08]);
+        assert!(matches!(
+            cpu.read(&ins, 1, 64),
+            Err(EmulateError::Raise {
+                vector: 13,
+                error: Some(0)
+            })
+        ));
+        // The last byte crossing the boundary counts too.
+        cpu.regs.rsi = 0x0000_7fff_ffff_fff4;
+        assert!(matches!(
+            cpu.read(&ins, 1, 64),
+            Err(EmulateError::Raise { vector: 13, .. })
+        ));
+        // Through SS (rbp/rsp base): #SS(0).
+        cpu.regs.rbp = 0x0000_8000_0000_0000;
+        let ins = decode64(&[0xf3, 0x48, 0x0f, 0xb8, 0x4d, 0x08]);
+        assert!(matches!(
+            cpu.read(&ins, 1, 64),
+            Err(EmulateError::Raise { vector: 12, .. })
+        ));
     }
 
     #[test]
