@@ -19,11 +19,13 @@
 //!   `KVM_GET_XSAVE`/`KVM_SET_XSAVE` give.
 //!
 //! Exceptions the CPU would raise are injected (`#GP(0)` for a misaligned
-//! `cmpxchg16b` or reserved MXCSR bits, `#NM`, `#MF`, `#UD`). A memory
-//! operand that does not translate stops the VM with a clear error instead
-//! of injecting `#PF`: the right CR2 needs `KVM_SET_SREGS` or a VM-wide
-//! capability on the hot path of every emulated instruction, and kernel
-//! code does not rely on faults from these instructions.
+//! `cmpxchg16b`, reserved MXCSR bits or a non-canonical address, `#NM`,
+//! `#MF`, `#UD`). A memory operand on a not-present page raises `#PF` with
+//! CR2 and the error code, where KVM syncs registers through `kvm_run`
+//! (CR2 goes in with the system registers); without that the VM stops with
+//! a clear error, since setting CR2 would take `KVM_SET_SREGS`, which the
+//! vCPU seccomp filter does not allow. A page table outside guest RAM, or
+//! an operand in MMIO, stops the VM.
 
 pub mod alu;
 
@@ -58,6 +60,7 @@ const VEC_UD: u32 = 6;
 const VEC_NM: u32 = 7;
 const VEC_SS: u32 = 12;
 const VEC_GP: u32 = 13;
+const VEC_PF: u32 = 14;
 const VEC_MF: u32 = 16;
 
 /// Why the VMM did not run an instruction KVM could not emulate.
@@ -86,10 +89,10 @@ pub enum EmulateError {
         /// The decoded mnemonic.
         mnemonic: String,
     },
-    /// A memory operand's address does not translate.
+    /// A memory operand's page tables are not in guest RAM.
     #[error(
-        "the VMM emulated `{mnemonic}` but its memory operand at {gva:#x} does not translate ({source}); \
-         the VMM stops here rather than inject #PF (docs/EMULATION.md)"
+        "the VMM emulated `{mnemonic}` but its memory operand at {gva:#x} does not translate ({source}) \
+         (docs/EMULATION.md)"
     )]
     Translate {
         /// The instruction.
@@ -97,6 +100,24 @@ pub enum EmulateError {
         /// The operand's linear address.
         gva: u64,
         /// Why.
+        source: WalkError,
+    },
+    /// A memory operand's page is not present: the CPU raises #PF. With
+    /// synced registers the VMM injects it (CR2 through the synced system
+    /// registers); without, it stops here with this error.
+    #[error(
+        "the VMM emulated `{mnemonic}` but its memory operand at {gva:#x} is not mapped ({source}); \
+         without KVM's synced registers the VMM cannot set CR2, so it stops instead of injecting #PF \
+         (docs/EMULATION.md)"
+    )]
+    PageFault {
+        /// The instruction.
+        mnemonic: &'static str,
+        /// The faulting linear address (CR2).
+        gva: u64,
+        /// The #PF error code.
+        error: u32,
+        /// The walk's finding.
         source: WalkError,
     },
     /// A memory operand is not in guest RAM.
@@ -327,12 +348,22 @@ impl Cpu<'_> {
         Ok(va)
     }
 
-    /// Guest-physical address of `gva`.
-    fn translate(&self, gva: u64) -> Result<u64, EmulateError> {
-        gva::translate(self.mem, &self.mode, gva).map_err(|source| EmulateError::Translate {
-            mnemonic: self.mnemonic,
-            gva,
-            source,
+    /// Guest-physical address of `gva`; a not-present entry on the walk is
+    /// a page fault (`write`: the access writes).
+    fn translate(&self, gva: u64, write: bool) -> Result<u64, EmulateError> {
+        gva::translate(self.mem, &self.mode, gva).map_err(|source| match source {
+            WalkError::NotPresent { .. } => EmulateError::PageFault {
+                mnemonic: self.mnemonic,
+                gva,
+                // P=0, W, U (CPL 3), as the CPU reports a not-present fault.
+                error: (u32::from(write) << 1) | (u32::from(self.sregs.cs.selector & 3 == 3) << 2),
+                source,
+            },
+            _ => EmulateError::Translate {
+                mnemonic: self.mnemonic,
+                gva,
+                source,
+            },
         })
     }
 
@@ -348,7 +379,7 @@ impl Cpu<'_> {
         let mut done = 0usize;
         while done < buf.len() && count < parts.len() {
             let va = gva.wrapping_add(done as u64);
-            let gpa = self.translate(va)?;
+            let gpa = self.translate(va, write)?;
             let in_page = 0x1000 - usize::try_from(va & 0xfff).unwrap_or(0);
             let n = in_page.min(buf.len() - done);
             let mut probe = [0u8; 16];
@@ -561,6 +592,17 @@ pub fn emulate(
     let after = match execute(&mut cpu, &ins, fd) {
         Ok(a) => a,
         Err(EmulateError::Raise { vector, error }) => After::Fault { vector, error },
+        Err(EmulateError::PageFault { gva, error, .. }) if access == RegAccess::Synced => {
+            // CR2 goes in with the synced system registers (the values KVM
+            // just stored, CR2 changed); the #PF with the event below.
+            let s = fd.sync_regs_mut();
+            s.sregs.cr2 = gva;
+            fd.set_sync_dirty_reg(SyncReg::SystemRegister);
+            After::Fault {
+                vector: VEC_PF,
+                error: Some(error),
+            }
+        }
         Err(e) => return Err(e),
     };
     match after {
@@ -674,7 +716,8 @@ fn cmpxchg16b(cpu: &mut Cpu<'_>, ins: &Instruction) -> Result<After, EmulateErro
     if !std::arch::is_x86_feature_detected!("cmpxchg16b") {
         return Err(EmulateError::HostLacksCx16);
     }
-    let gpa = cpu.translate(gva)?;
+    // A locked read-modify-write faults as a write.
+    let gpa = cpu.translate(gva, true)?;
     let not_ram = EmulateError::NotRam {
         mnemonic: cpu.mnemonic,
         gva,
@@ -1019,7 +1062,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unmapped_operand_stops_with_the_address() {
+    fn an_unmapped_operand_is_a_page_fault_with_the_address() {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         let mut cpu = cpu_on(&mem);
         // Long mode paging with an empty PML4 at 0x1000.
@@ -1033,10 +1076,25 @@ mod tests {
         let ins = decode64(&[0x48, 0x0f, 0x38, 0xf0, 0x07]);
         let e = cpu.read(&ins, 1, 64).unwrap_err();
         assert!(
-            e.to_string()
-                .contains("memory operand at 0x7000 does not translate"),
+            matches!(
+                e,
+                EmulateError::PageFault {
+                    gva: 0x7000,
+                    error: 0,
+                    ..
+                }
+            ),
             "{e}"
         );
+        assert!(
+            e.to_string()
+                .contains("memory operand at 0x7000 is not mapped"),
+            "{e}"
+        );
+        // A table beyond guest RAM is no page fault: the VM stops.
+        cpu.mode.cr3 = 0x4000_0000;
+        let e = cpu.read(&ins, 1, 64).unwrap_err();
+        assert!(matches!(e, EmulateError::Translate { .. }), "{e}");
     }
 
     #[test]
@@ -1064,7 +1122,14 @@ mod tests {
         let ins = decode64(&[0x48, 0x0f, 0x38, 0xf1, 0x07]);
         let e = cpu.write(&ins, 0, 64, 0).unwrap_err();
         assert!(
-            matches!(e, EmulateError::Translate { gva: 0x6000, .. }),
+            matches!(
+                e,
+                EmulateError::PageFault {
+                    gva: 0x6000,
+                    error: 2,
+                    ..
+                }
+            ),
             "{e}"
         );
         assert_eq!(
