@@ -348,15 +348,24 @@ impl Cpu<'_> {
         Ok(va)
     }
 
-    /// Guest-physical address of `gva`; a not-present entry on the walk is
-    /// a page fault (`write`: the access writes).
+    /// Guest-physical address of `gva`; a not-present entry on the walk, or
+    /// a write to a read-only page under CR0.WP, is a page fault (`write`:
+    /// the access writes).
     fn translate(&self, gva: u64, write: bool) -> Result<u64, EmulateError> {
-        gva::translate(self.mem, &self.mode, gva).map_err(|source| match source {
+        let user = u32::from(self.sregs.cs.selector & 3 == 3) << 2;
+        gva::translate_access(self.mem, &self.mode, gva, write).map_err(|source| match source {
+            // P=0, W, U (CPL 3), as the CPU reports a not-present fault.
             WalkError::NotPresent { .. } => EmulateError::PageFault {
                 mnemonic: self.mnemonic,
                 gva,
-                // P=0, W, U (CPL 3), as the CPU reports a not-present fault.
-                error: (u32::from(write) << 1) | (u32::from(self.sregs.cs.selector & 3 == 3) << 2),
+                error: (u32::from(write) << 1) | user,
+                source,
+            },
+            // P=1, W: a write to a read-only page under CR0.WP.
+            WalkError::WriteProtected { .. } => EmulateError::PageFault {
+                mnemonic: self.mnemonic,
+                gva,
+                error: 1 | 2 | user,
                 source,
             },
             _ => EmulateError::Translate {
@@ -1095,6 +1104,42 @@ mod tests {
         cpu.mode.cr3 = 0x4000_0000;
         let e = cpu.read(&ins, 1, 64).unwrap_err();
         assert!(matches!(e, EmulateError::Translate { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_store_to_a_read_only_page_is_a_protection_fault() {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let mut cpu = cpu_on(&mem);
+        mem.write_obj(0x2003u64, GuestAddress(0x1000)).unwrap();
+        mem.write_obj(0x3003u64, GuestAddress(0x2000)).unwrap();
+        mem.write_obj(0x4003u64, GuestAddress(0x3000)).unwrap();
+        mem.write_obj(0x9001u64, GuestAddress(0x4000 + 5 * 8))
+            .unwrap(); // read-only
+        cpu.mode = PagingMode {
+            cr0: 0x8001_0001, // PG, WP, PE
+            cr3: 0x1000,
+            cr4: 1 << 5,
+            efer: EFER_LMA,
+        };
+        mem.write_obj(0x5555u64, GuestAddress(0x9008)).unwrap();
+        cpu.regs.rdi = 0x5008;
+        // movbe [rdi], rax: #PF with P and W; memory untouched. A load works.
+        let ins = decode64(&[0x48, 0x0f, 0x38, 0xf1, 0x07]);
+        let e = cpu.write(&ins, 0, 64, 0).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                EmulateError::PageFault {
+                    gva: 0x5008,
+                    error: 3,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(mem.read_obj::<u64>(GuestAddress(0x9008)).unwrap(), 0x5555);
+        let load = decode64(&[0x48, 0x0f, 0x38, 0xf0, 0x07]);
+        assert_eq!(cpu.read(&load, 1, 64).unwrap(), 0x5555);
     }
 
     #[test]
