@@ -106,7 +106,7 @@ pub enum EmulateError {
     /// synced registers the VMM injects it (CR2 through the synced system
     /// registers); without, it stops here with this error.
     #[error(
-        "the VMM emulated `{mnemonic}` but its memory operand at {gva:#x} is not mapped ({source}); \
+        "the VMM emulated `{mnemonic}` but its memory operand at {gva:#x} page-faults ({source}); \
          without KVM's synced registers the VMM cannot set CR2, so it stops instead of injecting #PF \
          (docs/EMULATION.md)"
     )]
@@ -1097,7 +1097,7 @@ mod tests {
         );
         assert!(
             e.to_string()
-                .contains("memory operand at 0x7000 is not mapped"),
+                .contains("memory operand at 0x7000 page-faults (0x7000 is not mapped"),
             "{e}"
         );
         // A table beyond guest RAM is no page fault: the VM stops.
