@@ -673,45 +673,62 @@ fn inject(
 }
 
 fn execute(cpu: &mut Cpu<'_>, ins: &Instruction, fd: &VcpuFd) -> Result<After, EmulateError> {
-    if let Some((op, _)) = alu_op(ins.mnemonic()) {
-        let bits = cpu.operand_bits(ins)?;
-        let (a, b) = match op {
-            Op::Popcnt | Op::Lzcnt | Op::Tzcnt | Op::Blsi | Op::Blsmsk | Op::Blsr => {
-                (cpu.read(ins, 1, bits)?, 0)
-            }
-            _ => (cpu.read(ins, 1, bits)?, cpu.read(ins, 2, bits)?),
-        };
-        let (r, flags) = alu::compute(op, bits, a, b);
-        cpu.write(ins, 0, bits, r)?;
-        cpu.regs.rflags = flags.apply(cpu.regs.rflags);
-        return Ok(After::Retire);
+    match execute_integer(cpu, ins) {
+        Some(r) => r,
+        None => fpu(cpu, ins, fd),
     }
-    match ins.code() {
+}
+
+/// The instructions of the set that need only registers and memory (all
+/// but the x87/SSE ones); `None` for the others.
+fn execute_integer(cpu: &mut Cpu<'_>, ins: &Instruction) -> Option<Result<After, EmulateError>> {
+    if let Some((op, _)) = alu_op(ins.mnemonic()) {
+        return Some(execute_alu(cpu, ins, op));
+    }
+    Some(match ins.code() {
         Code::Int3 => Ok(After::Retire),
-        Code::VEX_Mulx_r32_r32_rm32 | Code::VEX_Mulx_r64_r64_rm64 => {
-            let bits = cpu.operand_bits(ins)?;
-            let src = cpu.read(ins, 2, bits)?;
-            let (hi, lo) = alu::mulx(bits, cpu.regs.rdx, src);
-            // Low half first: with both destinations the same register the
-            // high half is what stays.
-            cpu.write(ins, 1, bits, lo)?;
-            cpu.write(ins, 0, bits, hi)?;
-            Ok(After::Retire)
-        }
+        Code::VEX_Mulx_r32_r32_rm32 | Code::VEX_Mulx_r64_r64_rm64 => execute_mulx(cpu, ins),
         Code::Movbe_r16_m16
         | Code::Movbe_r32_m32
         | Code::Movbe_r64_m64
         | Code::Movbe_m16_r16
         | Code::Movbe_m32_r32
-        | Code::Movbe_m64_r64 => {
-            let bits = cpu.operand_bits(ins)?;
-            let v = cpu.read(ins, 1, bits)?;
-            cpu.write(ins, 0, bits, alu::byte_swap(bits, v))?;
-            Ok(After::Retire)
-        }
+        | Code::Movbe_m64_r64 => execute_movbe(cpu, ins),
         Code::Cmpxchg16b_m128 => cmpxchg16b(cpu, ins),
-        _ => fpu(cpu, ins, fd),
-    }
+        _ => return None,
+    })
+}
+
+fn execute_alu(cpu: &mut Cpu<'_>, ins: &Instruction, op: Op) -> Result<After, EmulateError> {
+    let bits = cpu.operand_bits(ins)?;
+    let (a, b) = match op {
+        Op::Popcnt | Op::Lzcnt | Op::Tzcnt | Op::Blsi | Op::Blsmsk | Op::Blsr => {
+            (cpu.read(ins, 1, bits)?, 0)
+        }
+        _ => (cpu.read(ins, 1, bits)?, cpu.read(ins, 2, bits)?),
+    };
+    let (r, flags) = alu::compute(op, bits, a, b);
+    cpu.write(ins, 0, bits, r)?;
+    cpu.regs.rflags = flags.apply(cpu.regs.rflags);
+    Ok(After::Retire)
+}
+
+fn execute_mulx(cpu: &mut Cpu<'_>, ins: &Instruction) -> Result<After, EmulateError> {
+    let bits = cpu.operand_bits(ins)?;
+    let src = cpu.read(ins, 2, bits)?;
+    let (hi, lo) = alu::mulx(bits, cpu.regs.rdx, src);
+    // Low half first: with both destinations the same register the high
+    // half is what stays.
+    cpu.write(ins, 1, bits, lo)?;
+    cpu.write(ins, 0, bits, hi)?;
+    Ok(After::Retire)
+}
+
+fn execute_movbe(cpu: &mut Cpu<'_>, ins: &Instruction) -> Result<After, EmulateError> {
+    let bits = cpu.operand_bits(ins)?;
+    let v = cpu.read(ins, 1, bits)?;
+    cpu.write(ins, 0, bits, alu::byte_swap(bits, v))?;
+    Ok(After::Retire)
 }
 
 fn cmpxchg16b(cpu: &mut Cpu<'_>, ins: &Instruction) -> Result<After, EmulateError> {
@@ -1300,6 +1317,78 @@ mod tests {
             ((2 * PER_THREAD) << 64) | (2 * PER_THREAD),
             "lost updates"
         );
+    }
+
+    use proptest::prelude::*;
+
+    /// Opcode stems of the integer set, followed by random bytes (ModRM,
+    /// SIB, displacement, immediates).
+    const STEMS: &[&[u8]] = &[
+        &[0xcc],
+        &[0xf3, 0x48, 0x0f, 0xb8],
+        &[0xf3, 0x0f, 0xb8],
+        &[0x66, 0xf3, 0x0f, 0xbd],
+        &[0xf3, 0x0f, 0xbc],
+        &[0xc4, 0xe2, 0xf8, 0xf2],
+        &[0xc4, 0xe2, 0x78, 0xf7],
+        &[0xc4, 0xe2, 0xf0, 0xf3],
+        &[0xc4, 0xe2, 0xf8, 0xf5],
+        &[0xc4, 0xe2, 0xf3, 0xf6],
+        &[0xc4, 0xe2, 0xf3, 0xf5],
+        &[0xc4, 0xe2, 0xf2, 0xf5],
+        &[0xc4, 0xe3, 0xfb, 0xf0],
+        &[0xc4, 0xe2, 0xfa, 0xf7],
+        &[0xc4, 0xe2, 0xf9, 0xf7],
+        &[0xc4, 0xe2, 0xfb, 0xf7],
+        &[0x48, 0x0f, 0x38, 0xf0],
+        &[0x66, 0x0f, 0x38, 0xf1],
+        &[0xf0, 0x48, 0x0f, 0xc7],
+        &[0x65, 0x48, 0x0f, 0xc7],
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        /// Whatever the guest's registers, page tables and bytes, the
+        /// integer paths return a result or an error: no panic, and memory
+        /// outside guest RAM is never touched.
+        #[test]
+        fn hostile_operands_and_tables_do_not_panic(
+            stem in 0usize..STEMS.len(),
+            tail in proptest::collection::vec(any::<u8>(), 11),
+            gprs in proptest::collection::vec(
+                prop_oneof![any::<u64>(), 0u64..0x10_0000, Just(0x0000_8000_0000_0000u64)],
+                16,
+            ),
+            cr0 in prop_oneof![Just(0u64), Just(0x8001_0001u64), any::<u64>()],
+            cr3 in prop_oneof![0u64..0x10_0000, any::<u64>()],
+            cr4 in any::<u64>(),
+            efer in prop_oneof![Just(EFER_LMA), any::<u64>()],
+            bits in prop_oneof![Just(64u32), Just(32u32), Just(16u32)],
+            tables in proptest::collection::vec((0u64..0x200, any::<u64>()), 0..64),
+        ) {
+            let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+            for (slot, v) in tables {
+                mem.write_obj(v, GuestAddress(((cr3 & 0xf_f000) + slot * 8) & 0xf_fff8)).unwrap();
+            }
+            let mut bytes = STEMS[stem].to_vec();
+            bytes.extend_from_slice(&tail);
+            let Ok(ins) = decode(&bytes, bits, 0x1000) else {
+                return Ok(());
+            };
+            if name_of(&ins).is_none() {
+                return Ok(());
+            }
+            let mut cpu = cpu_on(&mem);
+            for (i, v) in gprs.iter().enumerate() {
+                *gpr_mut(&mut cpu.regs, i) = *v;
+            }
+            cpu.bits = bits;
+            cpu.sregs.cs.l = u8::from(bits == 64);
+            cpu.sregs.cs.db = u8::from(bits == 32);
+            cpu.sregs.gs.base = gprs[3];
+            cpu.mode = PagingMode { cr0, cr3, cr4, efer };
+            let _ = execute_integer(&mut cpu, &ins);
+        }
     }
 
     #[test]
