@@ -153,21 +153,32 @@ pub fn translate_access(
     Ok(table | (gva & 0xfff))
 }
 
-/// Reads up to `len` bytes at `gva`, page by page; stops at the first byte
-/// that cannot be translated or read (so the result may be shorter).
+/// Reads up to `len` bytes at `gva`, page by page (one walk per page);
+/// stops at the first byte that cannot be translated or read (so the
+/// result may be shorter).
 pub fn read_bytes(mem: &GuestMemoryMmap, mode: &PagingMode, gva: u64, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
-    for i in 0..len {
-        let Some(va) = gva.checked_add(i as u64) else {
+    while out.len() < len {
+        let Some(va) = gva.checked_add(out.len() as u64) else {
             break;
         };
         let Ok(pa) = translate(mem, mode, va) else {
             break;
         };
-        let Ok(b) = mem.read_obj::<u8>(GuestAddress(pa)) else {
-            break;
-        };
-        out.push(b);
+        let in_page = 0x1000 - usize::try_from(va & 0xfff).unwrap_or(0);
+        let n = in_page.min(len - out.len());
+        let start = out.len();
+        out.resize(start + n, 0);
+        if mem.read_slice(&mut out[start..], GuestAddress(pa)).is_err() {
+            // Keep what lies in guest memory, byte by byte.
+            out.truncate(start);
+            for i in 0..n as u64 {
+                match mem.read_obj::<u8>(GuestAddress(pa + i)) {
+                    Ok(b) => out.push(b),
+                    Err(_) => return out,
+                }
+            }
+        }
     }
     out
 }
@@ -254,6 +265,19 @@ mod tests {
             translate(&m, &bad, 0),
             Err(WalkError::BadTable { addr: 0x4000_0000 })
         );
+    }
+
+    #[test]
+    fn read_bytes_stops_at_the_end_of_guest_memory() {
+        let m = mem();
+        let end = 16u64 << 20;
+        m.write_slice(&[1, 2, 3], GuestAddress(end - 3)).unwrap();
+        assert_eq!(
+            read_bytes(&m, &PagingMode::default(), end - 3, 8),
+            vec![1, 2, 3]
+        );
+        assert!(read_bytes(&m, &PagingMode::default(), end, 8).is_empty());
+        assert!(read_bytes(&m, &PagingMode::default(), u64::MAX, 8).len() <= 1);
     }
 
     #[test]
