@@ -11,7 +11,7 @@ use devices::legacy::{ShutdownReason, ShutdownSignal};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use vm_memory::GuestMemoryMmap;
 
-use crate::emulate::{self, EmulatedCounts, SUBERROR_EMULATION};
+use crate::emulate::{self, EmulatedCounts, RegAccess, SUBERROR_EMULATION};
 use crate::gva;
 
 /// Instruction bytes shown when KVM cannot emulate an instruction (the
@@ -38,6 +38,9 @@ pub struct VcpuShared {
     pub emulate: bool,
     /// What the VMM emulated, per mnemonic.
     pub emulated: EmulatedCounts,
+    /// KVM offers synced registers in `kvm_run` (`KVM_CAP_SYNC_REGS`):
+    /// emulation then reads and writes registers without ioctls.
+    pub sync_regs: bool,
 }
 
 /// Why a vCPU thread ended.
@@ -119,7 +122,12 @@ fn on_internal_error(fd: &mut VcpuFd, shared: &VcpuShared) -> Option<VcpuStop> {
     if !shared.emulate || suberror(fd) != SUBERROR_EMULATION {
         return Some(internal_error(fd, &shared.mem, None));
     }
-    match emulate::emulate(fd, &shared.mem) {
+    let access = if shared.sync_regs {
+        RegAccess::Synced
+    } else {
+        RegAccess::Ioctls
+    };
+    match emulate::emulate(fd, &shared.mem, access) {
         Ok(mnemonic) => {
             shared.emulated.record(mnemonic);
             None
@@ -181,6 +189,9 @@ fn port_io(fd: &mut VcpuFd, shared: &VcpuShared, out: bool) -> bool {
 
 /// Runs vCPU `fd` until it stops.
 pub fn run(mut fd: VcpuFd, shared: &VcpuShared) -> VcpuStop {
+    if shared.emulate && shared.sync_regs {
+        emulate::enable_sync_regs(&mut fd);
+    }
     loop {
         if shared.stop.load(Ordering::Acquire) {
             return VcpuStop::Stopped;
