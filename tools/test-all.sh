@@ -3,6 +3,7 @@
 # workspace, then the shell tests that need external tools (tests/*.sh).
 # Tests that need something this machine lacks print one
 # `SKIPPED: <test>: <why>` line; they are listed and counted at the end.
+# With STALEWALK_REQUIRE_ALL=1 (set by .ci/run) any skip fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,4 +40,10 @@ passed=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$log" | awk '{s
 # A skipped test is counted once, as skipped (the Rust harness also counted
 # it as passed, the shell tests too).
 total=$((passed + shell_passed - skipped))
+if [ "${STALEWALK_REQUIRE_ALL:-0}" = 1 ] && [ "$skipped" -gt 0 ]; then
+    # CI installs everything the tests need: a skip there means a test did
+    # not run, and that must not look like a pass.
+    echo "tests: $((total)) passed, $skipped failed (STALEWALK_REQUIRE_ALL=1: every skip above is a failure)"
+    exit 1
+fi
 echo "tests: $total passed, 0 failed, $skipped skipped"

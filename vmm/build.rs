@@ -1,6 +1,8 @@
 //! Builds the mini guest (guest/mini) with the system gcc and leaves two
 //! images in OUT_DIR: `mini.elf` (with the PVH note) and `mini-nopvh.elf`
-//! (the same kernel without it, booted through its 64-bit ELF entry).
+//! (the same kernel without it, booted through its 64-bit ELF entry), and
+//! `catalog.rs`: the scenario and knob tables of
+//! guest/mini/scenarios/catalog.def as Rust (`stalewalk scenarios`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,7 +45,7 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
             sources(&p, out);
         } else if matches!(
             p.extension().and_then(|e| e.to_str()),
-            Some("c" | "S" | "h" | "ld")
+            Some("c" | "S" | "h" | "ld" | "def")
         ) {
             out.push(p);
         }
@@ -111,4 +113,68 @@ fn main() {
     };
     link(&out.join("mini.elf"), Some(&pvh_note));
     link(&out.join("mini-nopvh.elf"), None);
+    catalog(&src.join("scenarios/catalog.def"), &out.join("catalog.rs"));
+}
+
+/// The arguments of one `NAME(...)` entry of catalog.def: identifiers and
+/// double-quoted strings (no escapes), separated by commas.
+fn entry_args(text: &str, line: usize) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut cur = String::new();
+    let mut in_str = false;
+    for c in text.chars() {
+        match (c, in_str) {
+            ('"', _) => in_str = !in_str,
+            (',', false) => args.push(std::mem::take(&mut cur).trim().to_string()),
+            ('\\', true) => panic!("catalog.def:{line}: no escapes in strings"),
+            (c, _) => cur.push(c),
+        }
+    }
+    assert!(!in_str, "catalog.def:{line}: unterminated string");
+    args.push(cur.trim().to_string());
+    args
+}
+
+/// Turns catalog.def (C X-macros, see the file) into Rust constants.
+fn catalog(def: &Path, out: &Path) {
+    let text = std::fs::read_to_string(def)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", def.display()));
+    let mut scenarios = String::new();
+    let mut knobs = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let l = raw.trim();
+        if l.is_empty() || l.starts_with("/*") || l.starts_with('*') {
+            continue;
+        }
+        let (name, rest) = l
+            .split_once('(')
+            .unwrap_or_else(|| panic!("catalog.def:{line}: not an entry: {l}"));
+        let inner = rest
+            .strip_suffix(')')
+            .unwrap_or_else(|| panic!("catalog.def:{line}: no closing parenthesis"));
+        let a = entry_args(inner, line);
+        match (name, a.as_slice()) {
+            ("SCENARIO", [_, name, needs, what]) => {
+                let needs = match needs.as_str() {
+                    "" => "Needs::Nothing",
+                    "sva" => "Needs::Sva",
+                    "disk" => "Needs::Disk",
+                    other => panic!("catalog.def:{line}: unknown need {other:?}"),
+                };
+                scenarios.push_str(&format!(
+                    "    Scenario {{ name: {name:?}, needs: {needs}, what: {what:?} }},\n"
+                ));
+            }
+            ("KNOB", [scenario, key, default, what]) => knobs.push_str(&format!(
+                "    Knob {{ scenario: {scenario:?}, key: {key:?}, default: {default:?}, what: {what:?} }},\n"
+            )),
+            _ => panic!("catalog.def:{line}: expected SCENARIO(fn, name, needs, what) or KNOB(scenario, key, default, what)"),
+        }
+    }
+    let rust = format!(
+        "/// Every scenario, in catalog order.\npub const SCENARIOS: &[Scenario] = &[\n{scenarios}];\n\
+         /// Every knob, in catalog order.\npub const KNOBS: &[Knob] = &[\n{knobs}];\n"
+    );
+    std::fs::write(out, rust).unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
 }

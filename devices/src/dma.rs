@@ -6,15 +6,14 @@
 //! that they can be tested with a small fake; `crate::iommu_mmio` provides
 //! the implementation over `viommu::Viommu` and routes responses and
 //! invalidations to endpoints by requester id.
+//!
+//! The requests themselves are the model's types ([`DmaRequest`],
+//! [`Access`], [`PageRequest`], [`DevTlbInvalidation`]), re-exported here, so
+//! a request a device builds is the request the unit translates. What is
+//! device-side only is here: how a request is asked ([`RequestKind`]), the
+//! fault as the device sees it, and the decoded page group response.
 
-/// The access a DMA request asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// Read.
-    Read,
-    /// Write.
-    Write,
-}
+pub use viommu::{Access, DevTlbInvalidation, DmaRequest, PageRequest};
 
 /// How the device asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,23 +26,6 @@ pub enum RequestKind {
     AtsTranslation,
 }
 
-/// One device request for one address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DmaRequest {
-    /// Requester id (bus << 8 | device << 3 | function).
-    pub rid: u16,
-    /// PASID, or `None` for a request without PASID (RID_PASID).
-    pub pasid: Option<u32>,
-    /// The I/O virtual address.
-    pub addr: u64,
-    /// Read or write.
-    pub access: Access,
-    /// Supervisor (privileged) request; only meaningful with a PASID.
-    pub privileged: bool,
-    /// Untranslated or ATS translation request.
-    pub kind: RequestKind,
-}
-
 /// Why a translation failed, as the device sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("DMA to {addr:#x} faulted (VT-d reason {reason:#x})")]
@@ -52,27 +34,6 @@ pub struct DmaFault {
     pub addr: u64,
     /// The VT-d fault reason code.
     pub reason: u8,
-}
-
-/// A page request (PCIe PRI) as the device sends it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PageRequest {
-    /// Requester id.
-    pub rid: u16,
-    /// PASID, if the faulting request had one.
-    pub pasid: Option<u32>,
-    /// Page address (4 KiB aligned).
-    pub addr: u64,
-    /// Read access requested.
-    pub read: bool,
-    /// Write access requested.
-    pub write: bool,
-    /// Privileged mode requested.
-    pub privileged: bool,
-    /// Page request group index (9 bits).
-    pub prg_index: u16,
-    /// Last request in the group.
-    pub last: bool,
 }
 
 /// The IOMMU refused a page request (page requests disabled for the
@@ -108,34 +69,11 @@ pub struct PageResponse {
     pub code: ResponseCode,
 }
 
-/// A device-TLB (ATS) invalidation routed to a device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DevTlbInvalidation {
-    /// Requester id (source id) it is for.
-    pub rid: u16,
-    /// PASID, or `None` for an invalidation without PASID, which (as in the
-    /// PCIe ATS specification) covers entries of every PASID.
-    pub pasid: Option<u32>,
-    /// First byte of the invalidated range.
-    pub addr: u64,
-    /// Size of the range in bytes (`u64::MAX` for everything).
-    pub size: u64,
-}
-
-impl DevTlbInvalidation {
-    /// Whether this invalidation covers the page at `page` of `pasid`.
-    pub fn covers(&self, pasid: Option<u32>, page: u64) -> bool {
-        let pasid_ok = self.pasid.is_none() || self.pasid == pasid;
-        let end = self.addr.saturating_add(self.size);
-        pasid_ok && page < end && page.saturating_add(4096) > self.addr
-    }
-}
-
 /// What a device needs from the IOMMU to do DMA: translation of one
 /// address and page requests. `M` is the guest memory the IOMMU walks.
 pub trait DmaTranslate<M>: Send + Sync {
-    /// Translates `req.addr` to a guest-physical address.
-    fn translate(&self, mem: &M, req: &DmaRequest) -> Result<u64, DmaFault>;
+    /// Translates `req.addr` to a guest-physical address, asked as `kind`.
+    fn translate(&self, mem: &M, req: &DmaRequest, kind: RequestKind) -> Result<u64, DmaFault>;
     /// Queues a page request in the guest's page request queue.
     fn page_request(&self, mem: &M, req: &PageRequest) -> Result<(), PageRequestRefused>;
 }
@@ -152,31 +90,54 @@ pub trait IommuEndpoint: Send {
     fn devtlb_invalidate(&mut self, inv: &DevTlbInvalidation);
 }
 
+/// DMA without an IOMMU: device addresses are guest-physical addresses, and
+/// page requests have nowhere to go.
+#[derive(Debug, Default)]
+pub struct NoIommu;
+
+impl<M: Send + Sync> DmaTranslate<M> for NoIommu {
+    fn translate(&self, _mem: &M, req: &DmaRequest, _kind: RequestKind) -> Result<u64, DmaFault> {
+        Ok(req.addr)
+    }
+
+    fn page_request(&self, _mem: &M, req: &PageRequest) -> Result<(), PageRequestRefused> {
+        Err(PageRequestRefused { addr: req.addr })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn devtlb_invalidation_ranges_and_pasids() {
-        let inv = DevTlbInvalidation {
-            rid: 1,
-            pasid: Some(5),
-            addr: 0x2000,
-            size: 0x2000,
-        };
-        assert!(inv.covers(Some(5), 0x2000));
-        assert!(inv.covers(Some(5), 0x3000));
-        assert!(!inv.covers(Some(5), 0x4000));
-        assert!(!inv.covers(Some(5), 0x1000));
-        assert!(!inv.covers(Some(6), 0x2000));
-        assert!(!inv.covers(None, 0x2000));
-        let all = DevTlbInvalidation {
-            rid: 1,
+    fn no_iommu_is_identity_and_refuses_page_requests() {
+        let req = DmaRequest {
+            rid: 0x20,
             pasid: None,
-            addr: 0,
-            size: u64::MAX,
+            addr: 0x1234_5000,
+            access: Access::Read,
+            privileged: false,
         };
-        assert!(all.covers(Some(9), !0xfff));
-        assert!(all.covers(None, 0));
+        let t: &dyn DmaTranslate<()> = &NoIommu;
+        assert_eq!(
+            t.translate(&(), &req, RequestKind::Untranslated),
+            Ok(0x1234_5000)
+        );
+        let pr = PageRequest {
+            rid: 0x20,
+            pasid: Some(1),
+            addr: 0x5000,
+            read: true,
+            write: false,
+            exec: false,
+            privileged: false,
+            last: true,
+            group_index: 0,
+            private_data: 0,
+        };
+        assert_eq!(
+            t.page_request(&(), &pr),
+            Err(PageRequestRefused { addr: 0x5000 })
+        );
     }
 }

@@ -46,3 +46,7 @@ const char *cmdline_get(const char *key)
 }
 
 u32 cmdline_dropped(void) { return dropped; }
+
+u32 cmdline_count(void) { return nargs; }
+
+const char *cmdline_key(u32 i) { return i < nargs ? args[i].key : NULL; }

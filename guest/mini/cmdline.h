@@ -13,5 +13,8 @@ void cmdline_parse(char *line);
 const char *cmdline_get(const char *key);
 /* Words that did not fit in the table. */
 u32 cmdline_dropped(void);
+/* Words kept, and the key of word `i` (NULL past the end). */
+u32 cmdline_count(void);
+const char *cmdline_key(u32 i);
 
 #endif

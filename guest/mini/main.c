@@ -4,6 +4,7 @@
 #include "cmdline.h"
 #include "console.h"
 #include "cpu.h"
+#include "kpgtable.h"
 #include "exit.h"
 #include "layout.h"
 #include "memory.h"
@@ -36,15 +37,35 @@ __attribute__((noreturn)) void kmain(u32 kind, u32 info)
     }
     const char *name = cmdline_get("scenario");
     int status = EXIT_OK;
+    const struct scenario *s = NULL;
     if (name) {
-        const struct scenario *s = scenario_find(name);
+        s = scenario_find(name);
         if (!s) {
             kprintf("stalewalk-guest: error=unknown_scenario scenario=%s\n", name);
             scenario_list();
             guest_exit(EXIT_USAGE);
         }
-        status = s->run(&bi);
     }
+    /* A misspelt knob (kpgtable_fre=deferred) must not run the default and
+     * pass: every key must be one this scenario reads (catalog.def). */
+    for (u32 i = 0; i < cmdline_count(); i++) {
+        const char *key = cmdline_key(i);
+        if (!scenario_knob_known(name, key)) {
+            kprintf("stalewalk-guest: error=unknown_key key=%s scenario=%s\n", key,
+                    name ? name : "(none)");
+            scenario_knobs_list(name);
+            guest_exit(EXIT_USAGE);
+        }
+    }
+    enum kpt_policy policy;
+    if (!kpgtable_parse_policy(cmdline_get("kpgtable_free"), &policy)) {
+        kprintf("stalewalk-guest: error=bad_value key=kpgtable_free value=%s "
+                "(want sync, deferred or eager)\n",
+                cmdline_get("kpgtable_free"));
+        guest_exit(EXIT_USAGE);
+    }
+    if (s)
+        status = s->run(&bi);
     kprintf("stalewalk-guest: exit=%d\n", status);
     guest_exit((u8)status);
 }

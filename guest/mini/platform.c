@@ -2,6 +2,7 @@
 #include "platform.h"
 #include "cmdline.h"
 #include "console.h"
+#include "exit.h"
 #include "irq.h"
 #include "lib.h"
 #include "memory.h"
@@ -12,7 +13,14 @@ u64 cmdline_u64(const char *key, u64 def)
 {
     const char *v = cmdline_get(key);
     u64 out;
-    return v && parse_u64(v, &out) ? out : def;
+    if (!v)
+        return def;
+    if (!parse_u64(v, &out)) {
+        /* Not the default in silence: the run would not be the one asked for. */
+        kprintf("stalewalk-guest: error=bad_value key=%s value=%s (want a number)\n", key, v);
+        guest_exit(EXIT_USAGE);
+    }
+    return out;
 }
 
 /* A page request from a bound process: map a fresh page there (a new

@@ -56,6 +56,21 @@ pub fn skip(test: &str, what: &str, reason: &str) {
     if let Some(path) = std::env::var_os("STALEWALK_SKIP_LOG") {
         append_log(std::path::Path::new(&path), &line);
     }
+    assert!(
+        !skips_are_failures(),
+        "{REQUIRE_ALL_VAR}=1 (CI, where everything is installed): {}",
+        line.trim_end()
+    );
+}
+
+/// The environment variable that turns every skip into a failure (`.ci/run`
+/// sets it: CI installs KVM access, iasl and QEMU, so a skip there means a
+/// test silently did not run).
+pub const REQUIRE_ALL_VAR: &str = "STALEWALK_REQUIRE_ALL";
+
+/// Whether [`REQUIRE_ALL_VAR`] is set to `1`.
+pub fn skips_are_failures() -> bool {
+    std::env::var_os(REQUIRE_ALL_VAR).is_some_and(|v| v == "1")
 }
 
 /// `true` when KVM is usable; otherwise prints the skip line for `test`

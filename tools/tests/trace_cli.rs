@@ -208,6 +208,52 @@ fn diff_shows_deltas() {
 }
 
 #[test]
+fn plot_of_coloured_serial_lines_is_well_formed_svg() {
+    // A guest that colours its output (ANSI escapes) once produced an SVG
+    // no XML parser accepts.
+    let path = dir().join("ansi.trace");
+    let w = TraceWriter::create(&path, TraceOptions::default()).unwrap();
+    w.marker("\u{1b}[1;31mFAIL\u{1b}[0m <b> & \u{7}bell");
+    w.finish().unwrap();
+    let svg = dir().join("ansi.svg");
+    let (rc, _, err) = cli(&["plot", p(&path), "-o", p(&svg)]);
+    assert_eq!(rc, 0, "{err}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).expect("well-formed XML");
+    let labels: Vec<String> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text().map(str::to_string))
+        .collect();
+    assert!(
+        labels.iter().any(|t| t.contains("FAIL <b> & \u{fffd}bell")),
+        "{labels:?}"
+    );
+}
+
+#[test]
+fn reject_plot_or_export_over_its_own_input() {
+    for cmd in [["plot", "-o"], ["export", "-o"]] {
+        let t = small_trace(&format!("self-{}.trace", cmd[0]), false, 1);
+        let before = std::fs::read(&t).unwrap();
+        let mut args = vec![cmd[0]];
+        if cmd[0] == "export" {
+            args.push("--chrome");
+        }
+        args.extend([p(&t), cmd[1], p(&t)]);
+        let (rc, _, err) = cli(&args);
+        assert_eq!(rc, 1, "{}: {err}", cmd[0]);
+        assert!(err.contains("is the input"), "{err}");
+        assert_eq!(
+            std::fs::read(&t).unwrap(),
+            before,
+            "{}: input changed",
+            cmd[0]
+        );
+    }
+}
+
+#[test]
 fn plot_writes_well_formed_svg() {
     let t = small_trace("plot.trace", true, 5);
     let svg = dir().join("plot.svg");

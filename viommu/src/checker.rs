@@ -4,8 +4,12 @@
 //! outcome (fault vs. output page, size and rights) or the table page reached
 //! below the deepest cached entry differs. Class `leaf` if the IOTLB supplied
 //! the result, else `reused` if the page the cached entry points to changed
-//! since the entry was filled (compared by a hash taken at fill time, with the
-//! Accessed/Dirty bits the IOMMU itself sets masked out), else `unlinked`.
+//! since it was last seen linked, else `unlinked`. "Last seen linked" is the
+//! latest walk (a fill) or check that found an entry in memory pointing at the
+//! page; its contents then are kept as a hash with the Accessed/Dirty bits the
+//! IOMMU itself sets masked out (see `Caches::seen_linked`), so a table that
+//! gains entries while linked and is then unlinked but not reused is
+//! `unlinked`, never a false `reused`.
 //! The device still gets the cached result; the checker only observes.
 
 use serde::Serialize;
@@ -184,63 +188,80 @@ pub fn check_iotlb<M: GuestMemory>(
     }
 }
 
-/// Re-walks memory for `addr` from `root` and compares with what the cached
-/// walk produced. Returns the class and the memory value at the cached level
-/// when stale; never writes guest memory.
-pub fn check<M: GuestMemory>(
+/// A stale walk found by a check: class, level of the cached entry, cached
+/// value, value in memory now, table page.
+pub type Stale = (StaleClass, u8, u64, u64, u64);
+
+/// What a check of a paging-structure-cache hit found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PscCheck {
+    /// The entry in memory still points at the cached table page: the page
+    /// is seen linked now, with contents hashing to `snapshot` (the caller
+    /// records it as the page's "last seen linked" state). `stale` only when
+    /// the outcome differs anyway (rights combined above the entry changed);
+    /// its class is then `unlinked`, as the page itself is where it was.
+    Linked {
+        /// [`page_hash`] of the table page now.
+        snapshot: u64,
+        /// A stale walk through changed upper-level rights.
+        stale: Option<Stale>,
+    },
+    /// The entry no longer points at the cached table page: `reused` when
+    /// the page changed since it was last seen linked, else `unlinked`.
+    Moved(Stale),
+}
+
+/// Re-walks memory for `addr` from `root` and compares with what a walk that
+/// started below the cached paging-structure entry `e` at `level` produced
+/// (`cached_outcome`). `last_seen_linked` is the [`page_hash`] of `e.table`
+/// when a walk or check last found it linked. Never writes guest memory.
+#[allow(clippy::too_many_arguments)]
+pub fn check_psc<M: GuestMemory>(
     mem: &M,
     geo: &Geometry,
     root: u64,
     addr: u64,
-    used: &Used,
+    level: u8,
+    e: &PscEntry,
     cached_outcome: &Result<Leaf, WalkError>,
-) -> Option<(StaleClass, u8, u64, u64, u64)> {
+    last_seen_linked: u64,
+) -> PscCheck {
     let mut path = Path::default();
     let fresh = walk::walk(mem, geo, geo.root(root), addr, &mut path);
-    match used {
-        Used::Iotlb(e) => {
-            let stale = match &fresh {
-                Ok(l) => {
-                    l.page != e.leaf.page || l.size != e.leaf.size || l.rights != e.leaf.rights
-                }
-                Err(_) => true,
-            };
-            let mem_value = fresh.as_ref().map(|l| l.value).unwrap_or(0);
-            stale.then_some((
-                StaleClass::Leaf,
-                e.leaf.level,
-                e.leaf.value,
-                mem_value,
-                e.leaf.gpa & !0xfff,
-            ))
-        }
-        Used::Psc(level, e) => {
-            let mem_entry = path
-                .entries()
-                .iter()
-                .find(|p| p.level == *level)
-                .map(|p| p.value);
-            // The entry at that level now: a link (in the path), a leaf, or
-            // something that ended the walk there.
-            let mem_value = mem_entry.or(match &fresh {
-                Ok(l) if l.level == *level => Some(l.value),
-                Err(WalkError::Reserved {
-                    level: l, value, ..
-                }) if l == level => Some(*value),
-                _ => None,
-            });
-            let pointer_differs = mem_entry.is_none_or(|v| v & PTE_ADDR != e.table);
-            if !pointer_differs && same_outcome(&fresh, cached_outcome) {
-                return None;
-            }
-            let class = if page_hash(mem, e.table) != e.snapshot {
-                StaleClass::Reused
-            } else {
-                StaleClass::Unlinked
-            };
-            Some((class, *level, e.value, mem_value.unwrap_or(0), e.table))
-        }
+    let mem_entry = path
+        .entries()
+        .iter()
+        .find(|p| p.level == level)
+        .map(|p| p.value);
+    // The entry at that level now: a link (in the path), a leaf, or
+    // something that ended the walk there.
+    let mem_value = mem_entry.or(match &fresh {
+        Ok(l) if l.level == level => Some(l.value),
+        Err(WalkError::Reserved {
+            level: l, value, ..
+        }) if *l == level => Some(*value),
+        _ => None,
+    });
+    let linked = mem_entry.is_some_and(|v| v & PTE_ADDR == e.table);
+    if linked {
+        let stale = (!same_outcome(&fresh, cached_outcome)).then_some((
+            StaleClass::Unlinked,
+            level,
+            e.value,
+            mem_value.unwrap_or(0),
+            e.table,
+        ));
+        return PscCheck::Linked {
+            snapshot: page_hash(mem, e.table),
+            stale,
+        };
     }
+    let class = if page_hash(mem, e.table) != last_seen_linked {
+        StaleClass::Reused
+    } else {
+        StaleClass::Unlinked
+    };
+    PscCheck::Moved((class, level, e.value, mem_value.unwrap_or(0), e.table))
 }
 
 #[cfg(test)]
@@ -262,6 +283,43 @@ mod tests {
         assert_eq!(page_hash(&m, 0x10000), 0);
     }
 
+    /// Changes a reuse makes are seen: entries swapped (within a lane and
+    /// across lanes), the same top bit flipped in two entries.
+    #[test]
+    fn hash_sees_moves_and_paired_changes() {
+        let m = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
+        for i in 0..512 {
+            store_u64(&m, 0x1000 + i * 8, 0x10_0000 + i * 0x1007).unwrap();
+        }
+        let base = page_hash(&m, 0x1000);
+        let mut seen = vec![base];
+        let swap = |a: u64, b: u64| {
+            let (x, y) = (
+                crate::memory::load_u64(&m, 0x1000 + a * 8).unwrap(),
+                crate::memory::load_u64(&m, 0x1000 + b * 8).unwrap(),
+            );
+            store_u64(&m, 0x1000 + a * 8, y).unwrap();
+            store_u64(&m, 0x1000 + b * 8, x).unwrap();
+        };
+        for (a, b) in [(0, 8), (3, 4), (10, 500)] {
+            swap(a, b);
+            seen.push(page_hash(&m, 0x1000));
+            swap(a, b);
+        }
+        assert_eq!(page_hash(&m, 0x1000), base);
+        for (a, b) in [(1, 17), (2, 66)] {
+            for i in [a, b] {
+                let v = crate::memory::load_u64(&m, 0x1000 + i * 8).unwrap();
+                store_u64(&m, 0x1000 + i * 8, v ^ (1 << 63)).unwrap();
+            }
+            seen.push(page_hash(&m, 0x1000));
+        }
+        let mut uniq = seen.clone();
+        uniq.sort_unstable();
+        uniq.dedup();
+        assert_eq!(uniq.len(), seen.len(), "{seen:x?}");
+    }
+
     #[test]
     fn unchanged_pde_is_not_stale_but_relinked_one_is() {
         let m = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x100000)]).unwrap();
@@ -276,9 +334,9 @@ mod tests {
             gpa: 0x12000,
             table: 0x13000,
             rights: Rights::ALL,
-            snapshot: page_hash(&m, 0x13000),
             filled: 0,
         };
+        let seen = page_hash(&m, 0x13000);
         let mut path = Path::default();
         let start = walk::WalkStart {
             level: 1,
@@ -286,21 +344,47 @@ mod tests {
             rights: Rights::ALL,
         };
         let cached = walk::walk(&m, &geo, start, va, &mut path);
+        let check =
+            |m: &GuestMemoryMmap<()>, seen| check_psc(m, &geo, 0x10000, va, 2, &pde, &cached, seen);
         assert_eq!(
-            check(&m, &geo, 0x10000, va, &Used::Psc(2, pde), &cached),
-            None
+            check(&m, seen),
+            PscCheck::Linked {
+                snapshot: seen,
+                stale: None
+            }
         );
-        // Unlink: the PDE now points elsewhere, old page untouched.
+        // The linked page gains an entry: still linked, the new contents are
+        // what the caller records as last seen linked.
+        store_u64(&m, 0x13000 + 16, 0x51000 | 7).unwrap();
+        let PscCheck::Linked {
+            snapshot: grown,
+            stale: None,
+        } = check(&m, seen)
+        else {
+            panic!("a grown, linked page is not stale");
+        };
+        assert_ne!(grown, seen);
+        // Unlink: the PDE now points elsewhere, old page untouched since it
+        // was last seen linked (grown).
         store_u64(&m, 0x14000 + index(va, 1) * 8, 0x50000 | 7).unwrap();
         store_u64(&m, 0x12000, 0x14000 | 7).unwrap();
-        let r = check(&m, &geo, 0x10000, va, &Used::Psc(2, pde), &cached).unwrap();
+        let PscCheck::Moved(r) = check(&m, grown) else {
+            panic!("relinked PDE is stale");
+        };
         assert_eq!(
             (r.0, r.1, r.3, r.4),
             (StaleClass::Unlinked, 2, 0x14000 | 7, 0x13000)
         );
+        // Against the fill-time contents the same page looks changed.
+        assert!(matches!(
+            check(&m, seen),
+            PscCheck::Moved((StaleClass::Reused, ..))
+        ));
         // Reuse: the old page gets new contents.
         store_u64(&m, 0x13000 + 8, 0x66000 | 7).unwrap();
-        let r = check(&m, &geo, 0x10000, va, &Used::Psc(2, pde), &cached).unwrap();
-        assert_eq!(r.0, StaleClass::Reused);
+        assert!(matches!(
+            check(&m, grown),
+            PscCheck::Moved((StaleClass::Reused, ..))
+        ));
     }
 }

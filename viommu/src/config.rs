@@ -264,6 +264,11 @@ impl Config {
             | (1 << 1) // QI
             | (1 << 2) // DT
             | (iro << 8)
+            // ERS and SRS: execute and supervisor (privileged) requests are
+            // honoured (the mini guest's SVA device sends privileged ones on
+            // SRE PASID entries), so the unit says so.
+            | (1 << 30) // ERS
+            | (1 << 31) // SRS
             | (u64::from(PASID_BITS - 1) << 35) // PSS
             | (1 << 40) // PASID
             | (1 << 43) // SMTS
@@ -330,7 +335,7 @@ mod tests {
     fn cap_ecap_bits_for_linux_scalable_mode() {
         let c = Config::default();
         let ecap = c.ecap();
-        for bit in [0, 1, 2, 6, 29, 40, 42, 43, 47, 48] {
+        for bit in [0, 1, 2, 6, 29, 30, 31, 40, 42, 43, 47, 48] {
             assert_ne!(ecap & (1 << bit), 0, "ECAP bit {bit}");
         }
         assert_eq!((ecap >> 35) & 0x1f, 19);

@@ -8,237 +8,19 @@ use proptest::prelude::*;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::*;
+use crate::descriptor::{
+    self as qi, ContextGranularity, IotlbGranularity, PasidCacheGranularity, PiotlbGranularity,
+};
 use crate::event::SharedSink;
-use crate::qi::{ContextGranularity, IotlbGranularity, PasidCacheGranularity, PiotlbGranularity};
+use crate::prq::PrqError;
+use crate::regs::{fsts, gcmd};
+use crate::tables::pgtt;
 use crate::walk::{PTE_P, PTE_PS, PTE_RW, PTE_US, PTE_XD, index};
 
-/// The default requester, 00:04.0.
-pub(crate) const RID: u16 = 0x0020;
-const ROOT: u64 = 0x1000;
-const CTX: u64 = 0x2000;
-const PASID_DIR: u64 = 0x3000;
-const PASID_TABLE: u64 = 0x4000;
-const STATUS: u64 = 0x6000;
-const QUEUE: u64 = 0x8000;
-const PRQ: u64 = 0x10000;
-const TABLES: u64 = 0x100000;
-const MEM_SIZE: u64 = 0x800000;
-
-pub(crate) const U: u64 = PTE_P | PTE_RW | PTE_US;
-pub(crate) const K: u64 = PTE_P | PTE_RW;
-
-/// A guest driving the unit through registers and the invalidation queue.
-pub(crate) struct Harness {
-    pub mem: GuestMemoryMmap<()>,
-    pub unit: Viommu,
-    pub pgd: u64,
-    next_page: u64,
-    tail: u64,
-    levels: u8,
-}
-
-impl Harness {
-    pub fn new(config: Config) -> Self {
-        let levels = config.levels.count();
-        let mem =
-            GuestMemoryMmap::from_ranges(&[(GuestAddress(0), usize::try_from(MEM_SIZE).unwrap())])
-                .unwrap();
-        let mut h = Harness {
-            mem,
-            unit: Viommu::new(config),
-            pgd: 0,
-            next_page: TABLES,
-            tail: 0,
-            levels,
-        };
-        h.pgd = h.alloc_page();
-        h.w64(ROOT, CTX | 1);
-        // Context entry for RID: PASID dir, PDTS 0 (128 entries), PRE, PASIDE, DTE, P.
-        h.w64(
-            CTX + u64::from(RID & 0x7f) * 32,
-            PASID_DIR | 0x10 | 0x8 | 0x4 | 1,
-        );
-        h.reg64(regs::RTADDR, ROOT | (1 << 10));
-        h.reg32(regs::GCMD, gcmd::SRTP);
-        h.reg64(regs::IQA, QUEUE | (1 << 11));
-        h.reg32(regs::GCMD, gcmd::QIE);
-        h.reg64(regs::PQA, PRQ);
-        h.reg32(regs::GCMD, gcmd::QIE | gcmd::TE);
-        assert!(h.unit.translation_enabled());
-        h
-    }
-
-    pub fn w64(&self, gpa: u64, v: u64) {
-        self.mem.write_obj(v, GuestAddress(gpa)).unwrap();
-    }
-
-    pub fn r64(&self, gpa: u64) -> u64 {
-        self.mem.read_obj(GuestAddress(gpa)).unwrap()
-    }
-
-    pub fn reg64(&mut self, off: u64, v: u64) {
-        let mem = self.mem.clone();
-        self.unit.mmio_write(&mem, off, &v.to_le_bytes());
-    }
-
-    pub fn reg32(&mut self, off: u64, v: u32) {
-        let mem = self.mem.clone();
-        self.unit.mmio_write(&mem, off, &v.to_le_bytes());
-    }
-
-    pub fn rd64(&mut self, off: u64) -> u64 {
-        let mut b = [0u8; 8];
-        self.unit.mmio_read(off, &mut b);
-        u64::from_le_bytes(b)
-    }
-
-    pub fn rd32(&mut self, off: u64) -> u32 {
-        let mut b = [0u8; 4];
-        self.unit.mmio_read(off, &mut b);
-        u32::from_le_bytes(b)
-    }
-
-    pub fn alloc_page(&mut self) -> u64 {
-        let p = self.next_page;
-        self.next_page += 0x1000;
-        assert!(self.next_page <= MEM_SIZE, "test ran out of table pages");
-        self.mem.write_slice(&[0u8; 4096], GuestAddress(p)).unwrap();
-        p
-    }
-
-    /// PASID entry for `pasid`: first-stage at `pgd`, DID 1.
-    pub fn bind(&mut self, pasid: u32, sre: bool) {
-        let pgd = self.pgd;
-        self.bind_pgd(pasid, pgd, 1, sre);
-    }
-
-    pub fn bind_pgd(&mut self, pasid: u32, pgd: u64, did: u16, sre: bool) {
-        let dir = PASID_DIR + u64::from(pasid >> 6) * 8;
-        let table = PASID_TABLE + u64::from(pasid >> 6) * 0x1000;
-        self.w64(dir, table | 1);
-        let pe = table + u64::from(pasid & 0x3f) * 64;
-        let flpm = if self.levels == 5 { 1 << 2 } else { 0 };
-        self.w64(pe + 8, u64::from(did));
-        self.w64(pe + 16, pgd | flpm | u64::from(sre));
-        self.w64(pe, 1 | (u64::from(pgtt::FIRST_STAGE) << 6));
-    }
-
-    /// Maps `va` to a leaf at `level` (1: 4K, 2: 2M, 3: 1G) with `leaf`
-    /// flags; intermediate tables get `upper` flags. Returns the leaf's gpa.
-    pub fn map_at(&mut self, va: u64, pa: u64, level: u8, leaf: u64, upper: u64) -> u64 {
-        let mut table = self.pgd;
-        let mut l = self.levels;
-        while l > level {
-            let e = table + index(va, l) * 8;
-            let v = self.r64(e);
-            table = if v & PTE_P != 0 && v & PTE_PS == 0 {
-                self.w64(e, (v & walk::PTE_ADDR) | upper);
-                v & walk::PTE_ADDR
-            } else {
-                let t = self.alloc_page();
-                self.w64(e, t | upper);
-                t
-            };
-            l -= 1;
-        }
-        let e = table + index(va, level) * 8;
-        let ps = if level > 1 { PTE_PS } else { 0 };
-        self.w64(e, pa | leaf | ps);
-        e
-    }
-
-    pub fn map(&mut self, va: u64, pa: u64, leaf: u64, upper: u64) -> u64 {
-        self.map_at(va, pa, 1, leaf, upper)
-    }
-
-    pub fn unmap_leaf_for_test(&mut self, va: u64) {
-        let e = self.entry_addr(va, 1);
-        self.w64(e, 0);
-    }
-
-    pub fn map_user(&mut self, va: u64, pa: u64, writable: bool) -> u64 {
-        let leaf = if writable { U } else { PTE_P | PTE_US };
-        self.map(va, pa, leaf, U)
-    }
-
-    /// The address of the entry at `level` for `va` (tables must exist).
-    pub fn entry_addr(&self, va: u64, level: u8) -> u64 {
-        let mut table = self.pgd;
-        let mut l = self.levels;
-        loop {
-            let e = table + index(va, l) * 8;
-            if l == level {
-                return e;
-            }
-            table = self.r64(e) & walk::PTE_ADDR;
-            l -= 1;
-        }
-    }
-
-    /// Writes descriptors at the tail and rings IQT.
-    pub fn submit(&mut self, ds: &[Descriptor]) {
-        for d in ds {
-            let q = qi::encode(d);
-            for (i, v) in q.iter().enumerate() {
-                self.w64(QUEUE + self.tail + 8 * i as u64, *v);
-            }
-            self.tail = (self.tail + 32) % 4096;
-        }
-        let t = self.tail;
-        self.reg64(regs::IQT, t);
-    }
-
-    pub fn submit_raw(&mut self, qw: [u64; 4]) {
-        for (i, v) in qw.iter().enumerate() {
-            self.w64(QUEUE + self.tail + 8 * i as u64, *v);
-        }
-        self.tail = (self.tail + 32) % 4096;
-        let t = self.tail;
-        self.reg64(regs::IQT, t);
-    }
-
-    pub fn piotlb_page(&mut self, pasid: u32, addr: u64, am: u8, ih: bool) {
-        self.submit(&[Descriptor::Piotlb {
-            did: 1,
-            pasid,
-            granularity: PiotlbGranularity::Page { addr, am, ih },
-        }]);
-    }
-
-    pub fn dma(
-        &mut self,
-        pasid: Option<u32>,
-        addr: u64,
-        access: Access,
-        privileged: bool,
-    ) -> Result<Translation, TranslationFault> {
-        let mem = self.mem.clone();
-        self.unit.translate(
-            &mem,
-            &DmaRequest {
-                rid: RID,
-                pasid,
-                addr,
-                access,
-                privileged,
-            },
-        )
-    }
-
-    pub fn walk(&mut self, pasid: u32, addr: u64) {
-        let mem = self.mem.clone();
-        self.unit.speculative_walk(
-            &mem,
-            &DmaRequest {
-                rid: RID,
-                pasid: Some(pasid),
-                addr,
-                access: Access::Read,
-                privileged: false,
-            },
-        );
-    }
-}
+use crate::fixture::{
+    CTX, K, MEM_SIZE, PASID_DIR, PASID_TABLE, PRQ, QUEUE, RID, ROOT, STATUS,
+    ScalableUnit as Harness, U,
+};
 
 fn read(h: &mut Harness, pasid: u32, va: u64) -> Result<Translation, TranslationFault> {
     h.dma(Some(pasid), va, Access::Read, false)
@@ -277,7 +59,7 @@ fn qie_enable_resets_head() {
     assert_eq!(h.rd64(regs::IQH), 32);
     h.reg32(regs::GCMD, gcmd::TE);
     h.reg64(regs::IQT, 0);
-    h.tail = 0;
+    h.reset_tail();
     h.reg32(regs::GCMD, gcmd::TE | gcmd::QIE);
     assert_eq!(h.rd64(regs::IQH), 0);
 }
@@ -403,6 +185,37 @@ fn reject_repeated_hits_that_the_rights_forbid() {
     assert!(read(&mut h, 1, 0x7000_0000).unwrap().pass_through);
 }
 
+/// A write that hits an IOTLB entry filled by a read sets D in the guest's
+/// leaf (the unit walks again, as hardware must), and the refilled entry
+/// serves later writes; a write the rights refuse still faults on the hit.
+#[test]
+fn write_hit_on_read_filled_entry_sets_dirty() {
+    let mut h = Harness::new(Config::default());
+    let leaf = h.map_user(0x4000, 0x60_0000, true);
+    let ro = h.map_user(0x5000, 0x61_0000, false);
+    h.bind(1, false);
+    read(&mut h, 1, 0x4000).unwrap();
+    read(&mut h, 1, 0x4008).unwrap();
+    assert_eq!(h.r64(leaf) & (walk::PTE_A | walk::PTE_D), walk::PTE_A);
+    let t = h.dma(Some(1), 0x4010, Access::Write, false).unwrap();
+    assert_eq!(t.addr, 0x60_0010);
+    assert_ne!(h.r64(leaf) & walk::PTE_D, 0, "D set by the write");
+    let hits = h.unit.counters().cache.iotlb.hits;
+    for _ in 0..3 {
+        h.dma(Some(1), 0x4018, Access::Write, false).unwrap();
+    }
+    assert_eq!(h.unit.counters().cache.iotlb.hits, hits + 3);
+    // A read-only page: the write faults on the hit, D stays clear.
+    read(&mut h, 1, 0x5000).unwrap();
+    let f = h.dma(Some(1), 0x5000, Access::Write, false).unwrap_err();
+    assert_eq!(
+        f.reason,
+        FaultReason::Walk(WalkError::Write { addr: 0x5000 })
+    );
+    assert_eq!(h.r64(ro) & walk::PTE_D, 0);
+    assert_eq!(h.unit.counters().stale_walks.total(), 0);
+}
+
 #[test]
 fn pde_cache_hit_for_neighbouring_page() {
     let mut h = Harness::new(Config::default());
@@ -484,6 +297,22 @@ fn reject_five_level_entry_on_four_level_unit() {
     );
 }
 
+/// ECAP matches behaviour: the unit honours supervisor and execute
+/// requests, and advertises SRS and ERS.
+#[test]
+fn ecap_advertises_the_request_kinds_it_honours() {
+    let mut h = Harness::new(Config::default());
+    let ecap = h.rd64(regs::ECAP);
+    h.map(0x4000, 0x60_0000, K, K);
+    h.map_user(0x5000, 0x61_0000, true);
+    h.bind(1, true);
+    let supervisor = h.dma(Some(1), 0x4000, Access::Read, true).is_ok();
+    let execute = h.dma(Some(1), 0x5000, Access::Execute, false).is_ok();
+    assert!(supervisor && execute);
+    assert_eq!(ecap & (1 << 31) != 0, supervisor, "ECAP.SRS");
+    assert_eq!(ecap & (1 << 30) != 0, execute, "ECAP.ERS");
+}
+
 #[test]
 fn reject_supervisor_request_without_sre() {
     let mut h = Harness::new(Config::default());
@@ -498,6 +327,38 @@ fn reject_supervisor_request_without_sre() {
         .dma(Some(2), 0xffff_8880_0000_0010, Access::Read, true)
         .unwrap();
     assert_eq!(t.addr, 0x50_0010);
+}
+
+/// VT-d blocks a translation whose output lands in the interrupt address
+/// range (SGN.8, reason 0x87), on a walk and on an IOTLB hit alike; a large
+/// page overlapping the range is handed out in 4-KiB pieces.
+#[test]
+fn reject_output_in_interrupt_range() {
+    let mut h = Harness::new(Config::default());
+    h.map_user(0x4000, 0xfee0_0000, true);
+    h.map_user(0x5000, 0xfeef_f000, true);
+    h.map_user(0x6000, 0xfef0_0000, true);
+    // A 2-MiB user leaf at 0xfee00000: the first MiB is the window.
+    h.map_at(0x4000_0000, 0xfee0_0000, 2, U, U);
+    h.bind(1, false);
+    for va in [0x4008, 0x5ff8, 0x4000_0000, 0x400f_f000] {
+        let f = h.dma(Some(1), va, Access::Write, false).unwrap_err();
+        assert_eq!(f.reason.code(), 0x87, "{va:#x}");
+        assert!(f.recorded);
+    }
+    assert_eq!(read(&mut h, 1, 0x6000).unwrap().addr, 0xfef0_0000);
+    // Past the window inside the large page: allowed, in a 4-KiB piece.
+    let t = read(&mut h, 1, 0x4010_0010).unwrap();
+    assert_eq!((t.addr, t.page_size), (0xfef0_0010, 0x1000));
+    // The IOTLB now holds the large leaf: a hit into the window still faults.
+    let f = read(&mut h, 1, 0x4000_1000).unwrap_err();
+    assert_eq!(
+        f.reason,
+        FaultReason::InterruptRange {
+            output: 0xfee0_1000
+        }
+    );
+    assert!(h.unit.counters().cache.iotlb.hits >= 1);
 }
 
 #[test]
@@ -1123,6 +984,47 @@ fn speculative_walk_caches_and_unlinked_window() {
     assert_eq!(c.faults, 0);
 }
 
+/// A PTE table that gains an entry while linked (every vmalloc PTE table
+/// does) and is then unlinked but not reused is `unlinked`: the check that
+/// found the cached PDE still pointing at it refreshed what "unchanged"
+/// means. Against its contents at fill time it would look reused.
+#[test]
+fn grown_then_unlinked_table_is_unlinked_not_reused() {
+    let mut h = Harness::new(Config::default());
+    h.map(KVA, 0x60_0000, K, K);
+    h.bind(1, false);
+    h.walk(1, KVA);
+    assert_eq!(h.unit.counters().cache.pde.fills, 1);
+    // vmalloc maps one more page in the same (linked) PTE table ...
+    h.map(KVA + 0x1000, 0x61_0000, K, K);
+    // ... and a walk through the cached PDE finds it still linked.
+    h.walk(1, KVA + 0x1000);
+    assert_eq!(h.unit.counters().cache.pde.hits, 1);
+    assert_eq!(h.unit.counters().stale_walks.total(), 0);
+    // Unlinked (the PDE becomes a huge leaf), the table left as it was.
+    h.w64(h.entry_addr(KVA, 2), 0x80_0000 | K | PTE_PS);
+    h.walk(1, KVA);
+    let c = h.unit.counters();
+    assert_eq!((c.stale_walks.unlinked, c.stale_walks.reused), (1, 0));
+}
+
+/// The same, refreshed by a fill: a full walk from the root (another
+/// PASID's, through the same shared kernel tables) sees the page linked.
+#[test]
+fn fill_walk_refreshes_last_seen_linked() {
+    let mut h = Harness::new(Config::default());
+    h.map(KVA, 0x60_0000, K, K);
+    h.bind(1, false);
+    h.bind(2, false);
+    h.walk(1, KVA);
+    h.map(KVA + 0x1000, 0x61_0000, K, K);
+    h.walk(2, KVA + 0x1000);
+    h.w64(h.entry_addr(KVA, 2), 0x80_0000 | K | PTE_PS);
+    h.walk(1, KVA);
+    let c = h.unit.counters();
+    assert_eq!((c.stale_walks.unlinked, c.stale_walks.reused), (1, 0));
+}
+
 /// Repeated IOTLB hits are each checked against memory: a change at any
 /// level after many clean checks is found on the next hit, a change that
 /// keeps the outcome (A/D bits, a relink to an identical table) is not stale.
@@ -1546,6 +1448,124 @@ fn new_prop_harness() -> Harness {
     }
     h.bind(1, false);
     h
+}
+
+/// One step of the sink property test: an edit (with or without its
+/// invalidation), or an access by one of three PASIDs (0: a request without
+/// PASID), user or supervisor, or a freed-page hint.
+#[derive(Debug, Clone)]
+struct Step {
+    op: Op,
+    flush: bool,
+    pasid: u8,
+    privileged: bool,
+    /// An access is repeated this many more times in the same page (what
+    /// the fast paths serve).
+    repeat: u8,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    (op(), any::<bool>(), 0u8..3, any::<bool>(), 0u8..4).prop_map(
+        |(op, flush, pasid, privileged, repeat)| Step {
+            op,
+            flush,
+            pasid,
+            privileged,
+            repeat,
+        },
+    )
+}
+
+/// What a run shows from outside: every access's result, the counters, the
+/// breakdowns, the events (when a sink listened) and the stale walks.
+#[derive(Debug, PartialEq)]
+struct Observed {
+    results: Vec<Result<Translation, TranslationFault>>,
+    counters: serde_json::Value,
+    breakdowns: Breakdowns,
+    events: Option<Vec<Event>>,
+}
+
+fn run_steps(steps: &[Step], check: CheckMode, sink: bool, fast_paths: bool) -> Observed {
+    let mut h = Harness::new(Config {
+        check,
+        ..Config::default()
+    });
+    h.unit.set_fast_paths(fast_paths);
+    for s in 0..16 {
+        h.map(slot_va(s), 0x40_0000, PTE_P | PTE_US, U);
+    }
+    h.bind(0, true);
+    h.bind(1, false);
+    h.bind(2, true);
+    let events = Arc::new(Mutex::new(event::VecSink::default()));
+    if sink {
+        h.unit
+            .set_event_sink(Some(Box::new(SharedSink(events.clone()))));
+    }
+    let mut results = Vec::new();
+    for st in steps {
+        apply(&mut h, &st.op, st.flush);
+        let pasid = (st.pasid != 0).then_some(u32::from(st.pasid));
+        match st.op {
+            Op::Dma { slot, off, access } => {
+                for i in 0..=u64::from(st.repeat) {
+                    let va = slot_va(slot) + ((u64::from(off) + i * 8) & 0xfff);
+                    results.push(h.dma(pasid, va, access_of(access), st.privileged));
+                }
+            }
+            Op::Walk { slot } => h.walk(u32::from(st.pasid), slot_va(slot)),
+            Op::Unmap { slot } if !st.flush => {
+                let page = h.r64(h.entry_addr(slot_va(slot), 2)) & walk::PTE_ADDR;
+                h.unit.hint_pgtable_freed(page);
+            }
+            _ => {}
+        }
+    }
+    let events = sink.then(|| std::mem::take(&mut events.lock().unwrap().events));
+    Observed {
+        results,
+        counters: serde_json::to_value(h.unit.counters()).unwrap(),
+        breakdowns: h.unit.breakdowns(),
+        events,
+    }
+}
+
+/// Cases of [`sink_never_changes_what_the_unit_does`]: 256 by default,
+/// `STALEWALK_SINK_CASES=10000` for the full run.
+fn sink_cases() -> u32 {
+    std::env::var("STALEWALK_SINK_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: sink_cases(), .. ProptestConfig::default() })]
+
+    /// One translation path: installing a sink changes nothing but what is
+    /// emitted (results, counters and breakdowns are identical), the fast
+    /// paths emit and count exactly what the full path does, and the
+    /// breakdowns the unit keeps equal those rebuilt from its events.
+    #[test]
+    fn sink_never_changes_what_the_unit_does(
+        steps in proptest::collection::vec(step(), 1..48),
+        check_all in any::<bool>(),
+    ) {
+        let check = if check_all { CheckMode::All } else { CheckMode::Sampled };
+        let with_sink = run_steps(&steps, check, true, true);
+        let without = run_steps(&steps, check, false, true);
+        let full_path = run_steps(&steps, check, true, false);
+        prop_assert_eq!(&with_sink.results, &without.results);
+        prop_assert_eq!(&with_sink.counters, &without.counters);
+        prop_assert_eq!(&with_sink.breakdowns, &without.breakdowns);
+        prop_assert_eq!(&with_sink, &full_path);
+        let mut rebuilt = Breakdowns::default();
+        for e in with_sink.events.iter().flatten() {
+            rebuilt.record(e);
+        }
+        prop_assert_eq!(&rebuilt, &with_sink.breakdowns);
+    }
 }
 
 proptest! {

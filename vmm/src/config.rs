@@ -146,6 +146,15 @@ pub enum ConfigError {
     /// --scenario holds characters that would split the command line.
     #[error("--scenario {0:?}: a scenario name is one word of letters, digits, '-' and '_'")]
     Scenario(String),
+    /// The scenario needs a disk and none was given.
+    #[error(
+        "scenario {scenario} needs a virtio-blk disk: add --disk PATH (a scratch file will do: \
+         truncate -s 128M disk.img); `stalewalk scenarios` lists what each scenario needs"
+    )]
+    ScenarioNeedsDisk {
+        /// The scenario.
+        scenario: String,
+    },
 }
 
 impl VmConfig {

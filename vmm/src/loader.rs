@@ -170,6 +170,53 @@ pub enum LoaderError {
         /// linux-loader's error.
         source: linux_loader::loader::Error,
     },
+    /// An ELF stalewalk cannot run: wrong class, machine or type.
+    #[error("{path} is {what}; stalewalk boots 64-bit x86-64 executable ELFs (a vmlinux)")]
+    ElfNotBootable {
+        /// The path given.
+        path: String,
+        /// What the ELF header says it is.
+        what: String,
+    },
+    /// A loadable ELF segment lies (partly) outside guest RAM.
+    #[error(
+        "{path}: ELF segment {index} (physical {start:#x}..{end:#x}, {memsz:#x} bytes in memory) \
+         lies outside guest RAM; give more --memory or check the kernel's load addresses"
+    )]
+    ElfSegmentOutsideRam {
+        /// The path given.
+        path: String,
+        /// Program header index.
+        index: usize,
+        /// First byte.
+        start: u64,
+        /// One past the last byte (saturated at `u64::MAX`).
+        end: u64,
+        /// Its size in memory.
+        memsz: u64,
+    },
+    /// An ELF segment says it holds more file bytes than memory bytes.
+    #[error(
+        "{path}: ELF segment {index} has {filesz:#x} bytes in the file but only {memsz:#x} in memory"
+    )]
+    ElfSegmentMalformed {
+        /// The path given.
+        path: String,
+        /// Program header index.
+        index: usize,
+        /// Bytes in the file.
+        filesz: u64,
+        /// Bytes in memory.
+        memsz: u64,
+    },
+    /// The initrd is not a regular file, or is empty.
+    #[error("initrd {path} {what}; give the initramfs or initrd image file")]
+    InitrdNotAFile {
+        /// The path given.
+        path: PathBuf,
+        /// What it is instead.
+        what: &'static str,
+    },
     /// The initrd could not be read.
     #[error("cannot read initrd {path}: {source}")]
     InitrdRead {
@@ -356,6 +403,7 @@ pub fn load_image<F: Read + Seek + ReadVolatile>(
     let e820 = memory::e820_map(cfg.memory, &crate::platform::reserved_ranges(&cfg.platform));
 
     if head.starts_with(b"\x7fELF") {
+        check_elf(mem, name, image)?;
         let r = Elf::load(mem, None, image, himem).map_err(load_err)?;
         let initrd = load_initrd(mem, cfg, r.kernel_end, memory::MMIO_HOLE_START)?;
         if let PvhBootCapability::PvhEntryPresent(entry) = r.pvh_boot_cap {
@@ -421,6 +469,114 @@ pub fn load_image<F: Read + Seek + ReadVolatile>(
     })
 }
 
+/// Most program headers read while checking an ELF (Linux's vmlinux has a
+/// handful; the ELF format allows 65535, each read from the file).
+const MAX_PROGRAM_HEADERS: u16 = 256;
+
+/// Checks what linux-loader does not before it copies anything: an x86-64
+/// executable, 64-bit, whose loadable segments all lie in guest RAM. Without
+/// this an aarch64 image, an object file, a core dump or a segment with a
+/// huge `p_memsz` failed late with a generic "cannot load" or loaded junk.
+fn check_elf<F: Read + Seek>(
+    mem: &GuestMemoryMmap,
+    name: &str,
+    image: &mut F,
+) -> Result<(), LoaderError> {
+    use linux_loader::elf::{Elf64_Ehdr, Elf64_Phdr, PT_LOAD};
+    use vm_memory::{ByteValued, GuestMemoryBackend};
+    const ELFCLASS64: u8 = 2;
+    const ELFDATA2LSB: u8 = 1;
+    const EM_X86_64: u16 = 62;
+    const ET_EXEC: u16 = 2;
+    let not_bootable = |what: String| LoaderError::ElfNotBootable {
+        path: name.to_string(),
+        what,
+    };
+    let read_err = |source| LoaderError::KernelRead {
+        path: PathBuf::from(name),
+        source,
+    };
+    let mut ehdr = Elf64_Ehdr::default();
+    image.seek(SeekFrom::Start(0)).map_err(read_err)?;
+    image
+        .read_exact(ehdr.as_mut_slice())
+        .map_err(|_| not_bootable("a truncated ELF (its header is cut short)".into()))?;
+    if ehdr.e_ident[4] != ELFCLASS64 {
+        return Err(not_bootable(format!(
+            "a {} ELF",
+            if ehdr.e_ident[4] == 1 {
+                "32-bit"
+            } else {
+                "non-64-bit"
+            }
+        )));
+    }
+    if ehdr.e_ident[5] != ELFDATA2LSB {
+        return Err(not_bootable("a big-endian ELF".into()));
+    }
+    if ehdr.e_machine != EM_X86_64 {
+        let machine = match ehdr.e_machine {
+            3 => "i386".to_string(),
+            40 => "arm".to_string(),
+            183 => "aarch64".to_string(),
+            243 => "riscv".to_string(),
+            m => format!("machine {m}"),
+        };
+        return Err(not_bootable(format!("an ELF for {machine}")));
+    }
+    if ehdr.e_type != ET_EXEC {
+        let kind = match ehdr.e_type {
+            1 => "a relocatable object file (ET_REL), not an executable".to_string(),
+            3 => "a shared object or PIE (ET_DYN), not a fixed-address executable".to_string(),
+            4 => "a core dump (ET_CORE), not an executable".to_string(),
+            t => format!("an ELF of type {t}, not an executable"),
+        };
+        return Err(not_bootable(kind));
+    }
+    if ehdr.e_phnum > MAX_PROGRAM_HEADERS {
+        return Err(not_bootable(format!(
+            "an ELF with {} program headers (more than {MAX_PROGRAM_HEADERS})",
+            ehdr.e_phnum
+        )));
+    }
+    image
+        .seek(SeekFrom::Start(ehdr.e_phoff))
+        .map_err(read_err)?;
+    for index in 0..usize::from(ehdr.e_phnum) {
+        let mut ph = Elf64_Phdr::default();
+        image.read_exact(ph.as_mut_slice()).map_err(|_| {
+            not_bootable(format!(
+                "a truncated ELF (program header {index} is cut short)"
+            ))
+        })?;
+        if ph.p_type != PT_LOAD || ph.p_memsz == 0 {
+            continue;
+        }
+        if ph.p_filesz > ph.p_memsz {
+            return Err(LoaderError::ElfSegmentMalformed {
+                path: name.to_string(),
+                index,
+                filesz: ph.p_filesz,
+                memsz: ph.p_memsz,
+            });
+        }
+        let inside = usize::try_from(ph.p_memsz)
+            .ok()
+            .is_some_and(|len| GuestMemoryBackend::check_range(mem, GuestAddress(ph.p_paddr), len));
+        if !inside {
+            return Err(LoaderError::ElfSegmentOutsideRam {
+                path: name.to_string(),
+                index,
+                start: ph.p_paddr,
+                end: ph.p_paddr.saturating_add(ph.p_memsz),
+                memsz: ph.p_memsz,
+            });
+        }
+    }
+    image.seek(SeekFrom::Start(0)).map_err(read_err)?;
+    Ok(())
+}
+
 /// Places the initrd at the highest page-aligned address below `limit`
 /// (and below the end of low RAM) that stays above the kernel.
 fn load_initrd(
@@ -437,7 +593,22 @@ fn load_initrd(
         source,
     };
     let mut f = File::open(path).map_err(read_err)?;
-    let size = f.metadata().map_err(read_err)?.len();
+    let meta = f.metadata().map_err(read_err)?;
+    // A device or pipe reports length 0 (`--initrd /dev/zero` once "loaded"
+    // 0 bytes): only a regular file has a size to place.
+    if !meta.is_file() {
+        return Err(LoaderError::InitrdNotAFile {
+            path: path.clone(),
+            what: "is not a regular file",
+        });
+    }
+    let size = meta.len();
+    if size == 0 {
+        return Err(LoaderError::InitrdNotAFile {
+            path: path.clone(),
+            what: "is empty",
+        });
+    }
     let high = limit.min(memory::low_ram_end(cfg.memory));
     let low = kernel_end
         .checked_add(0xfff)
@@ -664,6 +835,87 @@ mod tests {
         );
         let e = load_image(&m, &cfg(""), "big", &mut Cursor::new(vec![0u8; 0x1000])).unwrap_err();
         assert!(matches!(e, LoaderError::UnknownFormat { .. }));
+    }
+
+    /// The mini guest's ELF with header fields changed.
+    fn patched_mini(edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut v = crate::guest::MINI_GUEST_ELF.to_vec();
+        edit(&mut v);
+        v
+    }
+
+    fn load_bytes(bytes: Vec<u8>) -> LoaderError {
+        load_image(&mem(), &cfg(""), "k.elf", &mut Cursor::new(bytes)).unwrap_err()
+    }
+
+    #[test]
+    fn reject_elf_for_another_machine() {
+        let e = load_bytes(patched_mini(|v| {
+            v[18..20].copy_from_slice(&183u16.to_le_bytes())
+        }));
+        assert_eq!(
+            e.to_string(),
+            "k.elf is an ELF for aarch64; stalewalk boots 64-bit x86-64 executable ELFs (a vmlinux)"
+        );
+    }
+
+    #[test]
+    fn reject_elf_object_and_core_files() {
+        for (t, what) in [(1u16, "relocatable object"), (4, "core dump")] {
+            let e = load_bytes(patched_mini(|v| {
+                v[16..18].copy_from_slice(&t.to_le_bytes())
+            }));
+            assert!(e.to_string().contains(what), "{e}");
+        }
+        let e = load_bytes(patched_mini(|v| v[4] = 1));
+        assert!(e.to_string().contains("a 32-bit ELF"), "{e}");
+    }
+
+    #[test]
+    fn reject_elf_segment_outside_ram() {
+        // The first PT_LOAD's p_memsz set to 1 TiB (a 256 MiB guest).
+        let e = load_bytes(patched_mini(|v| {
+            let phoff = usize::try_from(u64::from_le_bytes(v[32..40].try_into().unwrap())).unwrap();
+            let phentsize = usize::from(u16::from_le_bytes(v[54..56].try_into().unwrap()));
+            let phnum = usize::from(u16::from_le_bytes(v[56..58].try_into().unwrap()));
+            let ph = (0..phnum)
+                .map(|i| phoff + i * phentsize)
+                .find(|&o| u32::from_le_bytes(v[o..o + 4].try_into().unwrap()) == 1)
+                .expect("a PT_LOAD");
+            v[ph + 40..ph + 48].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        }));
+        let text = e.to_string();
+        assert!(
+            matches!(e, LoaderError::ElfSegmentOutsideRam { memsz, .. } if memsz == 1 << 40),
+            "{text}"
+        );
+        assert!(text.contains("lies outside guest RAM"), "{text}");
+    }
+
+    #[test]
+    fn reject_initrd_that_is_not_a_regular_file_or_empty() {
+        let dir = std::env::temp_dir().join(format!("stalewalk-initrd-nf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.img");
+        std::fs::write(&empty, b"").unwrap();
+        for (path, what) in [
+            (PathBuf::from("/dev/zero"), "is not a regular file"),
+            (empty, "is empty"),
+        ] {
+            let c = VmConfig {
+                initrd: Some(path),
+                ..cfg("")
+            };
+            let e = load_image(
+                &mem(),
+                &c,
+                "mini",
+                &mut Cursor::new(crate::guest::MINI_GUEST_ELF),
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains(what), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -13,10 +13,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
-use viommu::event::{Event, EventSink, TranslationOutcome};
-use viommu::qi::Descriptor;
+use viommu::event::{Event, EventSink};
+
+use crate::config::VmConfig;
+use devices::layout::requester_id;
 
 /// Prefix of the guest's result lines on its serial console.
 pub const GUEST_LINE_PREFIX: &str = "stalewalk-guest: ";
@@ -27,9 +30,7 @@ pub const MAX_GUEST_KEYS: usize = 256;
 pub const MAX_GUEST_VALUE: usize = 256;
 /// Longest serial line buffered while looking for result lines.
 const MAX_LINE: usize = 4096;
-/// Most (requester, PASID) pairs broken down, so a guest using every PASID
-/// cannot grow the VMM's memory; the rest are summed into `other`.
-pub const MAX_BREAKDOWN_KEYS: usize = 1024;
+pub use viommu::MAX_BREAKDOWN_KEYS;
 
 /// What the guest printed as `stalewalk-guest: key=value ...`.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -130,136 +131,9 @@ impl Write for GuestLog {
     }
 }
 
-/// Counts for one requester or PASID.
-#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct Breakdown {
-    /// Device translations.
-    pub translations: u64,
-    /// Translations that faulted.
-    pub faults: u64,
-    /// Stale walks (all classes).
-    pub stale_walks: u64,
-    /// `reused` stale walks.
-    pub reused: u64,
-    /// PASID-based IOTLB invalidations naming this PASID.
-    pub piotlb: u64,
-}
-
-/// Per-device and per-PASID counts, built from the vIOMMU's event stream.
-///
-/// Keyed by number while the guest runs (this is on every translation's
-/// path: no formatting, no allocation once a key exists); names are made
-/// only when the report is serialized.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Breakdowns {
-    /// By requester id, serialized as `"00:04.0"`.
-    #[serde(serialize_with = "by_rid")]
-    pub per_device: BTreeMap<u16, Breakdown>,
-    /// By PASID, serialized as the number or `"none"` for requests without
-    /// one.
-    #[serde(serialize_with = "by_pasid")]
-    pub per_pasid: BTreeMap<Option<u32>, Breakdown>,
-    /// Events whose key did not fit under [`MAX_BREAKDOWN_KEYS`].
-    #[serde(rename = "breakdown_overflow")]
-    pub other: Breakdown,
-}
-
-fn by_rid<S: serde::Serializer>(m: &BTreeMap<u16, Breakdown>, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_map(m.iter().map(|(k, v)| (rid_name(*k), v)))
-}
-
-fn by_pasid<S: serde::Serializer>(
-    m: &BTreeMap<Option<u32>, Breakdown>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.collect_map(m.iter().map(|(k, v)| (pasid_name(*k), v)))
-}
-
-/// Formats a requester id as bus:device.function.
-pub fn rid_name(rid: u16) -> String {
-    format!("{:02x}:{:02x}.{}", rid >> 8, (rid >> 3) & 0x1f, rid & 7)
-}
-
-fn pasid_name(pasid: Option<u32>) -> String {
-    pasid.map_or_else(|| "none".to_string(), |p| p.to_string())
-}
-
-/// The PASID the checker reports for requests without one (RID_PASID as
-/// Linux programs it); the breakdown files those under `"none"`, beside
-/// the same requests' translations.
-const RID_PASID: u32 = 0;
-
-impl Breakdowns {
-    fn slot<'a, K: Ord>(
-        map: &'a mut BTreeMap<K, Breakdown>,
-        other: &'a mut Breakdown,
-        key: K,
-    ) -> &'a mut Breakdown {
-        if map.len() >= MAX_BREAKDOWN_KEYS && !map.contains_key(&key) {
-            return other;
-        }
-        map.entry(key).or_default()
-    }
-
-    fn both(&mut self, rid: u16, pasid: Option<u32>, f: impl Fn(&mut Breakdown)) {
-        f(Self::slot(&mut self.per_device, &mut self.other, rid));
-        f(Self::slot(&mut self.per_pasid, &mut self.other, pasid));
-    }
-
-    /// The counts of one device (`"00:04.0"`-style names are for output).
-    pub fn device(&self, rid: u16) -> Option<&Breakdown> {
-        self.per_device.get(&rid)
-    }
-
-    /// Accounts one event.
-    pub fn record(&mut self, event: &Event) {
-        match event {
-            Event::Translation {
-                rid,
-                pasid,
-                speculative: false,
-                result,
-                ..
-            } => self.both(*rid, *pasid, |b| {
-                b.translations += 1;
-                if matches!(result, TranslationOutcome::Fault { .. }) {
-                    b.faults += 1;
-                }
-            }),
-            Event::StaleWalk(s) => {
-                let reused = matches!(s.class, viommu::checker::StaleClass::Reused);
-                let pasid = (s.pasid != RID_PASID).then_some(s.pasid);
-                self.both(s.rid, pasid, |b| {
-                    b.stale_walks += 1;
-                    if reused {
-                        b.reused += 1;
-                    }
-                })
-            }
-            Event::Invalidation {
-                descriptor: Descriptor::Piotlb { pasid, .. },
-                ..
-            } => {
-                let key = (*pasid != RID_PASID).then_some(*pasid);
-                Self::slot(&mut self.per_pasid, &mut self.other, key).piotlb += 1
-            }
-            _ => {}
-        }
-    }
-}
-
-/// An event sink that keeps [`Breakdowns`] in a shared place.
-#[derive(Debug, Clone, Default)]
-pub struct BreakdownSink(pub Arc<Mutex<Breakdowns>>);
-
-impl EventSink for BreakdownSink {
-    fn event(&mut self, event: &Event) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .record(event);
-    }
-}
+// Per-device and per-PASID counts are kept by the vIOMMU itself (no event
+// sink needed); the report serializes them as they are.
+pub use viommu::breakdown::{Breakdown, Breakdowns, pasid_name, rid_name};
 
 /// Sends every event to several sinks, in order.
 pub struct FanOut(pub Vec<Box<dyn EventSink>>);
@@ -288,6 +162,16 @@ pub struct SvaReport {
     pub counters: devices::sva::SvaCounters,
 }
 
+/// One virtio device's counters in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct VirtioReport {
+    /// Where it sits (`00:03.0`).
+    pub device: String,
+    /// Its kind, transport and device counters.
+    #[serde(flatten)]
+    pub metrics: devices::virtio::transport::VirtioMetrics,
+}
+
 /// What the VMM itself counted.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VmmCounters {
@@ -301,9 +185,8 @@ pub struct VmmCounters {
     pub hints: u64,
     /// Malformed hint-port writes.
     pub hints_rejected: u64,
-    /// Guest actions the vIOMMU and devices rejected (queue errors,
-    /// unmatched page responses, SVA ring errors and failed descriptors,
-    /// ignored doorbells, malformed hints).
+    /// Guest actions the vIOMMU and devices rejected, each counted where it
+    /// was rejected (see [`rejected_guest_actions`]).
     pub rejected_guest_actions: u64,
 }
 
@@ -336,7 +219,7 @@ pub struct RunReport {
     /// SVA devices.
     pub sva_devices: Vec<SvaReport>,
     /// virtio devices.
-    pub virtio_devices: Vec<crate::platform::VirtioReport>,
+    pub virtio_devices: Vec<VirtioReport>,
     /// What the VMM counted.
     pub vmm: VmmCounters,
     /// Instructions the VMM ran because KVM's emulator could not
@@ -397,11 +280,8 @@ impl RunReport {
                 .map_or_else(|| "-".to_string(), |e| e.to_string()),
             self.elapsed_ms
         );
-        if matches!(c.checker, Some(viommu::config::CheckMode::Off)) {
-            let _ = writeln!(
-                s,
-                "NOTE: the stale-walk checker was off (--viommu-check off): stale walks are not detected"
-            );
+        if let Some(note) = checker_note(c.checker) {
+            let _ = writeln!(s, "{note}");
         }
         let _ = writeln!(
             s,
@@ -483,11 +363,11 @@ impl RunReport {
             let _ = writeln!(
                 s,
                 "virtio-{} {}: notifications {} interrupts {} {}",
-                d.kind,
+                d.metrics.kind,
                 d.device,
-                d.transport.notifications,
-                d.transport.interrupts,
-                d.device_counters
+                d.metrics.transport.notifications,
+                d.metrics.transport.interrupts,
+                serde_json::to_string(&d.metrics.device_counters).unwrap_or_default()
             );
         }
         let v = &self.vmm;
@@ -526,9 +406,153 @@ impl RunReport {
     }
 }
 
+/// The note a report carries when the checker did not look at every
+/// translation: with `off` no stale walk is seen, with `sampled` most are
+/// missed (the exploit can pass unnoticed), and a reader must know either.
+pub fn checker_note(mode: Option<viommu::config::CheckMode>) -> Option<String> {
+    match mode? {
+        viommu::config::CheckMode::Off => Some(
+            "NOTE: the stale-walk checker was off (--viommu-check off): stale walks are not detected"
+                .to_string(),
+        ),
+        viommu::config::CheckMode::Sampled => Some(format!(
+            "NOTE: the stale-walk checker was sampled (--viommu-check sampled): it re-walked one in {} \
+             cached translations, so stale walks (the exploit among them) can go unseen; use all to see every one",
+            viommu::checker::SAMPLE_PERIOD
+        )),
+        viommu::config::CheckMode::All => None,
+    }
+}
+
+/// How a run ended, for the report (the VMM's view of the outcome, so that
+/// this module does not depend on `vm`).
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    /// The VMM's exit status when the guest ended the run.
+    pub exit_status: Option<u8>,
+    /// What ended it (`DebugExit(N)`, `Reset`, ... or the error's message).
+    pub ended_by: String,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+/// Guest actions rejected across the platform: each device counts its own
+/// where it refuses them; the vIOMMU counts queue errors and page responses
+/// that matched no request.
+pub fn rejected_guest_actions(
+    viommu: &viommu::counters::Counters,
+    hint: &devices::hint::HintCounters,
+    sva: &[SvaReport],
+    virtio: &[VirtioReport],
+) -> u64 {
+    viommu.queue_errors
+        + viommu.page_requests.unmatched_responses
+        + hint.rejected
+        + sva
+            .iter()
+            .map(|d| d.counters.rejected_guest_actions)
+            .sum::<u64>()
+        + virtio
+            .iter()
+            .map(|d| d.metrics.rejected_guest_actions())
+            .sum::<u64>()
+}
+
+/// Assembles the end-of-run report from what the run counted.
+pub fn build_report(
+    cfg: &VmConfig,
+    end: RunEnd,
+    platform: &crate::platform::Platform,
+    unclaimed_io: u64,
+    guest_lines: &Mutex<GuestLines>,
+) -> RunReport {
+    let devices = &platform.devices;
+    let (counters, breakdowns) = devices
+        .viommu
+        .as_ref()
+        .map(|v| {
+            let v = v.lock().unwrap_or_else(|p| p.into_inner());
+            (v.counters().clone(), v.breakdowns())
+        })
+        .unwrap_or_default();
+    let sva_devices: Vec<SvaReport> = devices
+        .sva
+        .iter()
+        .map(|d| SvaReport {
+            device: rid_name(requester_id(d.number)),
+            counters: d.counters(),
+        })
+        .collect();
+    let virtio_devices: Vec<VirtioReport> = devices
+        .virtio
+        .iter()
+        .map(|d| VirtioReport {
+            device: rid_name(requester_id(d.number())),
+            metrics: d.metrics(),
+        })
+        .collect();
+    let hint = devices.hint_counters();
+    let interrupts = platform.interrupts.counters();
+    let rejected_guest_actions =
+        rejected_guest_actions(&counters, &hint, &sva_devices, &virtio_devices);
+    let RunEnd {
+        exit_status,
+        ended_by,
+        elapsed,
+    } = end;
+    RunReport {
+        report_version: 1,
+        scenario: cmdline_value(&cfg.cmdline, "scenario"),
+        policy: cmdline_value(&cfg.cmdline, "kpgtable_free"),
+        viommu: if devices.viommu.is_some() {
+            "on"
+        } else {
+            "off"
+        },
+        cache_policy: cfg.platform.viommu.as_ref().map(|v| v.cache.to_string()),
+        exit_status,
+        ended_by,
+        elapsed_ms: elapsed.as_secs_f64() * 1e3,
+        counters,
+        breakdowns,
+        sva_devices,
+        virtio_devices,
+        // Filled by the VM from what its vCPUs emulated and what it added
+        // to a Linux command line.
+        vmm_emulated: std::collections::BTreeMap::new(),
+        guest_cmdline_added: Vec::new(),
+        vmm: VmmCounters {
+            unclaimed_io,
+            interrupts_delivered: interrupts.delivered,
+            interrupts_failed: interrupts.failed,
+            hints: hint.hints,
+            hints_rejected: hint.rejected,
+            rejected_guest_actions,
+        },
+        guest: guest_lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sampled_and_off_checkers_carry_a_note() {
+        use viommu::config::CheckMode;
+        let off = checker_note(Some(CheckMode::Off)).unwrap();
+        assert!(off.contains("--viommu-check off"), "{off}");
+        let sampled = checker_note(Some(CheckMode::Sampled)).unwrap();
+        assert!(
+            sampled.starts_with("NOTE:") && sampled.contains("one in 16"),
+            "{sampled}"
+        );
+        assert_eq!(checker_note(Some(CheckMode::All)), None);
+        assert_eq!(checker_note(None), None);
+    }
 
     #[test]
     fn guest_lines_are_collected_and_forwarded() {
@@ -582,28 +606,54 @@ mod tests {
         assert_eq!(log.partial.len(), MAX_LINE);
     }
 
+    // breakdowns_are_bounded lives with the breakdowns, in viommu.
+
     #[test]
-    fn breakdowns_are_bounded() {
-        let mut b = Breakdowns::default();
-        for p in 0..(u32::try_from(MAX_BREAKDOWN_KEYS).unwrap() + 5) {
-            b.record(&Event::Translation {
-                rid: 0x20,
-                pasid: Some(p),
-                addr: 0,
-                access: viommu::Access::Read,
-                privileged: false,
-                speculative: false,
-                result: TranslationOutcome::Fault { reason: 1 },
-                hits: Default::default(),
-            });
-        }
-        assert_eq!(b.per_pasid.len(), MAX_BREAKDOWN_KEYS);
-        assert_eq!(b.other.translations, 5);
-        let n = u64::try_from(MAX_BREAKDOWN_KEYS).unwrap() + 5;
-        assert_eq!(b.device(0x20).unwrap().faults, n);
-        let v = serde_json::to_value(&b).unwrap();
-        assert_eq!(v["per_device"]["00:04.0"]["translations"], n);
-        assert_eq!(v["per_pasid"]["0"]["translations"], 1);
+    fn rejected_guest_actions_include_every_device() {
+        use devices::virtio::DeviceCounters;
+        use devices::virtio::blk::BlockCounters;
+        use devices::virtio::rng::RngCounters;
+        use devices::virtio::transport::{TransportCounters, VirtioMetrics};
+        let viommu = viommu::counters::Counters {
+            queue_errors: 1,
+            ..Default::default()
+        };
+        let hint = devices::hint::HintCounters {
+            hints: 0,
+            rejected: 10,
+        };
+        let sva = [SvaReport {
+            device: rid_name(0x20),
+            counters: devices::sva::SvaCounters {
+                rejected_guest_actions: 100,
+                ..Default::default()
+            },
+        }];
+        let virtio = |device_counters| VirtioReport {
+            device: rid_name(0x10),
+            metrics: VirtioMetrics {
+                kind: "test",
+                transport: TransportCounters {
+                    needs_reset: 1000,
+                    ..Default::default()
+                },
+                device_counters,
+            },
+        };
+        let blk = virtio(DeviceCounters::Block(BlockCounters {
+            requests_failed: 7,
+            rejected_guest_actions: 5_000,
+            ..Default::default()
+        }));
+        let rng = virtio(DeviceCounters::Rng(RngCounters {
+            rejected_guest_actions: 50_000,
+            source_errors: 3,
+            ..Default::default()
+        }));
+        assert_eq!(
+            rejected_guest_actions(&viommu, &hint, &sva, &[blk, rng]),
+            1 + 10 + 100 + 1000 + 5_000 + 1000 + 50_000
+        );
     }
 
     #[test]

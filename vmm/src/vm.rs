@@ -18,19 +18,17 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use devices::bus::Bus;
-use devices::legacy::debug_exit::{DEBUG_EXIT_LEN, DEBUG_EXIT_PORT, DebugExit};
-use devices::legacy::i8042::{I8042, I8042_DATA_PORT, I8042_LEN};
-use devices::legacy::serial::{COM1_IRQ, COM1_LEN, COM1_PORT, IrqTrigger, Serial, SerialOutput};
+use devices::layout::COM1_IRQ;
+use devices::legacy::serial::{IrqTrigger, Serial, SerialOutput};
 use devices::legacy::{ShutdownReason, ShutdownSignal};
-use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_userspace_memory_region};
-use kvm_ioctls::{Kvm, VmFd};
-use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+use kvm_ioctls::Kvm;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::config::{ConfigError, SerialMode, VmConfig};
 use crate::cpuid::{self, CpuProfile};
-use crate::report::{self, BreakdownSink, GuestLines, RunReport, SvaReport, VmmCounters};
+use crate::kvm_vm::GuestVm;
+use crate::report::{self, GuestLines, RunReport};
 use crate::seccomp::{self, ThreadKind};
 use crate::vcpu::{self, VcpuShared, VcpuStop};
 use crate::{boot, loader, memory, platform};
@@ -131,9 +129,6 @@ pub enum VmError {
         /// The error.
         source: std::io::Error,
     },
-    /// Building the device buses.
-    #[error("cannot place a device: {0}")]
-    Bus(#[from] devices::bus::BusError),
     /// Building the platform (ACPI, PCI, vIOMMU, SVA devices).
     #[error(transparent)]
     Platform(#[from] platform::PlatformError),
@@ -315,24 +310,6 @@ fn install_kick_handler() -> Result<(), VmError> {
     result
 }
 
-fn register_memory(vm: &VmFd, mem: &vm_memory::GuestMemoryMmap) -> Result<(), VmError> {
-    for (slot, region) in mem.iter().enumerate() {
-        let region_desc = kvm_userspace_memory_region {
-            slot: u32::try_from(slot).unwrap_or(u32::MAX),
-            flags: 0,
-            guest_phys_addr: region.start_addr().0,
-            memory_size: region.len(),
-            userspace_addr: region.as_ptr() as u64,
-        };
-        // SAFETY: the region is a live mmap owned by `mem`, which outlives
-        // the VM (both are dropped at the end of `run`, the VM first).
-        kvm("KVM_SET_USER_MEMORY_REGION", unsafe {
-            vm.set_user_memory_region(region_desc)
-        })?;
-    }
-    Ok(())
-}
-
 /// Boots the VM described by `cfg` and runs it until the guest ends it.
 pub fn run(cfg: &VmConfig) -> Result<RunOutcome, VmError> {
     run_with_report(cfg, RunHooks::default()).result
@@ -399,26 +376,19 @@ pub fn run_with_report(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
 fn run_on_this_thread(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
     let start = Instant::now();
     let guest_lines = Arc::new(Mutex::new(GuestLines::default()));
-    let breakdowns = BreakdownSink::default();
     let mut report_inputs = None;
-    let result = run_inner(
-        cfg,
-        hooks,
-        start,
-        &guest_lines,
-        &breakdowns,
-        &mut report_inputs,
-    );
+    let result = run_inner(cfg, hooks, start, &guest_lines, &mut report_inputs);
     let report = report_inputs.map(|(platform, unclaimed, emulated, added): ReportInputs| {
-        let mut r = build_report(
-            cfg,
-            &result,
-            start.elapsed(),
-            &platform,
-            unclaimed,
-            &guest_lines,
-            &breakdowns,
-        );
+        let (exit_status, ended_by) = match &result {
+            Ok(o) => (Some(o.exit_status), format!("{:?}", o.reason)),
+            Err(e) => (None, e.to_string()),
+        };
+        let end = report::RunEnd {
+            exit_status,
+            ended_by,
+            elapsed: start.elapsed(),
+        };
+        let mut r = report::build_report(cfg, end, &platform, unclaimed, &guest_lines);
         r.vmm_emulated = emulated;
         r.guest_cmdline_added = added;
         r
@@ -454,103 +424,11 @@ fn linux_cmdline_added(
     cpuid::linux_switches(supported, &cpuid::host_cpuid, &cfg.cmdline)
 }
 
-fn build_report(
-    cfg: &VmConfig,
-    result: &Result<RunOutcome, VmError>,
-    elapsed: Duration,
-    platform: &platform::Platform,
-    unclaimed_io: u64,
-    guest_lines: &Mutex<GuestLines>,
-    breakdowns: &BreakdownSink,
-) -> RunReport {
-    let counters = platform
-        .viommu
-        .as_ref()
-        .map(|v| {
-            v.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .counters()
-                .clone()
-        })
-        .unwrap_or_default();
-    let sva_devices: Vec<SvaReport> = platform
-        .sva
-        .iter()
-        .map(|d| SvaReport {
-            device: report::rid_name(u16::from(d.number) << 3),
-            counters: d.counters(),
-        })
-        .collect();
-    let hint = platform.hint_counters();
-    let (interrupts_delivered, interrupts_failed) = platform.interrupts.counts();
-    let rejected_guest_actions = counters.queue_errors
-        + counters.page_requests.unmatched_responses
-        + hint.rejected
-        + sva_devices
-            .iter()
-            .map(|d| {
-                d.counters.ring_errors
-                    + d.counters.doorbells_ignored
-                    + d.counters.unexpected_responses
-            })
-            .sum::<u64>()
-        + platform
-            .virtio
-            .iter()
-            .map(|d| d.report().transport.needs_reset)
-            .sum::<u64>();
-    let (exit_status, ended_by) = match result {
-        Ok(o) => (Some(o.exit_status), format!("{:?}", o.reason)),
-        Err(e) => (None, e.to_string()),
-    };
-    RunReport {
-        report_version: 1,
-        scenario: report::cmdline_value(&cfg.cmdline, "scenario"),
-        policy: report::cmdline_value(&cfg.cmdline, "kpgtable_free"),
-        viommu: if platform.viommu.is_some() {
-            "on"
-        } else {
-            "off"
-        },
-        cache_policy: cfg.platform.viommu.as_ref().map(|v| v.cache.to_string()),
-        exit_status,
-        ended_by,
-        elapsed_ms: elapsed.as_secs_f64() * 1e3,
-        counters,
-        breakdowns: breakdowns
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone(),
-        sva_devices,
-        virtio_devices: platform
-            .virtio
-            .iter()
-            .map(platform::VirtioSlot::report)
-            .collect(),
-        vmm_emulated: std::collections::BTreeMap::new(),
-        guest_cmdline_added: Vec::new(),
-        vmm: VmmCounters {
-            unclaimed_io,
-            interrupts_delivered,
-            interrupts_failed,
-            hints: hint.hints,
-            hints_rejected: hint.rejected,
-            rejected_guest_actions,
-        },
-        guest: guest_lines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone(),
-    }
-}
-
 fn run_inner(
     cfg: &VmConfig,
     hooks: RunHooks,
     start: Instant,
     guest_lines: &Arc<Mutex<GuestLines>>,
-    breakdowns: &BreakdownSink,
     report_inputs: &mut Option<ReportInputs>,
 ) -> Result<RunOutcome, VmError> {
     cfg.validate()?;
@@ -560,9 +438,9 @@ fn run_inner(
         }
     };
     let kvm_sys = open_kvm(Path::new(KVM_PATH))?;
-    let vm = Arc::new(kvm("KVM_CREATE_VM", kvm_sys.create_vm())?);
     let mem = memory::create_guest_memory(cfg.memory)?;
-    register_memory(&vm, &mem)?;
+    let vm = kvm("KVM_CREATE_VM", kvm_sys.create_vm())?;
+    let vm = Arc::new(kvm("KVM_SET_USER_MEMORY_REGION", GuestVm::new(vm, &mem))?);
     kvm("KVM_SET_TSS_ADDR", vm.set_tss_address(KVM_TSS_ADDRESS))?;
     kvm("KVM_CREATE_IRQCHIP", vm.create_irq_chip())?;
 
@@ -619,35 +497,20 @@ fn run_inner(
         hooks.serial_line,
     );
     let serial = Serial::new(IrqTrigger(serial_irq), Box::new(serial_out));
-    let mut pio = Bus::new();
-    pio.insert(Arc::new(Mutex::new(serial)), u64::from(COM1_PORT), COM1_LEN)?;
-    pio.insert(
-        Arc::new(Mutex::new(I8042::new(shutdown.clone()))),
-        u64::from(I8042_DATA_PORT),
-        I8042_LEN,
-    )?;
-    pio.insert(
-        Arc::new(Mutex::new(DebugExit::new(shutdown.clone()))),
-        u64::from(DEBUG_EXIT_PORT),
-        DEBUG_EXIT_LEN,
-    )?;
-    let mut mmio = Bus::new();
-    let platform = platform::build(
+    // The report's figures are counted inside the vIOMMU: a sink is
+    // installed only for a trace (`--trace`).
+    let events = cfg.platform.viommu.as_ref().and(hooks.events);
+    let (buses, platform) = platform::build(
         &cfg.platform,
         cfg.cpus,
-        vm.clone(),
         &mem,
-        &mut pio,
-        &mut mmio,
-        shutdown.clone(),
+        platform::PlatformWiring {
+            vm: vm.clone(),
+            serial,
+            events,
+            shutdown: shutdown.clone(),
+        },
     )?;
-    if let Some(v) = &platform.viommu {
-        let mut sinks: Vec<Box<dyn viommu::EventSink>> = vec![Box::new(breakdowns.clone())];
-        sinks.extend(hooks.events);
-        v.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .set_event_sink(Some(Box::new(report::FanOut(sinks))));
-    }
     verbose(&|| {
         format!(
             "platform: vIOMMU {}, {} SVA device(s), ACPI RSDP at {:#x}",
@@ -660,7 +523,7 @@ fn run_inner(
                 ),
                 None => "off".to_string(),
             },
-            platform.sva.len(),
+            platform.devices.sva.len(),
             platform.acpi.rsdp_gpa()
         )
     });
@@ -701,8 +564,8 @@ fn run_inner(
 
     install_kick_handler()?;
     let shared = Arc::new(VcpuShared {
-        pio,
-        mmio,
+        pio: buses.pio,
+        mmio: buses.mmio,
         shutdown,
         stop: AtomicBool::new(false),
         mem: mem.clone(),

@@ -17,17 +17,15 @@ use vm_memory::GuestMemory;
 
 use crate::bus::BusDevice;
 use crate::dma::{
-    Access, DevTlbInvalidation, DmaFault, DmaRequest, DmaTranslate, IommuEndpoint, PageRequest,
-    PageRequestRefused, PageResponse, RequestKind, ResponseCode,
+    DmaFault, DmaRequest, DmaTranslate, IommuEndpoint, PageRequest, PageRequestRefused,
+    PageResponse, RequestKind, ResponseCode,
 };
 use crate::interrupt::{InterruptSink, MsiMessage};
 use viommu::prq::PrqError;
 use viommu::{Viommu, prq};
 
-/// Guest-physical base of the register block (platform map).
-pub const VIOMMU_MMIO_BASE: u64 = 0xfed9_0000;
-/// Size of the register block.
-pub const VIOMMU_MMIO_SIZE: u64 = 0x1000;
+// The platform map declares these (one place for the whole map).
+pub use crate::layout::{VIOMMU_MMIO_BASE, VIOMMU_MMIO_SIZE};
 /// Most endpoints the front end routes to: one per device number on bus 0.
 pub const MAX_ENDPOINTS: usize = 32;
 
@@ -40,6 +38,15 @@ pub enum FrontEndError {
     /// Two endpoints with one requester id.
     #[error("requester id {0:#06x} registered twice")]
     DuplicateRequester(u16),
+}
+
+/// What the front end counted, each where it happened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FrontEndCounters {
+    /// Page group responses for a requester no endpoint has.
+    pub dropped_responses: u64,
+    /// Device-TLB invalidations for a requester no endpoint has.
+    pub dropped_invalidations: u64,
 }
 
 /// A shared endpoint.
@@ -117,8 +124,11 @@ impl<M: GuestMemory + Send> ViommuMmio<M> {
 
     /// Responses and invalidations that matched no endpoint (counted, then
     /// dropped: a device without ATS or PRI has nothing to do with them).
-    pub fn dropped(&self) -> (u64, u64) {
-        (self.dropped_responses, self.dropped_invalidations)
+    pub fn counters(&self) -> FrontEndCounters {
+        FrontEndCounters {
+            dropped_responses: self.dropped_responses,
+            dropped_invalidations: self.dropped_invalidations,
+        }
     }
 
     fn endpoint(&self, rid: u16) -> Option<&SharedEndpoint> {
@@ -161,14 +171,8 @@ impl<M: GuestMemory + Send> ViommuMmio<M> {
                 None => self.dropped_responses += 1,
             }
         }
-        for i in invalidations {
-            let inv = DevTlbInvalidation {
-                rid: i.sid,
-                pasid: i.pasid,
-                addr: i.addr,
-                size: i.size,
-            };
-            match self.endpoint(i.sid) {
+        for inv in invalidations {
+            match self.endpoint(inv.sid) {
                 Some(e) => e
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -216,22 +220,12 @@ impl ViommuPort {
 }
 
 impl<M: GuestMemory + Send + Sync> DmaTranslate<M> for ViommuPort {
-    fn translate(&self, mem: &M, req: &DmaRequest) -> Result<u64, DmaFault> {
-        let r = viommu::DmaRequest {
-            rid: req.rid,
-            pasid: req.pasid,
-            addr: req.addr,
-            access: match req.access {
-                Access::Read => viommu::Access::Read,
-                Access::Write => viommu::Access::Write,
-            },
-            privileged: req.privileged,
-        };
+    fn translate(&self, mem: &M, req: &DmaRequest, kind: RequestKind) -> Result<u64, DmaFault> {
         let (res, msis) = {
             let mut v = lock_unit(&self.viommu);
-            let res = match req.kind {
-                RequestKind::Untranslated => v.translate(mem, &r),
-                RequestKind::AtsTranslation => v.translate_ats(mem, &r),
+            let res = match kind {
+                RequestKind::Untranslated => v.translate(mem, req),
+                RequestKind::AtsTranslation => v.translate_ats(mem, req),
             };
             (res, v.take_msis())
         };
@@ -243,21 +237,9 @@ impl<M: GuestMemory + Send + Sync> DmaTranslate<M> for ViommuPort {
     }
 
     fn page_request(&self, mem: &M, req: &PageRequest) -> Result<(), PageRequestRefused> {
-        let pr = viommu::PageRequest {
-            rid: req.rid,
-            pasid: req.pasid,
-            addr: req.addr,
-            read: req.read,
-            write: req.write,
-            exec: false,
-            privileged: req.privileged,
-            last: req.last,
-            group_index: req.prg_index,
-            private_data: 0,
-        };
         let (res, msis) = {
             let mut v = lock_unit(&self.viommu);
-            let res = v.page_request(mem, pr);
+            let res = v.page_request(mem, *req);
             (res, v.take_msis())
         };
         deliver(&*self.sink, msis);

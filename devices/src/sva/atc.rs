@@ -76,9 +76,18 @@ impl Atc {
     /// Applies a device-TLB invalidation; returns how many entries it removed.
     pub fn invalidate(&mut self, inv: &DevTlbInvalidation) -> usize {
         let before = self.entries.len();
-        self.entries.retain(|e| !inv.covers(e.pasid, e.page));
+        self.entries.retain(|e| !covers(inv, e.pasid, e.page));
         before - self.entries.len()
     }
+}
+
+/// Whether `inv` covers the 4 KiB page at `page` of `pasid`. An
+/// invalidation without PASID covers entries of every PASID (as in the
+/// PCIe ATS specification); a range overlapping the page covers it.
+pub fn covers(inv: &DevTlbInvalidation, pasid: Option<u32>, page: u64) -> bool {
+    let pasid_ok = inv.pasid.is_none() || inv.pasid == pasid;
+    let end = inv.addr.saturating_add(inv.size);
+    pasid_ok && page < end && page.saturating_add(4096) > inv.addr
 }
 
 #[cfg(test)]
@@ -118,20 +127,48 @@ mod tests {
         atc.insert(e(Some(1), 0x2000));
         atc.insert(e(Some(2), 0x1000));
         let inv = DevTlbInvalidation {
-            rid: 0,
+            sid: 0,
             pasid: Some(1),
             addr: 0x1000,
             size: 0x1000,
+            global: false,
         };
         assert_eq!(atc.invalidate(&inv), 1);
         let all = DevTlbInvalidation {
-            rid: 0,
+            sid: 0,
             pasid: None,
             addr: 0,
             size: u64::MAX,
+            global: false,
         };
         assert_eq!(atc.invalidate(&all), 2);
         assert!(atc.is_empty());
+    }
+
+    #[test]
+    fn devtlb_invalidation_ranges_and_pasids() {
+        let inv = DevTlbInvalidation {
+            sid: 1,
+            pasid: Some(5),
+            addr: 0x2000,
+            size: 0x2000,
+            global: false,
+        };
+        assert!(covers(&inv, Some(5), 0x2000));
+        assert!(covers(&inv, Some(5), 0x3000));
+        assert!(!covers(&inv, Some(5), 0x4000));
+        assert!(!covers(&inv, Some(5), 0x1000));
+        assert!(!covers(&inv, Some(6), 0x2000));
+        assert!(!covers(&inv, None, 0x2000));
+        let all = DevTlbInvalidation {
+            sid: 1,
+            pasid: None,
+            addr: 0,
+            size: u64::MAX,
+            global: false,
+        };
+        assert!(covers(&all, Some(9), !0xfff));
+        assert!(covers(&all, None, 0));
     }
 
     #[test]

@@ -72,8 +72,8 @@ impl<M: GuestMemory> Engine<'_, M> {
                 addr,
                 access,
                 privileged: op.privileged,
-                kind,
             },
+            kind,
         )
     }
 

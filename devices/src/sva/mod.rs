@@ -181,6 +181,10 @@ pub struct SvaCounters {
     pub ring_errors: u64,
     /// Page responses that matched no outstanding request.
     pub unexpected_responses: u64,
+    /// Guest actions the device refused, each counted once where it is
+    /// refused: ring errors, doorbells that did no work, unexpected page
+    /// responses.
+    pub rejected_guest_actions: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -332,6 +336,7 @@ impl<M: GuestMemory + Send + Sync> SvaDevice<M> {
         log::debug!("{}: {e}", self.prefix());
         self.error = e.code();
         self.counters.ring_errors += 1;
+        self.counters.rejected_guest_actions += 1;
         if halt {
             self.halted = true;
         }
@@ -360,14 +365,17 @@ impl<M: GuestMemory + Send + Sync> SvaDevice<M> {
             addr,
             access,
             privileged: false,
-            kind: RequestKind::Untranslated,
         }
     }
 
     fn fetch(&self, addr: u64) -> Result<[u8; 64], RingError> {
         let gpa = self
             .iommu
-            .translate(&self.mem, &self.ring_request(addr, Access::Read))
+            .translate(
+                &self.mem,
+                &self.ring_request(addr, Access::Read),
+                RequestKind::Untranslated,
+            )
             .map_err(|_| RingError::Fetch(addr))?;
         let mut raw = [0u8; 64];
         self.mem
@@ -383,7 +391,11 @@ impl<M: GuestMemory + Send + Sync> SvaDevice<M> {
             .ok_or(RingError::Completion(0))?;
         let gpa = self
             .iommu
-            .translate(&self.mem, &self.ring_request(addr, Access::Write))
+            .translate(
+                &self.mem,
+                &self.ring_request(addr, Access::Write),
+                RequestKind::Untranslated,
+            )
             .map_err(|_| RingError::Completion(addr))?;
         // Everything but the status byte first, then the status byte, so a
         // polling driver never sees a status with a stale result.
@@ -470,9 +482,11 @@ impl<M: GuestMemory + Send + Sync> SvaDevice<M> {
                         addr: page,
                         read: access == Access::Read,
                         write: access == Access::Write,
+                        exec: false,
                         privileged: op.privileged,
-                        prg_index,
                         last: true,
+                        group_index: prg_index,
+                        private_data: 0,
                     };
                     match self.iommu.page_request(&self.mem, &req) {
                         Ok(()) => {
@@ -649,6 +663,7 @@ impl<M: GuestMemory + Send + Sync> SvaDevice<M> {
     fn doorbell(&mut self, tail: u32) {
         if !self.enabled {
             self.counters.doorbells_ignored += 1;
+            self.counters.rejected_guest_actions += 1;
             return;
         }
         if tail >= self.ring_entries {
@@ -664,6 +679,7 @@ impl<M: GuestMemory + Send + Sync> SvaDevice<M> {
         self.tail = tail;
         if self.halted || self.waiting.is_some() {
             self.counters.doorbells_ignored += 1;
+            self.counters.rejected_guest_actions += 1;
             return;
         }
         self.process();
@@ -774,6 +790,7 @@ impl<M: GuestMemory + Send + Sync> IommuEndpoint for SvaDevice<M> {
                 resp.prg_index
             );
             self.counters.unexpected_responses += 1;
+            self.counters.rejected_guest_actions += 1;
             self.set_pri_status_bits(PRI_STATUS_UPRGI);
             return;
         };
@@ -806,7 +823,7 @@ impl<M: GuestMemory + Send + Sync> IommuEndpoint for SvaDevice<M> {
     }
 
     fn devtlb_invalidate(&mut self, inv: &DevTlbInvalidation) {
-        if inv.rid != self.rid {
+        if inv.sid != self.rid {
             return;
         }
         self.counters.atc_invalidations += 1;

@@ -30,7 +30,7 @@ struct Pte {
 struct FakeIommu {
     map: Mutex<HashMap<(Option<u32>, u64), Pte>>,
     requests: Mutex<Vec<PageRequest>>,
-    translations: Mutex<Vec<DmaRequest>>,
+    translations: Mutex<Vec<(DmaRequest, RequestKind)>>,
 }
 
 impl FakeIommu {
@@ -46,8 +46,13 @@ impl FakeIommu {
 }
 
 impl DmaTranslate<GuestMemoryMmap> for FakeIommu {
-    fn translate(&self, _mem: &GuestMemoryMmap, req: &DmaRequest) -> Result<u64, DmaFault> {
-        self.translations.lock().unwrap().push(*req);
+    fn translate(
+        &self,
+        _mem: &GuestMemoryMmap,
+        req: &DmaRequest,
+        kind: RequestKind,
+    ) -> Result<u64, DmaFault> {
+        self.translations.lock().unwrap().push((*req, kind));
         let fault = |reason| DmaFault {
             addr: req.addr,
             reason,
@@ -247,12 +252,12 @@ fn copy_through_a_pasid_crosses_pages() {
     let reqs = r.iommu.translations.lock().unwrap().clone();
     assert!(
         reqs.iter()
-            .any(|q| q.pasid.is_none() && q.addr == RING_IOVA),
+            .any(|(q, _)| q.pasid.is_none() && q.addr == RING_IOVA),
         "ring fetched without PASID"
     );
     assert!(
         reqs.iter()
-            .any(|q| q.pasid == Some(P) && q.addr == 0x50_0800 && q.access == Access::Write)
+            .any(|(q, _)| q.pasid == Some(P) && q.addr == 0x50_0800 && q.access == Access::Write)
     );
 }
 
@@ -395,9 +400,11 @@ fn pri_page_request_then_response_completes_the_copy() {
             addr: 0x50_0000,
             read: false,
             write: true,
+            exec: false,
             privileged: false,
-            prg_index: 0,
-            last: true
+            last: true,
+            group_index: 0,
+            private_data: 0,
         }
     );
     // Doorbells while waiting do nothing.
@@ -532,29 +539,32 @@ fn ats_translation_is_cached_until_invalidated() {
             .lock()
             .unwrap()
             .iter()
-            .any(|q| q.kind == RequestKind::AtsTranslation),
+            .any(|(_, kind)| *kind == RequestKind::AtsTranslation),
         "sent as a translation request"
     );
     assert_eq!(r.r64(regs::COUNTERS + 0x20), 1, "ATC_ENTRIES");
     // An invalidation for another device or PASID does not touch it.
     r.dev.devtlb_invalidate(&DevTlbInvalidation {
-        rid: 0x28,
+        sid: 0x28,
         pasid: None,
         addr: 0,
         size: u64::MAX,
+        global: false,
     });
     r.dev.devtlb_invalidate(&DevTlbInvalidation {
-        rid: 0x20,
+        sid: 0x20,
         pasid: Some(9),
         addr: 0x40_0000,
         size: 0x1000,
+        global: false,
     });
     assert_eq!(r.r64(regs::COUNTERS + 0x20), 1);
     r.dev.devtlb_invalidate(&DevTlbInvalidation {
-        rid: 0x20,
+        sid: 0x20,
         pasid: Some(P),
         addr: 0x40_0000,
         size: 0x1000,
+        global: false,
     });
     assert_eq!(r.r64(regs::COUNTERS + 0x20), 0);
     assert_eq!(
@@ -566,10 +576,11 @@ fn ats_translation_is_cached_until_invalidated() {
     // A failing translation request is reported and not cached.
     r.iommu.unmap(Some(P), 0x40_0000);
     r.dev.devtlb_invalidate(&DevTlbInvalidation {
-        rid: 0x20,
+        sid: 0x20,
         pasid: None,
         addr: 0,
         size: u64::MAX,
+        global: false,
     });
     let s = r.submit(raw(OP_ATS_TRANSLATE, FLAG_PASID, P, 0x40_0123, 0, 0, 0));
     assert_eq!(r.done(s).0, 2);

@@ -84,6 +84,11 @@ pub enum RequestError {
 }
 
 impl RequestError {
+    /// Whether the guest caused it (everything but a host I/O error).
+    pub fn guest_caused(&self) -> bool {
+        !matches!(self, Self::Io(_))
+    }
+
     /// The virtio-blk status for this error.
     pub fn status(&self) -> u8 {
         match self {
@@ -104,6 +109,10 @@ pub struct BlockCounters {
     pub requests_ok: u64,
     /// Requests completed with an error status (or none).
     pub requests_failed: u64,
+    /// Of those, the requests the guest got wrong (bad buffers, sector
+    /// range, read-only image, unknown type, no status byte), counted where
+    /// they are refused; the rest are host I/O errors.
+    pub rejected_guest_actions: u64,
 }
 
 /// The block device.
@@ -231,12 +240,16 @@ impl Block {
         let Some(status_addr) = status_addr else {
             log::debug!("virtio-blk: {}", RequestError::NoStatus);
             self.counters.requests_failed += 1;
+            self.counters.rejected_guest_actions += 1;
             return 0;
         };
         let (status, written) = match self.execute(mem, readable, writable) {
             Ok(n) => (S_OK, n),
             Err(e) => {
                 log::debug!("virtio-blk: {e}");
+                if e.guest_caused() {
+                    self.counters.rejected_guest_actions += 1;
+                }
                 (e.status(), 0)
             }
         };
@@ -257,6 +270,9 @@ impl Block {
 }
 
 impl VirtioDevice for Block {
+    fn device_counters(&self) -> super::DeviceCounters {
+        super::DeviceCounters::Block(self.counters)
+    }
     fn device_type(&self) -> u32 {
         TYPE_BLOCK
     }

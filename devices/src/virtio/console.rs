@@ -33,8 +33,9 @@ pub struct ConsoleCounters {
     pub rx_bytes: u64,
     /// Input bytes dropped because the buffer was full.
     pub rx_dropped: u64,
-    /// Chains that could not be read or written.
-    pub errors: u64,
+    /// Chains that could not be read or written (guest buffers unmapped
+    /// or refused by the vIOMMU): rejected guest actions.
+    pub rejected_guest_actions: u64,
 }
 
 /// The console device.
@@ -103,7 +104,7 @@ impl Console {
                 }
                 Err(e) => {
                     log::debug!("virtio-console: {e}");
-                    self.counters.errors += 1;
+                    self.counters.rejected_guest_actions += 1;
                     0
                 }
             };
@@ -136,7 +137,7 @@ impl Console {
                 }
                 Err(e) => {
                     log::debug!("virtio-console: {e}");
-                    self.counters.errors += 1;
+                    self.counters.rejected_guest_actions += 1;
                 }
             }
             queue.add_used(mem, head, 0).map_err(QueueError::UsedRing)?;
@@ -147,6 +148,9 @@ impl Console {
 }
 
 impl VirtioDevice for Console {
+    fn device_counters(&self) -> super::DeviceCounters {
+        super::DeviceCounters::Console(self.counters)
+    }
     fn device_type(&self) -> u32 {
         TYPE_CONSOLE
     }

@@ -65,6 +65,41 @@ pub trait VirtioDevice: Send {
     ) -> Result<bool, QueueError>;
     /// Device reset by the driver.
     fn reset(&mut self) {}
+    /// The device's own counters, for the end-of-run report.
+    fn device_counters(&self) -> DeviceCounters;
+}
+
+/// A virtio device's own counters, by device type: each device counts its
+/// figures (and the guest actions it rejects) where they happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum DeviceCounters {
+    /// virtio-blk.
+    Block(blk::BlockCounters),
+    /// virtio-console.
+    Console(console::ConsoleCounters),
+    /// virtio-rng.
+    Rng(rng::RngCounters),
+}
+
+impl DeviceCounters {
+    /// The device kind as the report names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Block(_) => "block",
+            Self::Console(_) => "console",
+            Self::Rng(_) => "rng",
+        }
+    }
+
+    /// Guest actions the device rejected.
+    pub fn rejected_guest_actions(&self) -> u64 {
+        match self {
+            Self::Block(c) => c.rejected_guest_actions,
+            Self::Console(c) => c.rejected_guest_actions,
+            Self::Rng(c) => c.rejected_guest_actions,
+        }
+    }
 }
 
 /// Errors that stop a queue (the transport sets DEVICE_NEEDS_RESET).

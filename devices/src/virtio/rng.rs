@@ -24,18 +24,31 @@ pub enum RngError {
     Open(#[from] std::io::Error),
 }
 
+/// What the entropy device counted, each figure at the event (shown in the
+/// end-of-run report under the device's `device_counters`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RngCounters {
+    /// Requests (descriptor chains) answered with entropy.
+    pub requests: u64,
+    /// Bytes of entropy written into the guest's buffers.
+    pub bytes: u64,
+    /// Requests whose buffers could not be written (unmapped, or refused by
+    /// the vIOMMU): rejected guest actions.
+    pub rejected_guest_actions: u64,
+    /// Requests the host's entropy source failed (answered with 0 bytes).
+    pub source_errors: u64,
+}
+
 /// The entropy device.
 pub struct Rng {
     source: Box<dyn Read + Send>,
-    bytes: u64,
-    failures: u64,
+    counters: RngCounters,
 }
 
 impl std::fmt::Debug for Rng {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rng")
-            .field("bytes", &self.bytes)
-            .field("failures", &self.failures)
+            .field("counters", &self.counters)
             .finish_non_exhaustive()
     }
 }
@@ -50,18 +63,20 @@ impl Rng {
     pub fn with_source(source: Box<dyn Read + Send>) -> Self {
         Self {
             source,
-            bytes: 0,
-            failures: 0,
+            counters: RngCounters::default(),
         }
     }
 
-    /// Bytes handed to the guest so far, and requests that failed.
-    pub fn counters(&self) -> (u64, u64) {
-        (self.bytes, self.failures)
+    /// What the device counted so far.
+    pub fn counters(&self) -> RngCounters {
+        self.counters
     }
 }
 
 impl VirtioDevice for Rng {
+    fn device_counters(&self) -> super::DeviceCounters {
+        super::DeviceCounters::Rng(self.counters)
+    }
     fn device_type(&self) -> u32 {
         TYPE_RNG
     }
@@ -96,20 +111,18 @@ impl VirtioDevice for Rng {
                 .collect();
             let want = chain::total_len(&segs).min(MAX_BYTES_PER_REQUEST);
             let n = usize::try_from(want).unwrap_or(0);
-            let len = match self
-                .source
-                .read_exact(&mut buf[..n])
-                .map_err(|_| ())
-                .and_then(|()| chain::write(mem, &segs, 0, &buf[..n]).map_err(|_| ()))
-            {
-                Ok(()) => {
-                    self.bytes += want;
-                    u32::try_from(n).unwrap_or(0)
-                }
-                Err(()) => {
-                    self.failures += 1;
-                    0
-                }
+            let len = if let Err(e) = self.source.read_exact(&mut buf[..n]) {
+                log::debug!("virtio-rng: entropy source: {e}");
+                self.counters.source_errors += 1;
+                0
+            } else if let Err(e) = chain::write(mem, &segs, 0, &buf[..n]) {
+                log::debug!("virtio-rng: {e}");
+                self.counters.rejected_guest_actions += 1;
+                0
+            } else {
+                self.counters.requests += 1;
+                self.counters.bytes += want;
+                u32::try_from(n).unwrap_or(0)
             };
             queue
                 .add_used(mem, head, len)

@@ -9,7 +9,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::blk::Block;
 use super::console::Console;
-use super::rng::Rng;
+use super::rng::{Rng, RngCounters};
 use super::transport::*;
 use super::*;
 use crate::iommu_mmio::tests::GuestVtd;
@@ -504,7 +504,53 @@ fn rng_fills_buffers() {
     let mut b = [0u8; 8];
     m.read_slice(&mut b, GuestAddress(DATA + 0x1000)).unwrap();
     assert_eq!(b, [0x5a; 8]);
-    assert_eq!(dev.device().counters(), (40, 0));
+    assert_eq!(
+        dev.device().counters(),
+        RngCounters {
+            requests: 1,
+            bytes: 40,
+            rejected_guest_actions: 0,
+            source_errors: 0,
+        }
+    );
+}
+
+/// The report's figures for virtio-rng (issue 18: the platform read the
+/// device's `(bytes, failures)` as `(requests, bytes)`): known bytes read
+/// through the device, then the serialised metrics checked by name.
+#[test]
+fn rng_report_names_requests_bytes_and_rejections() {
+    let m = mem();
+    let sink = Arc::new(RecordingSink::default());
+    let known: Vec<u8> = (0u8..=255).collect();
+    let mut dev = VirtioPci::new(
+        Rng::with_source(Box::new(std::io::Cursor::new(known.clone()))),
+        ViommuDma::direct(m.clone()),
+        sink,
+    )
+    .unwrap();
+    let mut drv = Driver::new(m.clone());
+    drv.setup(&mut dev, &[0], FEATURES_HI);
+    drv.post(&mut dev, 0, &[(DATA, 100, true)]);
+    drv.post(&mut dev, 0, &[(DATA + 0x1000, 20, true)]);
+    // A buffer outside guest memory: refused, counted once.
+    drv.post(&mut dev, 0, &[(0x1_0000_0000, 16, true)]);
+    let mut got = vec![0u8; 120];
+    m.read_slice(&mut got[..100], GuestAddress(DATA)).unwrap();
+    m.read_slice(&mut got[100..], GuestAddress(DATA + 0x1000))
+        .unwrap();
+    assert_eq!(got, known[..120]);
+    let v = serde_json::to_value(dev.metrics()).unwrap();
+    assert_eq!(v["kind"], "rng", "{v}");
+    assert_eq!(v["device_counters"]["requests"], 2, "{v}");
+    assert_eq!(v["device_counters"]["bytes"], 120, "{v}");
+    assert_eq!(v["device_counters"]["rejected_guest_actions"], 1, "{v}");
+    assert_eq!(v["device_counters"]["source_errors"], 0, "{v}");
+    assert_eq!(dev.metrics().rejected_guest_actions(), 1);
+    // The source runs dry: the host's failure, not the guest's.
+    drv.post(&mut dev, 0, &[(DATA, 200, true)]);
+    let c = dev.device().counters();
+    assert_eq!((c.source_errors, c.rejected_guest_actions), (1, 1));
 }
 
 /// IOVAs the guest hands the device in the vIOMMU tests: its first-stage

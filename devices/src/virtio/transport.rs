@@ -12,8 +12,8 @@ use std::sync::Arc;
 use virtio_queue::{Queue, QueueT};
 
 use super::{
-    DmaSpace, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1,
-    VirtioDevice,
+    DeviceCounters, DmaSpace, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_RING_INDIRECT_DESC,
+    VIRTIO_F_VERSION_1, VirtioDevice,
 };
 use crate::interrupt::InterruptSink;
 use crate::pci::PciDevice;
@@ -92,6 +92,25 @@ pub struct TransportCounters {
     pub interrupts: u64,
     /// Times the device entered DEVICE_NEEDS_RESET.
     pub needs_reset: u64,
+}
+
+/// A virtio device's counters as the end-of-run report shows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct VirtioMetrics {
+    /// Which device (`"block"`, `"console"`, `"rng"`).
+    pub kind: &'static str,
+    /// The transport's counters.
+    pub transport: TransportCounters,
+    /// The device's own counters.
+    pub device_counters: DeviceCounters,
+}
+
+impl VirtioMetrics {
+    /// Guest actions the transport and the device rejected (a queue the
+    /// device had to stop with DEVICE_NEEDS_RESET counts once).
+    pub fn rejected_guest_actions(&self) -> u64 {
+        self.transport.needs_reset + self.device_counters.rejected_guest_actions()
+    }
 }
 
 /// A virtio device on PCI.
@@ -212,6 +231,16 @@ impl<D: VirtioDevice, S: DmaSpace> VirtioPci<D, S> {
     /// Transport counters.
     pub fn counters(&self) -> TransportCounters {
         self.counters
+    }
+
+    /// The transport's and the device's counters.
+    pub fn metrics(&self) -> VirtioMetrics {
+        let device_counters = self.device.device_counters();
+        VirtioMetrics {
+            kind: device_counters.kind(),
+            transport: self.counters,
+            device_counters,
+        }
     }
 
     /// The device status byte.

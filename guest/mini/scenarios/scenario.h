@@ -16,6 +16,10 @@ struct scenario {
 const struct scenario *scenario_find(const char *name);
 /* Prints the known scenario names (for an unknown scenario=). */
 void scenario_list(void);
+/* Whether `key=` is a knob of `scenario` (NULL: no scenario) per catalog.def. */
+bool scenario_knob_known(const char *scenario, const char *key);
+/* Prints the knobs `scenario` accepts, with their defaults. */
+void scenario_knobs_list(const char *scenario);
 
 int scenario_smoke(const struct boot_info *bi);
 int scenario_spin(const struct boot_info *bi);
@@ -31,6 +35,7 @@ int scenario_sva_misuse(const struct boot_info *bi);
 int scenario_exploit(const struct boot_info *bi);
 int scenario_churn(const struct boot_info *bi);
 int scenario_chaos(const struct boot_info *bi);
+int scenario_sva_bench(const struct boot_info *bi);
 int scenario_virtio_blk(const struct boot_info *bi);
 int scenario_vtd_blk(const struct boot_info *bi);
 int scenario_vtd_blk_fault(const struct boot_info *bi);

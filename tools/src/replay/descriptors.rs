@@ -99,6 +99,19 @@ pub fn encode(inv: &Invalidation) -> Descriptor {
             0,
             0,
         ],
+        Invalidation::IotlbPage { did, addr, am, ih } => [
+            TYPE_IOTLB | granularity(3) | (u64::from(did) << 16),
+            (addr & PAGE_MASK) | (u64::from(ih) << 6) | (u64::from(am) & 0x3f),
+            0,
+            0,
+        ],
+        Invalidation::PasidCacheDomain { did } => [
+            TYPE_PASID_CACHE | granularity(0) | (u64::from(did) << 16),
+            0,
+            0,
+            0,
+        ],
+        Invalidation::PasidCacheGlobal => [TYPE_PASID_CACHE | granularity(3), 0, 0, 0],
         Invalidation::PasidCache { pasid, did } => [
             TYPE_PASID_CACHE | granularity(1) | (u64::from(did) << 16) | (u64::from(pasid) << 32),
             0,
@@ -157,6 +170,49 @@ mod tests {
             encode(&Invalidation::IotlbDomain { did: 0xabcd }),
             [0xabcd_0022, 0, 0, 0]
         );
+    }
+
+    /// The new forms decode, in the model's own decoder, to the descriptors
+    /// they name.
+    #[test]
+    fn iotlb_page_and_pasid_cache_granularities_decode() {
+        use viommu::descriptor::{self as qi, IotlbGranularity, PasidCacheGranularity};
+        let d = qi::decode(encode(&Invalidation::IotlbPage {
+            did: 3,
+            addr: 0xffff_8880_0020_0000,
+            am: 9,
+            ih: true,
+        }))
+        .unwrap();
+        assert_eq!(
+            d,
+            viommu::Descriptor::Iotlb {
+                granularity: IotlbGranularity::Page {
+                    did: 3,
+                    addr: 0xffff_8880_0020_0000,
+                    am: 9,
+                    ih: true
+                },
+                dr: false,
+                dw: false
+            }
+        );
+        let d = qi::decode(encode(&Invalidation::PasidCacheDomain { did: 7 })).unwrap();
+        assert_eq!(
+            d,
+            viommu::Descriptor::PasidCache {
+                did: 7,
+                granularity: PasidCacheGranularity::Domain
+            }
+        );
+        let d = qi::decode(encode(&Invalidation::PasidCacheGlobal)).unwrap();
+        assert!(matches!(
+            d,
+            viommu::Descriptor::PasidCache {
+                granularity: PasidCacheGranularity::Global,
+                ..
+            }
+        ));
     }
 
     #[test]

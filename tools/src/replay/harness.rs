@@ -160,11 +160,78 @@ pub struct Mismatch {
 pub enum Step {
     /// Done.
     Done,
+    /// A `dma` or `walk` line ran, with this outcome.
+    Translated(AccessOutcome),
     /// An `expect` line did not hold.
     ExpectFailed(Vec<Mismatch>),
 }
 
+/// Rights of a translated page, as the model reports them to the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct OutcomeRights {
+    /// Writes allowed (for this request's privilege).
+    pub write: bool,
+    /// Instruction fetches allowed (for this request's privilege).
+    pub execute: bool,
+    /// A user-accessible page.
+    pub user: bool,
+}
+
+/// The outcome of one `dma` or `walk` line (`--outcomes`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum AccessOutcome {
+    /// Translated (for a `walk`: the leaf the walk reached; no access was
+    /// checked).
+    Ok {
+        /// Output address, `0x` hexadecimal.
+        output: String,
+        /// Page size in bytes.
+        page_size: u64,
+        /// Rights.
+        rights: OutcomeRights,
+        /// Not translated (translation disabled or a pass-through entry).
+        pass_through: bool,
+    },
+    /// Faulted.
+    Fault {
+        /// VT-d fault reason code.
+        reason: u8,
+        /// The model's description.
+        reason_text: String,
+    },
+}
+
+impl AccessOutcome {
+    fn of(
+        result: &std::result::Result<viommu::Translation, viommu::TranslationFault>,
+    ) -> AccessOutcome {
+        match result {
+            Ok(t) => AccessOutcome::Ok {
+                output: format!("{:#x}", t.addr),
+                page_size: t.page_size,
+                rights: OutcomeRights {
+                    write: t.writable,
+                    execute: t.executable,
+                    user: t.user,
+                },
+                pass_through: t.pass_through,
+            },
+            Err(f) => AccessOutcome::Fault {
+                reason: f.reason.code(),
+                reason_text: f.reason.to_string(),
+            },
+        }
+    }
+}
+
 /// Guest memory, the unit, and the harness's driver state.
+///
+/// Its set-up is its own on purpose, not `viommu::fixture`: the harness lays
+/// out root, context and PASID tables for any requesters, PASIDs, levels and
+/// memory sizes a scenario names, keeps its tables in an area the scenario
+/// cannot write, and is the documented reference behaviour of
+/// `docs/SCENARIOS.md`; the fixture is one fixed unit for tests and benches.
 #[derive(Debug)]
 pub struct Harness {
     config: ScenarioConfig,
@@ -248,7 +315,7 @@ impl Harness {
 
     /// The counters so far.
     pub fn report(&self) -> Result<Report> {
-        Ok(Report::from_counters(self.unit.counters())?)
+        Ok(Report::from_counters(&self.unit.counters())?)
     }
 
     /// Runs one command.
@@ -295,14 +362,17 @@ impl Harness {
             } => {
                 self.ensure_enabled()?;
                 let request = dma_request(*rid, *pasid, *addr, *access, *privileged);
-                if self.unit.translate(&self.mem, &request).is_err() {
+                let result = self.unit.translate(&self.mem, &request);
+                if result.is_err() {
                     self.service_faults()?;
                 }
+                return Ok(Step::Translated(AccessOutcome::of(&result)));
             }
             Command::Walk { pasid, addr, rid } => {
                 self.ensure_enabled()?;
                 let request = dma_request(*rid, *pasid, *addr, Access::Read, false);
-                self.unit.speculative_walk(&self.mem, &request);
+                let result = self.unit.speculative_walk_outcome(&self.mem, &request);
+                return Ok(Step::Translated(AccessOutcome::of(&result)));
             }
             Command::Inv(inv) => {
                 self.ensure_enabled()?;
@@ -540,7 +610,7 @@ mod tests {
         let scenario = parser::parse_with(text, &|_| true).unwrap();
         for line in &scenario.lines {
             match h.execute(&line.command) {
-                Ok(Step::Done) => {}
+                Ok(Step::Done | Step::Translated(_)) => {}
                 other => panic!("line {}: {other:?}", line.number),
             }
         }

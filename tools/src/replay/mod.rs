@@ -23,7 +23,7 @@ use std::process::ExitCode;
 
 use thiserror::Error;
 
-pub use harness::{HarnessError, Mismatch};
+pub use harness::{AccessOutcome, HarnessError, Mismatch};
 pub use parser::{ParseError, Scenario};
 pub use report::Report;
 
@@ -42,11 +42,34 @@ pub const EXIT_EXPECT_FAILED: u8 = 1;
 /// Exit status: malformed scenario, unreadable file or harness failure.
 pub const EXIT_BAD_SCENARIO: u8 = 2;
 
+/// The outcome of one `dma` or `walk` line, as `--outcomes` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LineOutcome {
+    /// 1-based line number.
+    pub line: usize,
+    /// `dma` or `walk`.
+    pub command: &'static str,
+    /// What the model answered.
+    #[serde(flatten)]
+    pub outcome: AccessOutcome,
+}
+
+/// What `stalewalk replay` prints besides diagnostics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayOptions {
+    /// The report as JSON (`--report json`), else the summary.
+    pub report_json: bool,
+    /// List every `dma`/`walk` line's outcome (`--outcomes`).
+    pub outcomes: bool,
+}
+
 /// A scenario that ran to its end with every expectation holding.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     /// The counters at the end.
     pub report: Report,
+    /// Every `dma` and `walk` line's outcome, in order.
+    pub outcomes: Vec<LineOutcome>,
     /// Commands run.
     pub commands: usize,
     /// `expect` lines checked.
@@ -62,6 +85,8 @@ pub struct ExpectFailure {
     pub mismatches: Vec<Mismatch>,
     /// The counters at that line.
     pub report: Report,
+    /// The `dma` and `walk` outcomes up to that line.
+    pub outcomes: Vec<LineOutcome>,
 }
 
 /// Why a replay did not succeed.
@@ -117,6 +142,7 @@ pub fn run_with_sink(
     let mut harness = harness::Harness::new(scenario).map_err(ReplayError::Setup)?;
     harness.set_event_sink(sink);
     let mut expectations = 0usize;
+    let mut outcomes = Vec::new();
     for line in &scenario.lines {
         let step = harness
             .execute(&line.command)
@@ -127,7 +153,17 @@ pub fn run_with_sink(
         if let parser::Command::Expect(_) = line.command {
             expectations = expectations.saturating_add(1);
         }
-        if let harness::Step::ExpectFailed(mismatches) = step {
+        if let harness::Step::Translated(outcome) = step {
+            let command = match line.command {
+                parser::Command::Walk { .. } => "walk",
+                _ => "dma",
+            };
+            outcomes.push(LineOutcome {
+                line: line.number,
+                command,
+                outcome,
+            });
+        } else if let harness::Step::ExpectFailed(mismatches) = step {
             let report = harness.report().map_err(|source| ReplayError::Command {
                 line: line.number,
                 source,
@@ -136,12 +172,14 @@ pub fn run_with_sink(
                 line: line.number,
                 mismatches,
                 report,
+                outcomes,
             })));
         }
     }
     let report = harness.report().map_err(ReplayError::Setup)?;
     Ok(Outcome {
         report,
+        outcomes,
         commands: scenario.lines.len(),
         expectations,
     })
@@ -182,21 +220,43 @@ pub fn replay_to_with_sink(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
+    let options = ReplayOptions {
+        report_json,
+        outcomes: false,
+    };
+    replay_to_with_options(file, options, sink, out, err)
+}
+
+/// Replays `file` as `options` ask, with the unit's events sent to `sink`;
+/// returns the exit status.
+pub fn replay_to_with_options(
+    file: &Path,
+    options: ReplayOptions,
+    sink: Option<Box<dyn viommu::EventSink>>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
     let result = read_scenario(file)
         .and_then(|text| Scenario::parse(&text).map_err(ReplayError::from))
         .and_then(|scenario| run_with_sink(&scenario, sink));
-    let print_report = |out: &mut dyn Write, report: &Report| {
-        let text = if report_json {
-            report.to_json_string()
+    let print_report = |out: &mut dyn Write, report: &Report, outcomes: &[LineOutcome]| {
+        let outcomes = options.outcomes.then_some(outcomes);
+        let text = if options.report_json {
+            report.to_json_string_with(outcomes)
         } else {
-            report.human()
+            let mut text = report.human();
+            for o in outcomes.into_iter().flatten() {
+                text.push_str(&report::human_outcome(o));
+                text.push('\n');
+            }
+            text
         };
         // A closed stdout is no reason to change the exit status.
         let _ = writeln!(out, "{}", text.trim_end());
     };
     match result {
         Ok(outcome) => {
-            print_report(out, &outcome.report);
+            print_report(out, &outcome.report, &outcome.outcomes);
             EXIT_OK
         }
         Err(ReplayError::Expect(failure)) => {
@@ -214,7 +274,7 @@ pub fn replay_to_with_sink(
                     actual
                 );
             }
-            print_report(out, &failure.report);
+            print_report(out, &failure.report, &failure.outcomes);
             EXIT_EXPECT_FAILED
         }
         Err(other) => {

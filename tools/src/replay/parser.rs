@@ -190,12 +190,31 @@ pub enum Invalidation {
         /// Domain id.
         did: u16,
     },
+    /// Domain-selective PASID-cache invalidation (every PASID of a domain).
+    PasidCacheDomain {
+        /// Domain id.
+        did: u16,
+    },
+    /// Global PASID-cache invalidation.
+    PasidCacheGlobal,
     /// Global IOTLB invalidation.
     IotlbGlobal,
     /// Domain-selective IOTLB invalidation.
     IotlbDomain {
         /// Domain id.
         did: u16,
+    },
+    /// Page-selective-within-domain IOTLB invalidation (every PASID of the
+    /// domain).
+    IotlbPage {
+        /// Domain id.
+        did: u16,
+        /// Page-aligned address.
+        addr: u64,
+        /// Address mask: 2^am pages.
+        am: u8,
+        /// Invalidation hint: only leaves changed.
+        ih: bool,
     },
     /// Global context-cache invalidation.
     ContextGlobal,
@@ -445,8 +464,10 @@ const USAGE_DMA: &str = "dma pasid=P addr=VA access=r|w|x [priv=0|1] [rid=BB:DD.
 const USAGE_WALK: &str = "walk pasid=P addr=VA [rid=BB:DD.F]";
 const USAGE_PIOTLB: &str =
     "inv piotlb pasid=P [did=D] addr=VA am=N ih=0|1, or inv piotlb pasid=P [did=D] all";
-const USAGE_PASID_CACHE: &str = "inv pasid-cache pasid=P [did=D]";
-const USAGE_IOTLB: &str = "inv iotlb global, or inv iotlb did=D";
+const USAGE_PASID_CACHE: &str =
+    "inv pasid-cache pasid=P [did=D], inv pasid-cache did=D, or inv pasid-cache global";
+const USAGE_IOTLB: &str =
+    "inv iotlb global, inv iotlb did=D, or inv iotlb [did=D] addr=VA am=N ih=0|1";
 const USAGE_CONTEXT: &str = "inv context global";
 const USAGE_DEVTLB: &str = "inv devtlb [rid=BB:DD.F] [pasid=P] addr=VA [size=N|all]";
 const USAGE_WAIT: &str = "wait";
@@ -724,24 +745,59 @@ fn parse_inv(rest: &[&str]) -> Result<Invalidation> {
                 USAGE_PASID_CACHE,
                 rest,
                 &["pasid", "did"],
-                &[],
+                &["global"],
             )?;
-            let pasid = args.pasid()?;
-            let did = args.did()?;
-            Ok(Invalidation::PasidCache { pasid, did })
+            match (
+                args.word("global"),
+                args.has_any(&["pasid"]),
+                args.has_any(&["did"]),
+            ) {
+                (true, false, false) => Ok(Invalidation::PasidCacheGlobal),
+                (true, _, _) => Err(ParseErrorKind::BadCombination {
+                    problem: "`global` takes no pasid= or did=",
+                    usage: USAGE_PASID_CACHE,
+                }),
+                (false, true, _) => Ok(Invalidation::PasidCache {
+                    pasid: args.pasid()?,
+                    did: args.did()?,
+                }),
+                (false, false, true) => Ok(Invalidation::PasidCacheDomain { did: args.did()? }),
+                (false, false, false) => Err(ParseErrorKind::BadCombination {
+                    problem: "`inv pasid-cache` needs `pasid=`, `did=` or `global`",
+                    usage: USAGE_PASID_CACHE,
+                }),
+            }
         }
         "iotlb" => {
-            let args = Args::new("inv iotlb", USAGE_IOTLB, rest, &["did"], &["global"])?;
+            let args = Args::new(
+                "inv iotlb",
+                USAGE_IOTLB,
+                rest,
+                &["did", "addr", "am", "ih"],
+                &["global"],
+            )?;
             let global = args.word("global");
-            match (global, args.has_any(&["did"])) {
-                (true, false) => Ok(Invalidation::IotlbGlobal),
-                (false, true) => Ok(Invalidation::IotlbDomain { did: args.did()? }),
-                (true, true) => Err(ParseErrorKind::BadCombination {
-                    problem: "`global` and `did=` exclude each other",
+            let page = args.has_any(&["addr", "am", "ih"]);
+            match (global, page, args.has_any(&["did"])) {
+                (true, false, false) => Ok(Invalidation::IotlbGlobal),
+                (true, _, _) => Err(ParseErrorKind::BadCombination {
+                    problem: "`global` takes no did=, addr=, am= or ih=",
                     usage: USAGE_IOTLB,
                 }),
-                (false, false) => Err(ParseErrorKind::BadCombination {
-                    problem: "`inv iotlb` needs `global` or `did=`",
+                (false, true, _) => {
+                    // As for `inv piotlb`: bits 11:0 hold IH and AM.
+                    let addr = args.required_number("addr")? & !(PAGE_SIZE - 1);
+                    let am = in_range("am", args.required_number("am")?, MAX_AM, "0..=52")?;
+                    Ok(Invalidation::IotlbPage {
+                        did: args.did()?,
+                        addr,
+                        am: u8::try_from(am).unwrap_or(0),
+                        ih: args.required_flag("ih")?,
+                    })
+                }
+                (false, false, true) => Ok(Invalidation::IotlbDomain { did: args.did()? }),
+                (false, false, false) => Err(ParseErrorKind::BadCombination {
+                    problem: "`inv iotlb` needs `global`, `did=` or `addr= am= ih=`",
                     usage: USAGE_IOTLB,
                 }),
             }
@@ -1358,6 +1414,32 @@ mod tests {
             inv("inv pasid-cache pasid=7 did=2"),
             Invalidation::PasidCache { pasid: 7, did: 2 }
         );
+        assert_eq!(
+            inv("inv pasid-cache did=4"),
+            Invalidation::PasidCacheDomain { did: 4 }
+        );
+        assert_eq!(
+            inv("inv pasid-cache global"),
+            Invalidation::PasidCacheGlobal
+        );
+        assert_eq!(
+            inv("inv iotlb did=3 addr=0xffff888000001234 am=9 ih=1"),
+            Invalidation::IotlbPage {
+                did: 3,
+                addr: 0xffff_8880_0000_1000,
+                am: 9,
+                ih: true
+            }
+        );
+        assert_eq!(
+            inv("inv iotlb addr=0 am=52 ih=0"),
+            Invalidation::IotlbPage {
+                did: 1,
+                addr: 0,
+                am: 52,
+                ih: false
+            }
+        );
         assert_eq!(inv("inv iotlb global"), Invalidation::IotlbGlobal);
         assert_eq!(inv("inv iotlb did=9"), Invalidation::IotlbDomain { did: 9 });
         assert_eq!(inv("inv context global"), Invalidation::ContextGlobal);
@@ -1438,6 +1520,13 @@ mod tests {
             "inv pasid-cache pasid=1 addr=0",
             "inv iotlb",
             "inv iotlb global did=1",
+            "inv iotlb global addr=0 am=0 ih=0",
+            "inv iotlb did=1 addr=0 am=0",
+            "inv iotlb did=1 addr=0 am=53 ih=0",
+            "inv iotlb am=0 ih=0",
+            "inv pasid-cache global did=1",
+            "inv pasid-cache global pasid=1",
+            "inv pasid-cache did=1 global global",
             "inv iotlb pasid=1",
             "inv context",
             "inv context did=1",

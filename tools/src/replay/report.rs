@@ -9,6 +9,8 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 use viommu::Counters;
 
+use super::{AccessOutcome, LineOutcome};
+
 /// Keys every report has (the contract in `docs/SCENARIOS.md`); the tests
 /// check that the model's counters serialize with all of them.
 pub const CONTRACT_KEYS: &[&str] = &[
@@ -86,8 +88,20 @@ impl Report {
 
     /// Pretty-printed JSON, as `--report json` prints it.
     pub fn to_json_string(&self) -> String {
+        self.to_json_string_with(None)
+    }
+
+    /// Pretty-printed JSON with, when given, the `outcomes` array
+    /// (`--report json --outcomes`).
+    pub fn to_json_string_with(&self, outcomes: Option<&[LineOutcome]>) -> String {
+        let mut json = self.json.clone();
+        if let Some(list) = outcomes {
+            // Plain data (strings, numbers, booleans) always serializes.
+            let value = serde_json::to_value(list).unwrap_or(Value::Array(Vec::new()));
+            json.insert("outcomes".to_string(), value);
+        }
         // A map of JSON values always serializes.
-        serde_json::to_string_pretty(&self.json).unwrap_or_else(|_| String::from("{}"))
+        serde_json::to_string_pretty(&json).unwrap_or_else(|_| String::from("{}"))
     }
 
     /// Every dotted key that names a number, in serialization order.
@@ -126,6 +140,34 @@ impl Report {
         out.push_str(&format!("invalidations: {}\n", invalidations.join("  ")));
         out.push_str(&format!("kva invalidations: {}\n", n("kva_invalidations")));
         out
+    }
+}
+
+/// One `--outcomes` line of the summary: `line N dma: ok 0x... size 4096
+/// rights w-u` (w/x/u or `-`), or `line N walk: fault 0x71 (...)`.
+pub fn human_outcome(o: &LineOutcome) -> String {
+    match &o.outcome {
+        AccessOutcome::Ok {
+            output,
+            page_size,
+            rights,
+            pass_through,
+        } => format!(
+            "line {} {}: ok {output} size {page_size} rights {}{}{}{}",
+            o.line,
+            o.command,
+            if rights.write { 'w' } else { '-' },
+            if rights.execute { 'x' } else { '-' },
+            if rights.user { 'u' } else { '-' },
+            if *pass_through { " pass-through" } else { "" },
+        ),
+        AccessOutcome::Fault {
+            reason,
+            reason_text,
+        } => format!(
+            "line {} {}: fault {reason:#04x} ({reason_text})",
+            o.line, o.command
+        ),
     }
 }
 

@@ -103,6 +103,24 @@ fn warn_truncated(err: &mut dyn Write, what: &std::path::Path, line: Option<usiz
     }
 }
 
+/// Refuses an output path that names the input file (directly, through a
+/// link or another spelling): writing it would destroy the trace before or
+/// while it is read.
+fn distinct_output(input: &std::path::Path, output: &std::path::Path) -> Result<(), String> {
+    let same = match (std::fs::canonicalize(input), std::fs::canonicalize(output)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => input == output,
+    };
+    if same {
+        Err(format!(
+            "output {} is the input trace; choose another output path",
+            output.display()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Runs `cmd`, writing results to `out` and problems to `err`; returns the
 /// exit status (0 ok, 1 error).
 pub fn run(cmd: TraceCommand, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
@@ -151,8 +169,8 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             trace,
             output,
             allow_truncated,
-        } => plot(&trace, &output, opts(allow_truncated))
-            .map_err(|e| e.to_string())
+        } => distinct_output(&trace, &output)
+            .and_then(|()| plot(&trace, &output, opts(allow_truncated)).map_err(|e| e.to_string()))
             .map(|tl| {
                 warn_truncated(err, &trace, tl.truncated_after);
                 let _ = writeln!(out, "wrote {}", output.display());
@@ -162,8 +180,10 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             trace,
             output,
             allow_truncated,
-        } => export_chrome(&trace, &output, opts(allow_truncated))
-            .map_err(|e| e.to_string())
+        } => distinct_output(&trace, &output)
+            .and_then(|()| {
+                export_chrome(&trace, &output, opts(allow_truncated)).map_err(|e| e.to_string())
+            })
             .map(|(n, truncated)| {
                 warn_truncated(err, &trace, truncated);
                 let _ = writeln!(out, "wrote {} ({n} trace events)", output.display());

@@ -123,8 +123,7 @@ impl Timeline {
                 Body::Serial { text } => {
                     if tl.stored < MAX_STORED_TIMES {
                         tl.stored += 1;
-                        tl.markers
-                            .push((rec.t_ns, text.chars().take(LABEL_CHARS).collect()));
+                        tl.markers.push((rec.t_ns, label_text(text)));
                     } else {
                         tl.omitted += 1;
                     }
@@ -156,6 +155,41 @@ fn ms(ns: u64) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let v = ns as f64 / 1e6;
     v
+}
+
+/// A serial line as a label SVG can hold: ANSI escape sequences (colour,
+/// cursor moves) removed, any other control character shown as U+FFFD, cut
+/// to [`LABEL_CHARS`]. XML 1.0 has no way to write most control characters
+/// at all, escaped or not, so a coloured guest line once made the whole SVG
+/// invalid; the SVG backend escapes `<`, `>` and `&` itself.
+fn label_text(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC '[' parameters/intermediates, then a final byte in
+            // '@'..='~'. Other escapes: ESC and one more character.
+            if chars.next_if_eq(&'[').is_some() {
+                for n in chars.by_ref() {
+                    if ('@'..='~').contains(&n) {
+                        break;
+                    }
+                }
+            } else {
+                chars.next();
+            }
+            continue;
+        }
+        if out.chars().count() >= LABEL_CHARS {
+            break;
+        }
+        out.push(if c.is_control() && c != '\t' {
+            '\u{fffd}'
+        } else {
+            c
+        });
+    }
+    out
 }
 
 fn count(n: usize) -> f64 {
@@ -326,6 +360,15 @@ pub fn plot(input: &Path, output: &Path, options: ReadOptions) -> Result<Timelin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reject_control_characters_in_labels() {
+        assert_eq!(label_text("\u{1b}[1;31mFAIL\u{1b}[0m ok"), "FAIL ok");
+        assert_eq!(label_text("bell\u{7}\u{0}end"), "bell\u{fffd}\u{fffd}end");
+        assert_eq!(label_text("\u{1b}Xa"), "a");
+        let long = "x".repeat(LABEL_CHARS + 10);
+        assert_eq!(label_text(&long).chars().count(), LABEL_CHARS);
+    }
 
     #[test]
     fn sample_keeps_bounds() {

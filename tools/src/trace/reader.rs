@@ -410,9 +410,10 @@ impl<R: BufRead> TraceReader<R> {
                 let data = raw.data.filter(Value::is_object).ok_or_else(|| {
                     self.corrupted(format!("{kind} record without a \"data\" object"))
                 })?;
-                if data.get("event").and_then(Value::as_str).is_none() {
+                let Some(tag) = data.get("event").and_then(Value::as_str) else {
                     return Err(self.corrupted("event data without an \"event\" tag".into()));
-                }
+                };
+                check_event(kind, tag, &data).map_err(|reason| self.corrupted(reason))?;
                 if let Some(i) = kind.index() {
                     self.events[i] += 1;
                 }
@@ -491,6 +492,145 @@ impl<R: BufRead> TraceReader<R> {
     }
 }
 
+/// The JSON type a field must have.
+#[derive(Clone, Copy)]
+enum Field {
+    /// An unsigned integer.
+    U64,
+    /// An unsigned integer or `null`.
+    OptU64,
+    /// `true` or `false`.
+    Bool,
+    /// An object.
+    Object,
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
+}
+
+impl Field {
+    fn holds(self, v: &Value) -> bool {
+        match self {
+            Field::U64 => v.is_u64(),
+            Field::OptU64 => v.is_u64() || v.is_null(),
+            Field::Bool => v.is_boolean(),
+            Field::Object => v.is_object(),
+            Field::OneOf(names) => v.as_str().is_some_and(|s| names.contains(&s)),
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Field::U64 => "an unsigned integer".into(),
+            Field::OptU64 => "an unsigned integer or null".into(),
+            Field::Bool => "true or false".into(),
+            Field::Object => "an object".into(),
+            Field::OneOf(names) => format!("one of {}", names.join(", ")),
+        }
+    }
+}
+
+/// For each event tag: the record kind it belongs to and the fields the
+/// tools read from it, with their types. A record that lacks one, or holds
+/// the wrong type, is corrupted: the summary must never invent a value (an
+/// empty `stale_walk` once counted as a `leaf` stale walk).
+fn event_schema(tag: &str) -> Option<(Kind, &'static [(&'static str, Field)])> {
+    const STALE_CLASSES: &[&str] = &["unlinked", "reused", "leaf"];
+    const ACCESSES: &[&str] = &["read", "write", "execute"];
+    Some(match tag {
+        "invalidation" => (
+            Kind::Inv,
+            &[("descriptor", Field::Object), ("removed", Field::U64)],
+        ),
+        "queue_error" => (
+            Kind::Inv,
+            &[
+                ("kind", Field::OneOf(&["iqe", "ite", "ice"])),
+                ("head", Field::U64),
+                ("iqer", Field::U64),
+            ],
+        ),
+        "translation" => (
+            Kind::Walk,
+            &[
+                ("rid", Field::U64),
+                ("pasid", Field::OptU64),
+                ("addr", Field::U64),
+                ("access", Field::OneOf(ACCESSES)),
+                ("privileged", Field::Bool),
+                ("speculative", Field::Bool),
+                ("result", Field::Object),
+                ("hits", Field::Object),
+            ],
+        ),
+        "fault" => (
+            Kind::Fault,
+            &[
+                ("rid", Field::U64),
+                ("pasid", Field::OptU64),
+                ("addr", Field::U64),
+                ("reason", Field::U64),
+                ("recorded", Field::Bool),
+            ],
+        ),
+        "page_request" => (
+            Kind::Prq,
+            &[("request", Field::Object), ("queued", Field::Bool)],
+        ),
+        "page_response" => (
+            Kind::Prq,
+            &[
+                ("rid", Field::U64),
+                ("pasid", Field::OptU64),
+                ("group_index", Field::U64),
+                ("code", Field::U64),
+            ],
+        ),
+        "stale_walk" => (
+            Kind::Stale,
+            &[
+                ("class", Field::OneOf(STALE_CLASSES)),
+                ("rid", Field::U64),
+                ("pasid", Field::U64),
+                ("addr", Field::U64),
+                ("level", Field::U64),
+                ("cached", Field::U64),
+                ("memory", Field::U64),
+                ("table_page", Field::U64),
+            ],
+        ),
+        "hint" => (Kind::Hint, &[("gpa", Field::U64), ("cached", Field::Bool)]),
+        _ => return None,
+    })
+}
+
+/// Checks an event record's payload against [`event_schema`]: the tag is
+/// known, belongs to the record's kind, and every field the tools read is
+/// there with its type. Extra fields are allowed (a newer minor version may
+/// add some).
+fn check_event(kind: Kind, tag: &str, data: &Value) -> Result<(), String> {
+    let Some((want_kind, fields)) = event_schema(tag) else {
+        return Err(format!("unknown event {tag:?} in a {kind} record"));
+    };
+    if want_kind != kind {
+        return Err(format!(
+            "a {tag} event belongs in a {want_kind} record, not a {kind} record"
+        ));
+    }
+    for &(name, field) in fields {
+        match data.get(name) {
+            None => return Err(format!("{tag} event without \"{name}\"")),
+            Some(v) if !field.holds(v) => {
+                return Err(format!(
+                    "{tag} event field \"{name}\" is {v}, not {}",
+                    field.describe()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 impl<R: BufRead> Iterator for TraceReader<R> {
     type Item = Result<Record, ReadError>;
 
@@ -535,6 +675,60 @@ mod tests {
 
     const HINT: &str =
         r#"{"seq":1,"t_ns":5,"kind":"hint","data":{"event":"hint","gpa":4096,"cached":true}}"#;
+
+    fn one_event(kind: &str, data: &str) -> Result<Vec<Record>, ReadError> {
+        let rec = format!(r#"{{"seq":1,"t_ns":5,"kind":"{kind}","data":{data}}}"#);
+        let text = format!("{HEADER}\n{rec}\n{}\n", end(2, 0));
+        read(&text, false)
+    }
+
+    fn corrupted_reason(r: Result<Vec<Record>, ReadError>) -> (usize, String) {
+        match r {
+            Err(ReadError::Corrupted { line, reason, .. }) => (line, reason),
+            other => panic!("expected a corrupted-line error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reject_empty_stale_walk_payload() {
+        // Once summarised as a `leaf` stale walk: an invented value.
+        let (line, reason) = corrupted_reason(one_event("stale", r#"{"event":"stale_walk"}"#));
+        assert_eq!(line, 2);
+        assert!(reason.contains("without \"class\""), "{reason}");
+    }
+
+    #[test]
+    fn reject_ill_typed_field() {
+        let data = r#"{"event":"hint","gpa":"0x1000","cached":true}"#;
+        let (line, reason) = corrupted_reason(one_event("hint", data));
+        assert_eq!(line, 2);
+        assert!(
+            reason.contains("\"gpa\"") && reason.contains("unsigned"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn reject_unknown_stale_class() {
+        let data = r#"{"event":"stale_walk","class":"maybe","rid":1,"pasid":1,"addr":0,"level":2,"cached":0,"memory":0,"table_page":0}"#;
+        let (_, reason) = corrupted_reason(one_event("stale", data));
+        assert!(reason.contains("one of unlinked, reused, leaf"), "{reason}");
+    }
+
+    #[test]
+    fn reject_event_in_the_wrong_kind() {
+        let (_, reason) = corrupted_reason(one_event(
+            "inv",
+            r#"{"event":"hint","gpa":0,"cached":false}"#,
+        ));
+        assert!(reason.contains("belongs in a hint record"), "{reason}");
+    }
+
+    #[test]
+    fn reject_unknown_event_tag() {
+        let (_, reason) = corrupted_reason(one_event("walk", r#"{"event":"teleport"}"#));
+        assert!(reason.contains("unknown event"), "{reason}");
+    }
 
     #[test]
     fn reads_a_valid_trace() {

@@ -370,3 +370,105 @@ fn reject_usage_errors_with_exit_2() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn scenarios_lists_each_scenario_its_needs_and_knobs() {
+    let out = run(&["scenarios"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let exploit = text
+        .lines()
+        .find(|l| l.starts_with("exploit "))
+        .unwrap_or_else(|| panic!("no exploit line: {text}"));
+    assert!(exploit.contains("needs sva-dev"), "{exploit}");
+    assert!(text.contains("exploit_level=pmd"), "{text}");
+    assert!(text.contains("kpgtable_free=sync"), "{text}");
+    let out = run(&["scenarios", "--json"]);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).expect("scenarios --json is JSON");
+    let vtd = v["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "vtd-blk")
+        .expect("vtd-blk listed");
+    assert_eq!(vtd["needs"], "disk");
+}
+
+#[test]
+fn reject_disk_scenario_without_a_disk_before_booting() {
+    let out = run(&["run", "--scenario", "vtd-blk"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("scenario vtd-blk needs a virtio-blk disk: add --disk PATH"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_scenario_exploit_adds_the_sva_device_it_needs() {
+    if !require_kvm("run_scenario_exploit_adds_the_sva_device_it_needs") {
+        return;
+    }
+    let out = run(&[
+        "run",
+        "--scenario",
+        "exploit",
+        "--cmdline",
+        "kpgtable_free=deferred",
+        "--serial",
+        "off",
+        "--report",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = json_of(&out);
+    assert_eq!(r["guest"]["values"]["sva_devices"], "1", "{r}");
+    assert_eq!(r["guest"]["values"]["verdict"], "pass", "{r}");
+}
+
+#[test]
+fn reject_misspelt_guest_key_naming_it() {
+    if !require_kvm("reject_misspelt_guest_key_naming_it") {
+        return;
+    }
+    // Once: the default policy ran and the scenario passed.
+    let out = run(&[
+        "run",
+        "--scenario",
+        "exploit",
+        "--cmdline",
+        "kpgtable_fre=deferred",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        all.contains("error=unknown_key key=kpgtable_fre scenario=exploit"),
+        "{all}"
+    );
+    assert!(all.contains("knob_available=kpgtable_free"), "{all}");
+    // A value that is not a number is an error too, not the default.
+    let out = run(&[
+        "run",
+        "--scenario",
+        "churn",
+        "--cmdline",
+        "churn_rounds=many",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    let all =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        all.contains("error=bad_value key=churn_rounds value=many"),
+        "{all}"
+    );
+}

@@ -37,6 +37,17 @@ pub enum Command {
     /// (format: docs/TRACE-FORMAT.md).
     #[command(subcommand)]
     Trace(stalewalk_tools::trace::cli::TraceCommand),
+    /// List the mini guest's scenarios: what each shows, the device it
+    /// needs, and its command-line knobs with their defaults.
+    Scenarios(ScenariosArgs),
+}
+
+/// Arguments of `stalewalk scenarios`.
+#[derive(Debug, Args, Clone)]
+pub struct ScenariosArgs {
+    /// Print the list as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Report formats.
@@ -56,6 +67,11 @@ pub struct ReplayArgs {
     /// Print the report as JSON on standard output.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub report: ReportFormat,
+    /// Also list every `dma`/`walk` line's outcome (output address, page
+    /// size, rights, or fault reason): an `outcomes` array in the JSON
+    /// report, one line each in the summary.
+    #[arg(long)]
+    pub outcomes: bool,
     /// --trace and --trace-events.
     #[command(flatten)]
     pub trace: TraceArgs,
@@ -238,6 +254,21 @@ impl RunArgs {
             match d.as_str() {
                 "sva-dma" => sva_devices += 1,
                 other => return Err(ConfigError::Device(other.to_string())),
+            }
+        }
+        // A scenario gets the device it needs unless told otherwise.
+        let scenario = self.scenario.as_deref().and_then(crate::scenarios::find);
+        if let Some(s) = scenario {
+            if s.needs == crate::scenarios::Needs::Sva
+                && self.sva_dev.is_none()
+                && self.devices.is_empty()
+            {
+                sva_devices = 1;
+            }
+            if s.needs == crate::scenarios::Needs::Disk && self.disk.is_none() {
+                return Err(ConfigError::ScenarioNeedsDisk {
+                    scenario: s.name.to_string(),
+                });
             }
         }
         let sva_devices = u8::try_from(sva_devices)

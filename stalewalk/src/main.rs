@@ -20,5 +20,6 @@ fn main() -> ExitCode {
         Command::Compare(args) => stalewalk::commands::compare(&args),
         Command::Replay(args) => stalewalk::commands::replay(&args),
         Command::Trace(cmd) => stalewalk_tools::trace::cli::trace_command(cmd),
+        Command::Scenarios(args) => stalewalk::commands::scenarios(&args),
     }
 }

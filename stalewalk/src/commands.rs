@@ -80,6 +80,26 @@ pub fn run(args: &RunArgs) -> ExitCode {
     ExitCode::from(status)
 }
 
+/// `stalewalk scenarios`: the mini guest's scenario catalog on standard
+/// output (exit 1 when it cannot be written).
+pub fn scenarios(args: &crate::cli::ScenariosArgs) -> ExitCode {
+    let text = if args.json {
+        format!("{:#}\n", crate::scenarios::listing_json())
+    } else {
+        crate::scenarios::listing()
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "stalewalk scenarios: cannot write the list: {e}"
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `stalewalk replay`: the tools crate's scenario replay, with `--trace`.
 pub fn replay(args: &ReplayArgs) -> ExitCode {
     let json = args.report == ReportFormat::Json;
@@ -97,9 +117,13 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
     let sink = writer
         .as_ref()
         .map(|w| Box::new(w.sink()) as Box<dyn viommu::EventSink>);
-    let status = stalewalk_tools::replay::replay_to_with_sink(
+    let options = stalewalk_tools::replay::ReplayOptions {
+        report_json: json,
+        outcomes: args.outcomes,
+    };
+    let status = stalewalk_tools::replay::replay_to_with_options(
         &args.file,
-        json,
+        options,
         sink,
         &mut std::io::stdout().lock(),
         &mut std::io::stderr().lock(),
