@@ -12,6 +12,11 @@ CONFIG_PVH=y
 CONFIG_PARAVIRT=y
 CONFIG_KVM_GUEST=y
 # CONFIG_SMP is not set
+# 100 timer ticks a second, not 250: each tick is emulated kernel work, and
+# on a loaded host a starved guest spent most of its CPU share on ticks;
+# and none while it idles.
+CONFIG_HZ_100=y
+CONFIG_NO_HZ_IDLE=y
 # CONFIG_CPU_MITIGATIONS is not set
 # CONFIG_JUMP_LABEL is not set
 # CONFIG_X86_KERNEL_IBT is not set
