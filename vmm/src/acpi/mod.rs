@@ -99,12 +99,9 @@ pub const VIOMMU_BASE: u64 = devices::layout::VIOMMU_MMIO_BASE;
 pub const RESET_PORT: u16 = devices::layout::I8042_COMMAND_PORT;
 /// FADT reset value (the i8042 "pulse reset line" command).
 pub const RESET_VALUE: u8 = 0xfe;
-/// SLP_TYP value of the `\_S5` (soft-off) package in the DSDT.
-pub const S5_SLEEP_TYPE: u8 = 5;
-/// SLP_EN bit of the sleep control register.
-pub const SLEEP_CONTROL_SLP_EN: u8 = 1 << 5;
-/// Shift of the SLP_TYP field (bits 4:2) in the sleep control register.
-pub const SLEEP_CONTROL_SLP_TYP_SHIFT: u8 = 2;
+// The sleep register's encoding is the power-management device's; the DSDT's
+// `\_S5` package and the FADT describe that device.
+pub use devices::acpi_pm::{S5_SLEEP_TYPE, SLEEP_CONTROL_SLP_EN, SLEEP_CONTROL_SLP_TYP_SHIFT};
 /// The byte a guest writes to [`SLEEP_CONTROL_PORT`] to power off.
 pub const SLEEP_CONTROL_POWER_OFF: u8 =
     (S5_SLEEP_TYPE << SLEEP_CONTROL_SLP_TYP_SHIFT) | SLEEP_CONTROL_SLP_EN;
