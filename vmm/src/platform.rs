@@ -56,7 +56,8 @@ pub struct PlatformConfig {
     pub dump_acpi: Option<PathBuf>,
     /// A raw disk image for virtio-blk at 00:02.0 (`--disk`).
     pub disk: Option<DiskConfig>,
-    /// virtio-console at 00:01.0 (output to the VMM's standard output).
+    /// virtio-console at 00:01.0 (output where the serial console's goes,
+    /// or standard output when that is off).
     pub virtio_console: bool,
     /// virtio-rng at 00:03.0.
     pub virtio_rng: bool,
@@ -311,7 +312,8 @@ pub fn acpi_layout(cpus: u32, cfg: &PlatformConfig) -> Result<AcpiLayout, Platfo
 }
 
 /// Builds the platform's devices onto `pio` and `mmio` and writes the ACPI
-/// tables into `mem`.
+/// tables into `mem`; virtio-console output goes to `console_out`.
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     cfg: &PlatformConfig,
     cpus: u32,
@@ -320,6 +322,7 @@ pub fn build(
     pio: &mut Bus,
     mmio: &mut Bus,
     shutdown: Arc<ShutdownSignal>,
+    console_out: Box<dyn std::io::Write + Send>,
 ) -> Result<Platform, PlatformError> {
     if cfg.sva_devices > MAX_SVA_DEVICES {
         return Err(PlatformError::TooManySva(cfg.sva_devices));
@@ -358,9 +361,9 @@ pub fn build(
     let mut virtio = Vec::new();
     if cfg.virtio_console {
         let n = VIRTIO_CONSOLE_DEVICE;
-        let out: Box<dyn std::io::Write + Send> = Box::new(std::io::stdout());
         let dev = Arc::new(Mutex::new(
-            VirtioPci::new(Console::new(out), dma_for(n), sink.clone()).map_err(virtio_err)?,
+            VirtioPci::new(Console::new(console_out), dma_for(n), sink.clone())
+                .map_err(virtio_err)?,
         ));
         root.add_device(n, dev.clone())?;
         virtio.push(virtio_slot(n, dev));
