@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, ConfigError, KernelSource, VmConfig};
+use crate::config::{self, ConfigError, KernelSource, SerialMode, VmConfig};
 use crate::cpuid::CpuProfile;
 use crate::platform::PlatformConfig;
 use crate::seccomp::SeccompMode;
@@ -15,7 +15,7 @@ use crate::seccomp::SeccompMode;
 /// stalewalk: a KVM VMM with a virtual VT-d IOMMU that detects stale
 /// paging-structure-cache walks.
 #[derive(Debug, Parser)]
-#[command(name = "stalewalk", version, about)]
+#[command(name = "stalewalk", version, about, after_help = crate::commands::exit::HELP)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -137,9 +137,11 @@ pub struct RunArgs {
     /// profile.
     #[arg(long)]
     pub la57: bool,
-    /// Serial output: stdio, off or file=PATH.
-    #[arg(long, value_name = "stdio|file=PATH|off", default_value = "stdio")]
-    pub serial: String,
+    /// Guest console output (COM1 and virtio-console): stdio (standard
+    /// output), stderr, off or file=PATH. Default: stdio, or stderr with
+    /// --report json (standard output then holds the JSON alone).
+    #[arg(long, value_name = "stdio|stderr|file=PATH|off")]
+    pub serial: Option<String>,
     /// Guest scenario to run (appends scenario=NAME to the command line).
     #[arg(long, value_name = "NAME")]
     pub scenario: Option<String>,
@@ -174,7 +176,7 @@ pub struct RunArgs {
     /// A raw disk image for virtio-blk at 00:02.0; `,ro` makes it read-only.
     #[arg(long, value_name = "PATH[,ro]")]
     pub disk: Option<String>,
-    /// Add virtio-console at 00:01.0 (output to standard output).
+    /// Add virtio-console at 00:01.0 (output where --serial sends COM1's).
     #[arg(long)]
     pub virtio_console: bool,
     /// Add virtio-rng at 00:03.0.
@@ -333,7 +335,11 @@ impl RunArgs {
             cpus: self.cpus,
             cpu_profile: self.cpu_profile,
             la57: self.la57,
-            serial: config::parse_serial(&self.serial)?,
+            serial: match &self.serial {
+                Some(s) => config::parse_serial(s)?,
+                None if self.report_format == Some(ReportFormat::Json) => SerialMode::Stderr,
+                None => SerialMode::Stdio,
+            },
             verbose: self.verbose,
             platform: self.platform_config()?,
             seccomp: self.seccomp,

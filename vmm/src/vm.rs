@@ -137,6 +137,9 @@ pub enum VmError {
         /// The error.
         source: std::io::Error,
     },
+    /// An output path or the disk lock.
+    #[error(transparent)]
+    Output(#[from] crate::outputs::OutputError),
     /// The VM thread's event loop or the signal handlers.
     #[error(transparent)]
     EventLoop(#[from] LoopError),
@@ -314,6 +317,12 @@ fn console_out(
             // never takes std's stdout lock, so a stalled reader cannot
             // block the thread that prints the report.
             let fd = std::os::fd::AsFd::as_fd(&std::io::stdout())
+                .try_clone_to_owned()
+                .map_err(host)?;
+            Box::new(File::from(fd))
+        }
+        SerialMode::Stderr => {
+            let fd = std::os::fd::AsFd::as_fd(&std::io::stderr())
                 .try_clone_to_owned()
                 .map_err(host)?;
             Box::new(File::from(fd))
@@ -551,7 +560,7 @@ fn run_inner(
     cfg.validate()?;
     let verbose = |msg: &dyn Fn() -> String| {
         if cfg.verbose {
-            eprintln!("stalewalk: {}", msg());
+            crate::outputs::to_stderr(&format!("stalewalk: {}\n", msg()));
         }
     };
     let kvm_sys = open_kvm(Path::new(KVM_PATH))?;
@@ -608,6 +617,13 @@ fn run_inner(
         source: e,
     })?;
     kvm("KVM_IRQFD (COM1)", vm.register_irqfd(&serial_irq, COM1_IRQ))?;
+    // Held until the run ends: a second writer of the image is refused.
+    let _disk_lock = cfg
+        .platform
+        .disk
+        .as_ref()
+        .map(|d| crate::outputs::DiskLock::acquire(&d.path, d.read_only))
+        .transpose()?;
     let console = console_out(&cfg.serial, cfg.seccomp)?;
     // Whatever happens next, the writer is told to finish (at most the
     // flush deadline) and what it did goes into the report.
