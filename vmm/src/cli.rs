@@ -57,6 +57,9 @@ pub enum ReportFormat {
     Text,
     /// For machines: JSON on standard output.
     Json,
+    /// For CI: JUnit XML on standard output, one test case per verdict
+    /// and per expectation (`run` and `compare`).
+    Junit,
 }
 
 /// Arguments of `stalewalk replay`.
@@ -185,9 +188,9 @@ pub struct RunArgs {
     /// Write each ACPI table as DIR/<SIG>.dat, exactly as the guest sees it.
     #[arg(long, value_name = "DIR")]
     pub dump_acpi: Option<PathBuf>,
-    /// Also print the end-of-run report as JSON on standard output (the
-    /// text report is always printed on standard error).
-    #[arg(long = "report", value_enum, value_name = "text|json")]
+    /// Also print the end-of-run report on standard output as JSON or as
+    /// JUnit XML (the text report is always printed on standard error).
+    #[arg(long = "report", value_enum, value_name = "text|json|junit")]
     pub report_format: Option<ReportFormat>,
     /// Write the end-of-run report as JSON to PATH.
     #[arg(long, value_name = "PATH")]
@@ -337,7 +340,13 @@ impl RunArgs {
             la57: self.la57,
             serial: match &self.serial {
                 Some(s) => config::parse_serial(s)?,
-                None if self.report_format == Some(ReportFormat::Json) => SerialMode::Stderr,
+                None if matches!(
+                    self.report_format,
+                    Some(ReportFormat::Json | ReportFormat::Junit)
+                ) =>
+                {
+                    SerialMode::Stderr
+                }
                 None => SerialMode::Stdio,
             },
             verbose: self.verbose,

@@ -230,8 +230,19 @@ pub fn run(args: &RunArgs) -> ExitCode {
     if let Some(report) = &r.report {
         p.err.put(&report.to_text());
     }
-    if let (Some(json), Some(ReportFormat::Json)) = (&json, args.report_format) {
-        p.out.put(&format!("{json}\n"));
+    match (&r.report, args.report_format) {
+        (Some(_), Some(ReportFormat::Json)) => {
+            if let Some(json) = &json {
+                p.out.put(&format!("{json}\n"));
+            }
+        }
+        (Some(report), Some(ReportFormat::Junit)) => {
+            p.out.put(&crate::junit::to_junit(&[(
+                crate::junit::suite_name(report),
+                report.into(),
+            )]));
+        }
+        _ => {}
     }
     ExitCode::from(exit::worst(status, p.status()))
 }
@@ -267,6 +278,12 @@ pub fn scenarios(args: &crate::cli::ScenariosArgs) -> ExitCode {
 
 /// `stalewalk replay`: the tools crate's scenario replay, with `--trace`.
 pub fn replay(args: &ReplayArgs) -> ExitCode {
+    if args.report == ReportFormat::Junit {
+        error(
+            "replay --report junit: not available for replay; use --report json (its exit status says whether every expect held)",
+        );
+        return ExitCode::from(exit::USAGE);
+    }
     let json = args.report == ReportFormat::Json;
     let mut named = vec![];
     if let Some(t) = &args.trace.path {
@@ -620,12 +637,21 @@ pub fn compare(args: &CompareArgs) -> ExitCode {
         args.run.scenario.as_deref().unwrap_or("-"),
         compare_table(&policies, &values)
     );
-    if args.run.report_format == Some(ReportFormat::Json) {
-        // Standard output holds the JSON alone.
-        out.err.put(&table);
-        out.out.put(&format!("{json}\n"));
-    } else {
-        out.out.put(&table);
+    match args.run.report_format {
+        // Standard output holds the JSON or XML alone.
+        Some(ReportFormat::Json) => {
+            out.err.put(&table);
+            out.out.put(&format!("{json}\n"));
+        }
+        Some(ReportFormat::Junit) => {
+            out.err.put(&table);
+            let runs: Vec<(String, crate::junit::Outcome<'_>)> = done
+                .iter()
+                .map(|(_, r)| (crate::junit::suite_name(r), r.into()))
+                .collect();
+            out.out.put(&crate::junit::to_junit(&runs));
+        }
+        _ => out.out.put(&table),
     }
     ExitCode::from(exit::worst(status, out.status()))
 }

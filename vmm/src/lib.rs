@@ -22,6 +22,7 @@ pub mod emulate;
 pub mod event_loop;
 pub mod guest;
 pub mod gva;
+pub mod junit;
 pub mod linux_guest;
 pub mod loader;
 pub mod memory;

@@ -810,3 +810,64 @@ fn compare_table_on_stdout_and_sigterm_keeps_finished_policies() {
     assert!(v.get("eager").is_none(), "{v}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `--report junit` is well-formed JUnit XML with one test case per
+/// verdict and per expectation, for every policy of `compare`.
+#[test]
+fn compare_report_junit_parses() {
+    if !require_kvm("compare_report_junit_parses") {
+        return;
+    }
+    let out = run(&[
+        "compare",
+        "--scenario",
+        "exploit",
+        "--policies",
+        "sync,deferred",
+        "--report",
+        "junit",
+    ]);
+    assert!(out.status.success());
+    let xml = String::from_utf8(out.stdout).unwrap();
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let (mut suites, mut cases, mut failures) = (0, Vec::new(), 0);
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e)) => {
+                match e.name().as_ref() {
+                    b"testsuite" => suites += 1,
+                    b"testcase" => cases.push(
+                        e.try_get_attribute("name")
+                            .unwrap()
+                            .unwrap()
+                            .unescape_value()
+                            .unwrap()
+                            .into_owned(),
+                    ),
+                    b"failure" => failures += 1,
+                    _ => {}
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("not well-formed: {e}: {xml}"),
+        }
+    }
+    assert_eq!(suites, 2, "{xml}");
+    assert_eq!(failures, 0, "{xml}");
+    for want in ["exit status", "verdict"] {
+        assert_eq!(
+            cases.iter().filter(|c| *c == want).count(),
+            2,
+            "{want}: {xml}"
+        );
+    }
+    assert_eq!(
+        cases
+            .iter()
+            .filter(|c| c.starts_with("expectation: "))
+            .count(),
+        2,
+        "{xml}"
+    );
+}
