@@ -40,6 +40,30 @@ pub enum Command {
     /// List the mini guest's scenarios: what each shows, the device it
     /// needs, and its command-line knobs with their defaults.
     Scenarios(ScenariosArgs),
+    /// Print a shell completion script on standard output (e.g.
+    /// `stalewalk completions bash > /etc/bash_completion.d/stalewalk`).
+    Completions(CompletionsArgs),
+    /// Write the man pages and every completion script into DIR (how
+    /// docs/generated/ is made: `cargo run --bin stalewalk -- gen-docs
+    /// docs/generated`; a test checks it is current).
+    #[command(hide = true)]
+    GenDocs(GenDocsArgs),
+}
+
+/// Arguments of `stalewalk completions`.
+#[derive(Debug, Args, Clone)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Arguments of `stalewalk gen-docs`.
+#[derive(Debug, Args, Clone)]
+pub struct GenDocsArgs {
+    /// Where to write `man1/*.1` and `completions/*`.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 /// Arguments of `stalewalk scenarios`.

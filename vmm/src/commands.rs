@@ -276,6 +276,51 @@ pub fn scenarios(args: &crate::cli::ScenariosArgs) -> ExitCode {
     }
 }
 
+/// The shells `gen-docs` writes completion scripts for.
+pub const COMPLETION_SHELLS: [clap_complete::Shell; 3] = [
+    clap_complete::Shell::Bash,
+    clap_complete::Shell::Zsh,
+    clap_complete::Shell::Fish,
+];
+
+/// `stalewalk completions SHELL`: the script on standard output, generated
+/// from the clap definitions.
+pub fn completions(args: &crate::cli::CompletionsArgs) -> ExitCode {
+    use clap::CommandFactory;
+    let mut cmd = crate::cli::Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "stalewalk", &mut script);
+    let mut p = Printer::new();
+    p.out.put(&String::from_utf8_lossy(&script));
+    ExitCode::from(p.status())
+}
+
+/// `stalewalk gen-docs DIR`: man pages (`DIR/man1`) and completion scripts
+/// (`DIR/completions`) for every shell in [`COMPLETION_SHELLS`], all
+/// generated from the clap definitions.
+pub fn gen_docs(args: &crate::cli::GenDocsArgs) -> ExitCode {
+    use clap::CommandFactory;
+    let man = args.dir.join("man1");
+    let comp = args.dir.join("completions");
+    let result = std::fs::create_dir_all(&man)
+        .and_then(|()| std::fs::create_dir_all(&comp))
+        .and_then(|()| clap_mangen::generate_to(crate::cli::Cli::command(), &man))
+        .and_then(|()| {
+            for shell in COMPLETION_SHELLS {
+                let mut cmd = crate::cli::Cli::command();
+                clap_complete::generate_to(shell, &mut cmd, "stalewalk", &comp)?;
+            }
+            Ok(())
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error(format!("gen-docs {}: {e}", args.dir.display()));
+            ExitCode::from(exit::OUTPUT)
+        }
+    }
+}
+
 /// `stalewalk replay`: the tools crate's scenario replay, with `--trace`.
 pub fn replay(args: &ReplayArgs) -> ExitCode {
     if args.report == ReportFormat::Junit {

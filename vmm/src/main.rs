@@ -18,5 +18,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => stalewalk::commands::replay(&args),
         Command::Trace(cmd) => stalewalk_tools::trace::cli::trace_command(cmd),
         Command::Scenarios(args) => stalewalk::commands::scenarios(&args),
+        Command::Completions(args) => stalewalk::commands::completions(&args),
+        Command::GenDocs(args) => stalewalk::commands::gen_docs(&args),
     }
 }

@@ -871,3 +871,56 @@ fn compare_report_junit_parses() {
         "{xml}"
     );
 }
+
+/// Every file under `dir`, relative to it, with its contents.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The checked-in man pages and completion scripts (docs/generated) are
+/// what the clap definitions generate now: regenerate with
+/// `cargo run --bin stalewalk -- gen-docs docs/generated`.
+#[test]
+fn generated_man_pages_and_completions_are_current() {
+    let dir = scratch("gendocs");
+    let out = run(&["gen-docs", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let fresh = tree(&dir);
+    let checked_in = tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/generated"));
+    assert!(fresh.keys().any(|p| p.ends_with("stalewalk-run.1")));
+    assert!(fresh.keys().any(|p| p.ends_with("stalewalk.bash")));
+    let names =
+        |t: &std::collections::BTreeMap<PathBuf, Vec<u8>>| t.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        names(&fresh),
+        names(&checked_in),
+        "docs/generated is stale: run `cargo run --bin stalewalk -- gen-docs docs/generated`"
+    );
+    for (p, bytes) in &fresh {
+        assert!(
+            checked_in.get(p) == Some(bytes),
+            "docs/generated/{} is stale: run `cargo run --bin stalewalk -- gen-docs docs/generated`",
+            p.display()
+        );
+    }
+    // `completions SHELL` prints the same script.
+    let out = run(&["completions", "bash"]);
+    assert_eq!(
+        Some(&out.stdout),
+        fresh.get(Path::new("completions/stalewalk.bash"))
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
