@@ -84,7 +84,7 @@ impl Progress {
                 if rx.recv_timeout(RUN_DELAY) != Err(mpsc::RecvTimeoutError::Timeout) {
                     return;
                 }
-                let b = ProgressBar::new_spinner();
+                let b = ProgressBar::new_spinner().with_elapsed(RUN_DELAY);
                 if let Ok(style) =
                     ProgressStyle::with_template("{spinner} guest running ({elapsed})")
                 {

@@ -924,3 +924,42 @@ fn generated_man_pages_and_completions_are_current() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Two runs on one `--trace` path at once both succeed and leave one whole
+/// trace (each writes a temporary file and renames it into place).
+#[test]
+fn two_runs_on_one_trace_path_leave_a_whole_trace() {
+    if !require_kvm("two_runs_on_one_trace_path_leave_a_whole_trace") {
+        return;
+    }
+    let dir = scratch("sharedtrace");
+    let trace = dir.join("t.trace");
+    let spawn = || {
+        Command::new(bin())
+            .args([
+                "run",
+                "--scenario",
+                "sva-ops",
+                "--sva-dev",
+                "--serial",
+                "off",
+                "--trace",
+            ])
+            .arg(&trace)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    let out = run(&["trace", "summary", trace.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
