@@ -42,4 +42,12 @@ for block in machine targets viommu dma virtio boot churn trace-unit trace-guest
     fi
 done
 grep -q "IOTLB hit <= 20 ns" "$doc" || { echo "bench-smoke: no targets table" >&2; fail=1; }
+# The SVA copy through a real run (tools/bench-sva.sh): one 8 MiB round,
+# every configuration measured and beside memcpy.
+sva=$(tools/bench-sva.sh --smoke) || { echo "bench-smoke: tools/bench-sva.sh --smoke failed" >&2; fail=1; }
+if [[ $(grep -c '^| SVA copy' <<<"$sva") -ne 4 ]] || ! grep -q '^| host `memcpy`' <<<"$sva"; then
+    echo "bench-smoke: tools/bench-sva.sh table incomplete:" >&2
+    echo "$sva" >&2
+    fail=1
+fi
 exit "$fail"

@@ -11,10 +11,8 @@ use std::sync::Arc;
 use crate::bus::BusDevice;
 use crate::legacy::{ShutdownReason, ShutdownSignal};
 
-/// Sleep control register port.
-pub const SLEEP_CONTROL_PORT: u16 = 0x604;
-/// Ports decoded: control and status.
-pub const ACPI_PM_LEN: u64 = 2;
+// The platform map declares these (one place for the whole map).
+pub use crate::layout::{ACPI_PM_LEN, SLEEP_CONTROL_PORT};
 /// SLP_EN.
 const SLP_EN: u8 = 1 << 5;
 /// SLP_TYP for S5, as the DSDT's `\_S5` package says.

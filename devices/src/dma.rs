@@ -89,3 +89,55 @@ pub trait IommuEndpoint: Send {
     /// A device-TLB invalidation for this endpoint.
     fn devtlb_invalidate(&mut self, inv: &DevTlbInvalidation);
 }
+
+/// DMA without an IOMMU: device addresses are guest-physical addresses, and
+/// page requests have nowhere to go.
+#[derive(Debug, Default)]
+pub struct NoIommu;
+
+impl<M: Send + Sync> DmaTranslate<M> for NoIommu {
+    fn translate(&self, _mem: &M, req: &DmaRequest, _kind: RequestKind) -> Result<u64, DmaFault> {
+        Ok(req.addr)
+    }
+
+    fn page_request(&self, _mem: &M, req: &PageRequest) -> Result<(), PageRequestRefused> {
+        Err(PageRequestRefused { addr: req.addr })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_iommu_is_identity_and_refuses_page_requests() {
+        let req = DmaRequest {
+            rid: 0x20,
+            pasid: None,
+            addr: 0x1234_5000,
+            access: Access::Read,
+            privileged: false,
+        };
+        let t: &dyn DmaTranslate<()> = &NoIommu;
+        assert_eq!(
+            t.translate(&(), &req, RequestKind::Untranslated),
+            Ok(0x1234_5000)
+        );
+        let pr = PageRequest {
+            rid: 0x20,
+            pasid: Some(1),
+            addr: 0x5000,
+            read: true,
+            write: false,
+            exec: false,
+            privileged: false,
+            last: true,
+            group_index: 0,
+            private_data: 0,
+        };
+        assert_eq!(
+            t.page_request(&(), &pr),
+            Err(PageRequestRefused { addr: 0x5000 })
+        );
+    }
+}

@@ -13,10 +13,8 @@ use viommu::Viommu;
 
 use crate::bus::BusDevice;
 
-/// The I/O port (platform map in docs/ARCHITECTURE.md).
-pub const HINT_PORT: u16 = 0xf0;
-/// Bytes the port decodes.
-pub const HINT_LEN: u64 = 4;
+// The platform map declares these (one place for the whole map).
+pub use crate::layout::{HINT_LEN, HINT_PORT};
 
 /// Counters of the hint port (shown in the end-of-run report).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]

@@ -8,8 +8,8 @@ use std::io::Cursor;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use stalewalk::VmConfig;
-use stalewalk::loader::{load_image, parse_bzimage_header};
+use stalewalk_vmm::VmConfig;
+use stalewalk_vmm::loader::{load_image, parse_bzimage_header};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 /// Guest memory the images load into (the smallest `--memory` accepted).

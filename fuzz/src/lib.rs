@@ -214,51 +214,49 @@ pub mod vtd {
     }
 }
 
-/// The devices a guest reaches, wired as the vmm wires them (without KVM):
-/// the PCIe root (host bridge, ECAM, 0xcf8, BAR window), virtio-console,
-/// virtio-blk and virtio-rng DMAing through the vIOMMU, one SVA device, the
-/// vIOMMU's register block, and the port devices (COM1, i8042, debug-exit,
-/// the hint port and the ACPI power-off port).
+/// The devices a guest reaches, wired by the platform builder the vmm uses
+/// (`devices::platform::build`, without KVM): the PCIe root (host bridge,
+/// ECAM, 0xcf8, BAR window), virtio-console, virtio-blk and virtio-rng
+/// DMAing through the vIOMMU, one SVA device, the vIOMMU's register block,
+/// and the port devices (COM1, i8042, debug-exit, the hint port and the
+/// ACPI power-off port).
 pub mod platform {
     use std::path::PathBuf;
     use std::sync::{Arc, Mutex, OnceLock};
 
-    use devices::acpi_pm::{ACPI_PM_LEN, AcpiPm, SLEEP_CONTROL_PORT};
     use devices::bus::Bus;
-    use devices::dma::DmaTranslate;
-    use devices::hint::{HINT_LEN, HINT_PORT, HintPort};
     use devices::interrupt::InterruptSink;
-    use devices::iommu_mmio::{VIOMMU_MMIO_BASE, VIOMMU_MMIO_SIZE, ViommuMmio, ViommuPort};
+    use devices::layout::{BAR_WINDOW_BASE, ECAM_BASE, VIOMMU_MMIO_BASE};
     use devices::legacy::ShutdownSignal;
-    use devices::legacy::debug_exit::{DEBUG_EXIT_LEN, DEBUG_EXIT_PORT, DebugExit};
-    use devices::legacy::i8042::{I8042, I8042_DATA_PORT, I8042_LEN};
-    use devices::legacy::serial::{COM1_LEN, COM1_PORT, IrqTrigger, Serial};
-    use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
-    use devices::pci::root::{
-        BAR_WINDOW_BASE, BAR_WINDOW_SIZE, CONFIG_IO_LEN, CONFIG_IO_PORT, ECAM_BASE, ECAM_SIZE,
-        PciBarWindow, PciConfigIo, PciEcam, PciRoot,
-    };
+    use devices::legacy::serial::{IrqTrigger, Serial};
+    use devices::pci::root::PciRoot;
+    use devices::platform::PlatformDevices;
     use devices::sva::SvaDevice;
-    use devices::virtio::ViommuDma;
     use devices::virtio::blk::Block;
     use devices::virtio::console::Console;
     use devices::virtio::rng::Rng;
-    use devices::virtio::transport::VirtioPci;
     use viommu::Viommu;
     use vm_memory::GuestMemoryMmap;
+    use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
     use super::CountingSink;
 
-    /// PCI device numbers (as in `docs/ARCHITECTURE.md`).
-    pub const CONSOLE: u8 = 1;
+    /// PCI device numbers (the platform map, `devices::layout`).
+    pub const CONSOLE: u8 = devices::layout::VIRTIO_CONSOLE_DEVICE;
     /// virtio-blk.
-    pub const BLOCK: u8 = 2;
+    pub const BLOCK: u8 = devices::layout::VIRTIO_BLK_DEVICE;
     /// virtio-rng.
-    pub const RNG: u8 = 3;
+    pub const RNG: u8 = devices::layout::VIRTIO_RNG_DEVICE;
     /// The SVA device.
-    pub const SVA: u8 = 4;
+    pub const SVA: u8 = devices::layout::SVA_FIRST_DEVICE;
     /// Every device number in use (0 is the host bridge).
-    pub const NUMBERS: [u8; 5] = [0, CONSOLE, BLOCK, RNG, SVA];
+    pub const NUMBERS: [u8; 5] = [
+        devices::layout::HOST_BRIDGE_DEVICE,
+        CONSOLE,
+        BLOCK,
+        RNG,
+        SVA,
+    ];
 
     /// The wired platform.
     #[derive(Debug)]
@@ -308,104 +306,31 @@ pub mod platform {
     pub fn build(mem: GuestMemoryMmap) -> Platform {
         let sink = Arc::new(CountingSink::default());
         let dyn_sink: Arc<dyn InterruptSink> = sink.clone();
-        let viommu = Arc::new(Mutex::new(Viommu::new(viommu::Config::default())));
-        let root = Arc::new(PciRoot::new());
-        let mut front = ViommuMmio::new(viommu.clone(), mem.clone(), dyn_sink.clone());
-        let rid = |n: u8| u16::from(n) << 3;
-        let dma = |n: u8| ViommuDma::new(mem.clone(), viommu.clone(), rid(n), dyn_sink.clone());
-
-        let console = VirtioPci::new(
-            Console::new(Box::new(std::io::sink())),
-            dma(CONSOLE),
-            dyn_sink.clone(),
-        )
-        .expect("virtio-console");
-        root.add_device(CONSOLE, Arc::new(Mutex::new(console)))
-            .expect("slot");
-        let block = Block::open(&disk(), true).expect("disk image");
-        let block = VirtioPci::new(block, dma(BLOCK), dyn_sink.clone()).expect("virtio-blk");
-        root.add_device(BLOCK, Arc::new(Mutex::new(block)))
-            .expect("slot");
-        let rng = Rng::with_source(Box::new(std::io::repeat(0xa5)));
-        let rng = VirtioPci::new(rng, dma(RNG), dyn_sink.clone()).expect("virtio-rng");
-        root.add_device(RNG, Arc::new(Mutex::new(rng))).expect("slot");
-
-        let port: Arc<dyn DmaTranslate<GuestMemoryMmap>> =
-            Arc::new(ViommuPort::new(viommu.clone(), dyn_sink.clone()));
-        let sva = SvaDevice::new(SVA, mem.clone(), port, dyn_sink.clone()).expect("SVA device");
-        let sva = Arc::new(Mutex::new(sva));
-        root.add_device(SVA, sva.clone()).expect("slot");
-        front.add_endpoint(sva.clone()).expect("endpoint");
-
-        let mut mmio = Bus::new();
-        let mut pio = Bus::new();
-        mmio.insert(
-            Arc::new(Mutex::new(PciEcam::new(root.clone()))),
-            ECAM_BASE,
-            ECAM_SIZE,
-        )
-        .expect("ECAM");
-        mmio.insert(
-            Arc::new(Mutex::new(PciBarWindow::new(root.clone()))),
-            BAR_WINDOW_BASE,
-            BAR_WINDOW_SIZE,
-        )
-        .expect("BAR window");
-        mmio.insert(
-            Arc::new(Mutex::new(front)),
-            VIOMMU_MMIO_BASE,
-            VIOMMU_MMIO_SIZE,
-        )
-        .expect("vIOMMU");
-        pio.insert(
-            Arc::new(Mutex::new(PciConfigIo::new(root.clone()))),
-            CONFIG_IO_PORT,
-            CONFIG_IO_LEN,
-        )
-        .expect("0xcf8");
-        pio.insert(
-            Arc::new(Mutex::new(HintPort::new(Some(viommu.clone())))),
-            u64::from(HINT_PORT),
-            HINT_LEN,
-        )
-        .expect("hint");
-        let shutdown = Arc::new(ShutdownSignal::new());
-        pio.insert(
-            Arc::new(Mutex::new(AcpiPm::new(shutdown.clone()))),
-            u64::from(SLEEP_CONTROL_PORT),
-            ACPI_PM_LEN,
-        )
-        .expect("ACPI PM");
         let irq = EventFd::new(EFD_NONBLOCK).expect("eventfd");
-        pio.insert(
-            Arc::new(Mutex::new(Serial::new(
-                IrqTrigger(irq),
-                Box::new(std::io::sink()),
-            ))),
-            u64::from(COM1_PORT),
-            COM1_LEN,
+        let devices = PlatformDevices {
+            viommu: Some(viommu::Config::default()),
+            events: None,
+            sva_devices: 1,
+            serial: Serial::new(IrqTrigger(irq), Box::new(std::io::sink())),
+            virtio_console: Some(Console::new(Box::new(std::io::sink()))),
+            virtio_blk: Some(Block::open(&disk(), true).expect("disk image")),
+            virtio_rng: Some(Rng::with_source(Box::new(std::io::repeat(0xa5)))),
+        };
+        let (buses, platform) = devices::platform::build(
+            devices,
+            &mem,
+            dyn_sink,
+            Arc::new(ShutdownSignal::new()),
         )
-        .expect("COM1");
-        pio.insert(
-            Arc::new(Mutex::new(I8042::new(shutdown.clone()))),
-            u64::from(I8042_DATA_PORT),
-            I8042_LEN,
-        )
-        .expect("i8042");
-        pio.insert(
-            Arc::new(Mutex::new(DebugExit::new(shutdown))),
-            u64::from(DEBUG_EXIT_PORT),
-            DEBUG_EXIT_LEN,
-        )
-        .expect("debug-exit");
+        .expect("the fuzz platform");
         Platform {
             mem,
-            viommu,
-            root,
-            mmio,
-            pio,
+            viommu: platform.viommu.clone().expect("the vIOMMU is on"),
+            root: platform.root.clone(),
+            mmio: buses.mmio,
+            pio: buses.pio,
             sink,
-            sva,
+            sva: platform.sva[0].device.clone(),
         }
     }
 

@@ -120,6 +120,25 @@ void page_free(u64 pa)
     spin_unlock(&lock);
 }
 
+u64 memory_alloc_contiguous(u64 bytes, u64 align)
+{
+    if (!bytes || align < PAGE_SIZE || (align & (align - 1)))
+        return 0;
+    bytes = (bytes + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
+    u64 pa = 0;
+    spin_lock(&lock);
+    for (u32 i = 0; i < nranges; i++) {
+        u64 base = (ranges[i].next + align - 1) & ~(align - 1);
+        if (base < ranges[i].next || base > ranges[i].end || ranges[i].end - base < bytes)
+            continue;
+        ranges[i].next = base + bytes;
+        pa = base;
+        break;
+    }
+    spin_unlock(&lock);
+    return pa;
+}
+
 u64 memory_free_pages(void)
 {
     u64 n = free_count;

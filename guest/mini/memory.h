@@ -14,6 +14,12 @@ void memory_init(const struct boot_info *bi);
 u64 page_alloc(void);
 /* Returns a page obtained from page_alloc. */
 void page_free(u64 pa);
+/* `bytes` of physically contiguous memory aligned to `align` (a power of
+ * two, at least PAGE_SIZE), NOT zeroed (zeroing at CPL0 is emulated, one
+ * instruction at a time), never freed; 0 when no range holds it. For the
+ * benchmark scenarios' large buffers; what the range skips to reach the
+ * alignment is lost too. */
+u64 memory_alloc_contiguous(u64 bytes, u64 align);
 /* Pages handed out and still free, for reports. */
 u64 memory_free_pages(void);
 u64 memory_total_pages(void);

@@ -42,6 +42,23 @@ bool as_map(struct address_space *as, u64 va, u64 pa, u64 flags)
     return true;
 }
 
+bool as_map_2m(struct address_space *as, u64 va, u64 pa, u64 flags)
+{
+    if ((va | pa) & 0x1fffffULL)
+        return false;
+    u64 *t = (u64 *)as->pml4;
+    for (int level = 3; level > 1; level--) {
+        t = next_table(t, (unsigned)((va >> (12 + 9 * level)) & 511));
+        if (!t)
+            return false;
+    }
+    u64 *pde = &t[(va >> 21) & 511];
+    if (*pde & PTE_P)
+        return false;
+    *pde = (pa & PTE_ADDR) | flags | PTE_PS | PTE_P;
+    return true;
+}
+
 static void free_level(u64 table, int level)
 {
     if (level > 1) {

@@ -21,6 +21,9 @@ bool as_create(struct address_space *as);
 /* Maps one 4 KiB page; false when a table page cannot be allocated or the
  * slot is already mapped by a large page. */
 bool as_map(struct address_space *as, u64 va, u64 pa, u64 flags);
+/* Maps one 2 MiB page (PS set in the PDE) at 2 MiB-aligned `va` and `pa`;
+ * false when unaligned, a table cannot be allocated or the PDE is in use. */
+bool as_map_2m(struct address_space *as, u64 va, u64 pa, u64 flags);
 /* Frees the user part's table pages (not the mapped pages) and the PML4. */
 void as_destroy(struct address_space *as);
 /* The kernel's own top-level table (the boot tables). */

@@ -5,9 +5,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use stalewalk::config::{KernelSource, SerialMode, VmConfig};
-use stalewalk::{RunOutcome, VmError};
 use stalewalk_integration::{require_kvm, skip};
+use stalewalk_vmm::config::{KernelSource, SerialMode, VmConfig};
+use stalewalk_vmm::{RunOutcome, VmError};
 
 /// Runs the mini guest with `cmdline` and `cpus`; returns the outcome and
 /// the serial output.
@@ -17,7 +17,7 @@ fn boot(cfg: VmConfig) -> (Result<RunOutcome, VmError>, String) {
         serial: SerialMode::Capture(buf.clone()),
         ..cfg
     };
-    let r = stalewalk::run(&cfg);
+    let r = stalewalk_vmm::run(&cfg);
     let out = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
     (r, out)
 }
@@ -214,7 +214,7 @@ fn elf_without_pvh_note_boots_through_the_64bit_entry() {
     let dir = std::env::temp_dir().join(format!("stalewalk-nopvh-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("mini-nopvh.elf");
-    std::fs::write(&path, stalewalk::guest::MINI_GUEST_ELF_NO_PVH).unwrap();
+    std::fs::write(&path, stalewalk_vmm::guest::MINI_GUEST_ELF_NO_PVH).unwrap();
     let (r, out) = boot(VmConfig {
         kernel: KernelSource::Path(path),
         cmdline: "scenario=smoke".into(),
@@ -260,7 +260,7 @@ fn missing_kernel_file_is_reported() {
         kernel: KernelSource::Path("/nonexistent/bzImage".into()),
         ..Default::default()
     };
-    let e = stalewalk::run(&cfg).unwrap_err().to_string();
+    let e = stalewalk_vmm::run(&cfg).unwrap_err().to_string();
     assert!(
         e.contains("kernel file /nonexistent/bzImage not found") || e.contains("/dev/kvm"),
         "{e}"

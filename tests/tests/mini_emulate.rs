@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use stalewalk::config::{SerialMode, VmConfig};
-use stalewalk::cpuid::CpuProfile;
-use stalewalk::{RunHooks, RunResult, VmError};
 use stalewalk_integration::{require_kvm, skip};
+use stalewalk_vmm::config::{SerialMode, VmConfig};
+use stalewalk_vmm::cpuid::CpuProfile;
+use stalewalk_vmm::{RunHooks, RunResult, VmError};
 
 /// Boots the mini guest with `cmdline`; returns the run and its serial
 /// output. The run gets a thread of its own (it installs seccomp filters).
@@ -23,7 +23,7 @@ fn boot(cmdline: &str, emulate: bool) -> (RunResult, String) {
         emulate_in_vmm: emulate,
         ..Default::default()
     };
-    let r = std::thread::spawn(move || stalewalk::run_with_report(&cfg, RunHooks::default()))
+    let r = std::thread::spawn(move || stalewalk_vmm::run_with_report(&cfg, RunHooks::default()))
         .join()
         .expect("the VM thread panicked");
     let out = String::from_utf8_lossy(&buf.lock().expect("serial")).into_owned();
@@ -183,9 +183,10 @@ fn cpuid_at_cpl0_follows_the_profile_for_bits_kvm_supports() {
             cpu_profile: profile,
             ..Default::default()
         };
-        let r = std::thread::spawn(move || stalewalk::run_with_report(&cfg, RunHooks::default()))
-            .join()
-            .expect("the VM thread panicked");
+        let r =
+            std::thread::spawn(move || stalewalk_vmm::run_with_report(&cfg, RunHooks::default()))
+                .join()
+                .expect("the VM thread panicked");
         let out = String::from_utf8_lossy(&buf.lock().expect("serial")).into_owned();
         assert_eq!(r.result.map(|o| o.exit_status).ok(), Some(0), "{out}");
         assert!(out.contains("cpl0_cpl3_differ=0"), "{out}");

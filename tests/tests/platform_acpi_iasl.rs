@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use stalewalk::config::{SerialMode, VmConfig};
 use stalewalk_integration::{require_kvm, skip};
+use stalewalk_vmm::config::{SerialMode, VmConfig};
 
 const TEST: &str = "platform_acpi_iasl";
 
@@ -122,7 +122,7 @@ fn dump_tables(dir: &Path) {
     cfg.platform.dump_acpi = Some(dir.to_path_buf());
     // On its own thread: the run installs the VMM's seccomp filter on the
     // calling thread, and this thread runs iasl afterwards.
-    let r = std::thread::spawn(move || stalewalk::run(&cfg))
+    let r = std::thread::spawn(move || stalewalk_vmm::run(&cfg))
         .join()
         .expect("the run thread");
     let serial = String::from_utf8_lossy(&buf.lock().expect("serial buffer")).into_owned();

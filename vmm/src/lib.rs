@@ -1,7 +1,9 @@
-//! The stalewalk VMM as a library: the `stalewalk` binary is a thin
-//! front end over it, and the integration tests drive it directly.
+//! The stalewalk VMM as a library: the `stalewalk` command (its own crate,
+//! with the CLI and the tools' subcommands) is a front end over it, and the
+//! integration tests drive it directly. It does not depend on the tools
+//! crate: `replay` and `trace` are the command's business.
 //!
-//! - [`cli`]: the command line (clap) and [`config::VmConfig`] built from it;
+//! - [`config::VmConfig`]: everything a run is configured by;
 //! - [`vm::run`]: one VM from start to end;
 //! - [`memory`], [`loader`], [`boot`], [`cpuid`]: guest memory, kernel
 //!   loading and boot information, vCPU state, CPUID profiles;
@@ -14,21 +16,18 @@
 
 pub mod acpi;
 pub mod boot;
-pub mod cli;
-pub mod commands;
 pub mod config;
 pub mod cpuid;
+pub mod disk_lock;
 pub mod emulate;
 pub mod event_loop;
 pub mod guest;
 pub mod gva;
-pub mod junit;
+pub mod kvm_vm;
 pub mod linux_guest;
 pub mod loader;
 pub mod memory;
-pub mod outputs;
 pub mod platform;
-pub mod progress;
 pub mod report;
 pub mod scenarios;
 pub mod seccomp;

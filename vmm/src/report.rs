@@ -19,6 +19,7 @@ use serde::Serialize;
 use viommu::event::{Event, EventSink};
 
 use crate::config::VmConfig;
+use devices::layout::requester_id;
 
 /// Prefix of the guest's result lines on its serial console.
 pub const GUEST_LINE_PREFIX: &str = "stalewalk-guest: ";
@@ -472,7 +473,8 @@ pub fn build_report(
     unclaimed_io: u64,
     guest_lines: &Mutex<GuestLines>,
 ) -> RunReport {
-    let (counters, breakdowns) = platform
+    let devices = &platform.devices;
+    let (counters, breakdowns) = devices
         .viommu
         .as_ref()
         .map(|v| {
@@ -480,24 +482,24 @@ pub fn build_report(
             (v.counters().clone(), v.breakdowns())
         })
         .unwrap_or_default();
-    let sva_devices: Vec<SvaReport> = platform
+    let sva_devices: Vec<SvaReport> = devices
         .sva
         .iter()
         .map(|d| SvaReport {
-            device: rid_name(u16::from(d.number) << 3),
+            device: rid_name(requester_id(d.number)),
             counters: d.counters(),
         })
         .collect();
-    let virtio_devices: Vec<VirtioReport> = platform
+    let virtio_devices: Vec<VirtioReport> = devices
         .virtio
         .iter()
         .map(|d| VirtioReport {
-            device: rid_name(u16::from(d.number()) << 3),
+            device: rid_name(requester_id(d.number())),
             metrics: d.metrics(),
         })
         .collect();
-    let hint = platform.hint_counters();
-    let (interrupts_delivered, interrupts_failed) = platform.interrupts.counts();
+    let hint = devices.hint_counters();
+    let interrupts = platform.interrupts.counters();
     let rejected_guest_actions =
         rejected_guest_actions(&counters, &hint, &sva_devices, &virtio_devices);
     let RunEnd {
@@ -509,7 +511,7 @@ pub fn build_report(
         report_version: 1,
         scenario: cmdline_value(&cfg.cmdline, "scenario"),
         policy: cmdline_value(&cfg.cmdline, "kpgtable_free"),
-        viommu: if platform.viommu.is_some() {
+        viommu: if devices.viommu.is_some() {
             "on"
         } else {
             "off"
@@ -528,8 +530,8 @@ pub fn build_report(
         guest_cmdline_added: Vec::new(),
         vmm: VmmCounters {
             unclaimed_io,
-            interrupts_delivered,
-            interrupts_failed,
+            interrupts_delivered: interrupts.delivered,
+            interrupts_failed: interrupts.failed,
             hints: hint.hints,
             hints_rejected: hint.rejected,
             rejected_guest_actions,

@@ -18,19 +18,17 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use devices::bus::Bus;
-use devices::legacy::debug_exit::{DEBUG_EXIT_LEN, DEBUG_EXIT_PORT, DebugExit};
-use devices::legacy::i8042::{I8042, I8042_DATA_PORT, I8042_LEN};
-use devices::legacy::serial::{COM1_IRQ, COM1_LEN, COM1_PORT, IrqTrigger, Serial, SerialOutput};
+use devices::layout::COM1_IRQ;
+use devices::legacy::serial::{IrqTrigger, Serial, SerialOutput};
 use devices::legacy::{ShutdownReason, ShutdownSignal};
-use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_userspace_memory_region};
-use kvm_ioctls::{Kvm, VmFd};
-use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+use kvm_ioctls::Kvm;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::config::{ConfigError, SerialMode, VmConfig};
 use crate::cpuid::{self, CpuProfile};
 use crate::event_loop::{self, LoopError, RunLoop, StopCause};
+use crate::kvm_vm::GuestVm;
 use crate::report::{self, GuestLines, RunReport};
 use crate::seccomp::{self, ThreadKind};
 use crate::serial_out::{self, SerialBuffer, SerialSink, SerialStats};
@@ -137,15 +135,12 @@ pub enum VmError {
         /// The error.
         source: std::io::Error,
     },
-    /// An output path or the disk lock.
+    /// The disk image is in use by another run, or cannot be locked.
     #[error(transparent)]
-    Output(#[from] crate::outputs::OutputError),
+    DiskLock(#[from] crate::disk_lock::DiskLockError),
     /// The VM thread's event loop or the signal handlers.
     #[error(transparent)]
     EventLoop(#[from] LoopError),
-    /// Building the device buses.
-    #[error("cannot place a device: {0}")]
-    Bus(#[from] devices::bus::BusError),
     /// Building the platform (ACPI, PCI, vIOMMU, SVA devices).
     #[error(transparent)]
     Platform(#[from] platform::PlatformError),
@@ -398,24 +393,6 @@ fn install_kick_handler() -> Result<(), VmError> {
     result
 }
 
-fn register_memory(vm: &VmFd, mem: &vm_memory::GuestMemoryMmap) -> Result<(), VmError> {
-    for (slot, region) in mem.iter().enumerate() {
-        let region_desc = kvm_userspace_memory_region {
-            slot: u32::try_from(slot).unwrap_or(u32::MAX),
-            flags: 0,
-            guest_phys_addr: region.start_addr().0,
-            memory_size: region.len(),
-            userspace_addr: region.as_ptr() as u64,
-        };
-        // SAFETY: the region is a live mmap owned by `mem`, which outlives
-        // the VM (both are dropped at the end of `run`, the VM first).
-        kvm("KVM_SET_USER_MEMORY_REGION", unsafe {
-            vm.set_user_memory_region(region_desc)
-        })?;
-    }
-    Ok(())
-}
-
 /// Boots the VM described by `cfg` and runs it until the guest ends it.
 pub fn run(cfg: &VmConfig) -> Result<RunOutcome, VmError> {
     run_with_report(cfg, RunHooks::default()).result
@@ -560,13 +537,13 @@ fn run_inner(
     cfg.validate()?;
     let verbose = |msg: &dyn Fn() -> String| {
         if cfg.verbose {
-            crate::outputs::to_stderr(&format!("stalewalk: {}\n", msg()));
+            let _ = writeln!(std::io::stderr(), "stalewalk: {}", msg());
         }
     };
     let kvm_sys = open_kvm(Path::new(KVM_PATH))?;
-    let vm = Arc::new(kvm("KVM_CREATE_VM", kvm_sys.create_vm())?);
     let mem = memory::create_guest_memory(cfg.memory)?;
-    register_memory(&vm, &mem)?;
+    let vm = kvm("KVM_CREATE_VM", kvm_sys.create_vm())?;
+    let vm = Arc::new(kvm("KVM_SET_USER_MEMORY_REGION", GuestVm::new(vm, &mem))?);
     kvm("KVM_SET_TSS_ADDR", vm.set_tss_address(KVM_TSS_ADDRESS))?;
     kvm("KVM_CREATE_IRQCHIP", vm.create_irq_chip())?;
 
@@ -622,7 +599,7 @@ fn run_inner(
         .platform
         .disk
         .as_ref()
-        .map(|d| crate::outputs::DiskLock::acquire(&d.path, d.read_only))
+        .map(|d| crate::disk_lock::DiskLock::acquire(&d.path, d.read_only))
         .transpose()?;
     let console = console_out(&cfg.serial, cfg.seccomp)?;
     // Whatever happens next, the writer is told to finish (at most the
@@ -640,36 +617,21 @@ fn run_inner(
         hooks.serial_line,
     );
     let serial = Serial::new(IrqTrigger(serial_irq), Box::new(serial_out));
-    let mut pio = Bus::new();
-    pio.insert(Arc::new(Mutex::new(serial)), u64::from(COM1_PORT), COM1_LEN)?;
-    pio.insert(
-        Arc::new(Mutex::new(I8042::new(shutdown.clone()))),
-        u64::from(I8042_DATA_PORT),
-        I8042_LEN,
-    )?;
-    pio.insert(
-        Arc::new(Mutex::new(DebugExit::new(shutdown.clone()))),
-        u64::from(DEBUG_EXIT_PORT),
-        DEBUG_EXIT_LEN,
-    )?;
-    let mut mmio = Bus::new();
-    let platform = platform::build(
-        &cfg.platform,
-        cfg.cpus,
-        vm.clone(),
-        &mem,
-        &mut pio,
-        &mut mmio,
-        shutdown.clone(),
-        console.writer(&cfg.serial),
-    )?;
     // The report's figures are counted inside the vIOMMU: a sink is
     // installed only for a trace (`--trace`).
-    if let (Some(v), Some(sink)) = (&platform.viommu, hooks.events) {
-        v.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .set_event_sink(Some(sink));
-    }
+    let events = cfg.platform.viommu.as_ref().and(hooks.events);
+    let (buses, platform) = platform::build(
+        &cfg.platform,
+        cfg.cpus,
+        &mem,
+        platform::PlatformWiring {
+            vm: vm.clone(),
+            serial,
+            console: console.writer(&cfg.serial),
+            events,
+            shutdown: shutdown.clone(),
+        },
+    )?;
     verbose(&|| {
         format!(
             "platform: vIOMMU {}, {} SVA device(s), ACPI RSDP at {:#x}",
@@ -682,7 +644,7 @@ fn run_inner(
                 ),
                 None => "off".to_string(),
             },
-            platform.sva.len(),
+            platform.devices.sva.len(),
             platform.acpi.rsdp_gpa()
         )
     });
@@ -723,8 +685,8 @@ fn run_inner(
 
     install_kick_handler()?;
     let shared = Arc::new(VcpuShared {
-        pio,
-        mmio,
+        pio: buses.pio,
+        mmio: buses.mmio,
         shutdown,
         stop: AtomicBool::new(false),
         mem: mem.clone(),

@@ -10,8 +10,8 @@ mod stall;
 
 use std::time::{Duration, Instant};
 
-use stalewalk::VmError;
 use stalewalk_integration::require_kvm;
+use stalewalk_vmm::VmError;
 
 #[test]
 fn timeout_ends_a_chatty_run_whose_reader_stalls() {

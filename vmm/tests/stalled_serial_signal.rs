@@ -7,15 +7,15 @@ mod stall;
 
 use std::time::{Duration, Instant};
 
-use stalewalk::VmError;
 use stalewalk_integration::require_kvm;
+use stalewalk_vmm::VmError;
 
 #[test]
 fn sigquit_ends_a_chatty_run_whose_reader_stalls() {
     if !require_kvm("sigquit_ends_a_chatty_run_whose_reader_stalls") {
         return;
     }
-    stalewalk::vm::install_termination_handlers().unwrap();
+    stalewalk_vmm::vm::install_termination_handlers().unwrap();
     let fifo = stall::StalledFifo::new("signal");
     let cfg = stall::chatter_config(fifo.path(), Some(Duration::from_secs(60)));
     let (sent_tx, sent_rx) = std::sync::mpsc::channel();

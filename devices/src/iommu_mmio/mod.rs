@@ -24,10 +24,8 @@ use crate::interrupt::{InterruptSink, MsiMessage};
 use viommu::prq::PrqError;
 use viommu::{Viommu, prq};
 
-/// Guest-physical base of the register block (platform map).
-pub const VIOMMU_MMIO_BASE: u64 = 0xfed9_0000;
-/// Size of the register block.
-pub const VIOMMU_MMIO_SIZE: u64 = 0x1000;
+// The platform map declares these (one place for the whole map).
+pub use crate::layout::{VIOMMU_MMIO_BASE, VIOMMU_MMIO_SIZE};
 /// Most endpoints the front end routes to: one per device number on bus 0.
 pub const MAX_ENDPOINTS: usize = 32;
 
@@ -40,6 +38,15 @@ pub enum FrontEndError {
     /// Two endpoints with one requester id.
     #[error("requester id {0:#06x} registered twice")]
     DuplicateRequester(u16),
+}
+
+/// What the front end counted, each where it happened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FrontEndCounters {
+    /// Page group responses for a requester no endpoint has.
+    pub dropped_responses: u64,
+    /// Device-TLB invalidations for a requester no endpoint has.
+    pub dropped_invalidations: u64,
 }
 
 /// A shared endpoint.
@@ -117,8 +124,11 @@ impl<M: GuestMemory + Send> ViommuMmio<M> {
 
     /// Responses and invalidations that matched no endpoint (counted, then
     /// dropped: a device without ATS or PRI has nothing to do with them).
-    pub fn dropped(&self) -> (u64, u64) {
-        (self.dropped_responses, self.dropped_invalidations)
+    pub fn counters(&self) -> FrontEndCounters {
+        FrontEndCounters {
+            dropped_responses: self.dropped_responses,
+            dropped_invalidations: self.dropped_invalidations,
+        }
     }
 
     fn endpoint(&self, rid: u16) -> Option<&SharedEndpoint> {

@@ -7,10 +7,8 @@ use std::sync::Arc;
 use super::{ShutdownReason, ShutdownSignal};
 use crate::bus::BusDevice;
 
-/// The I/O port of the debug-exit device.
-pub const DEBUG_EXIT_PORT: u16 = 0xf4;
-/// Its size on the bus (accesses of 1-4 bytes).
-pub const DEBUG_EXIT_LEN: u64 = 4;
+// The platform map declares these (one place for the whole map).
+pub use crate::layout::{DEBUG_EXIT_LEN, DEBUG_EXIT_PORT};
 
 /// The debug-exit device.
 #[derive(Debug)]

@@ -9,12 +9,8 @@ use std::sync::Arc;
 use super::{ShutdownReason, ShutdownSignal};
 use crate::bus::BusDevice;
 
-/// The data port.
-pub const I8042_DATA_PORT: u16 = 0x60;
-/// The command/status port (offset 4 from the data port).
-pub const I8042_COMMAND_PORT: u16 = 0x64;
-/// The device covers 0x60-0x64.
-pub const I8042_LEN: u64 = 5;
+// The platform map declares these (one place for the whole map).
+pub use crate::layout::{I8042_COMMAND_PORT, I8042_DATA_PORT, I8042_LEN};
 
 const OFFSET_COMMAND: u64 = 4;
 const CMD_RESET: u8 = 0xfe;

@@ -12,12 +12,8 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::bus::BusDevice;
 
-/// The first I/O port of COM1.
-pub const COM1_PORT: u16 = 0x3f8;
-/// Number of ports the UART decodes.
-pub const COM1_LEN: u64 = 8;
-/// The legacy interrupt line of COM1.
-pub const COM1_IRQ: u32 = 4;
+// The platform map declares these (one place for the whole map).
+pub use crate::layout::{COM1_IRQ, COM1_LEN, COM1_PORT};
 
 /// An `EventFd` that raises the UART's interrupt line when written.
 #[derive(Debug)]

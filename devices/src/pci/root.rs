@@ -16,20 +16,11 @@ use super::PciDevice;
 use super::host_bridge::HostBridge;
 use crate::bus::{BusDevice, inclusive_end};
 
-/// Guest-physical base of the ECAM window (bus 0 only).
-pub const ECAM_BASE: u64 = 0xe000_0000;
-/// Size of the ECAM window: one bus.
-pub const ECAM_SIZE: u64 = 1 << 20;
-/// Start of the 32-bit BAR window.
-pub const BAR_WINDOW_BASE: u64 = 0xc000_0000;
-/// Size of the 32-bit BAR window (up to 0xdfff_ffff).
-pub const BAR_WINDOW_SIZE: u64 = 0x2000_0000;
-/// First legacy configuration port (address at 0xcf8, data at 0xcfc..0xcff).
-pub const CONFIG_IO_PORT: u64 = 0xcf8;
-/// Ports covered by [`PciConfigIo`].
-pub const CONFIG_IO_LEN: u64 = 8;
-/// Device numbers on one bus.
-pub const DEVICES_PER_BUS: u8 = 32;
+// The platform map declares these (one place for the whole map).
+pub use crate::layout::{
+    BAR_WINDOW_BASE, BAR_WINDOW_SIZE, CONFIG_IO_LEN, CONFIG_IO_PORT, DEVICES_PER_BUS, ECAM_BASE,
+    ECAM_SIZE,
+};
 /// Smallest BAR placement alignment: one page, so no two BARs share a page.
 const MIN_BAR_ALIGN: u64 = 4096;
 

@@ -36,6 +36,7 @@ int scenario_sva_misuse(const struct boot_info *bi);
 int scenario_exploit(const struct boot_info *bi);
 int scenario_churn(const struct boot_info *bi);
 int scenario_chaos(const struct boot_info *bi);
+int scenario_sva_bench(const struct boot_info *bi);
 int scenario_virtio_blk(const struct boot_info *bi);
 int scenario_vtd_blk(const struct boot_info *bi);
 int scenario_vtd_blk_fault(const struct boot_info *bi);

@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use stalewalk::RunHooks;
-use stalewalk::config::{SerialMode, VmConfig};
-use stalewalk::platform::DiskConfig;
 use stalewalk_integration::require_kvm;
+use stalewalk_vmm::RunHooks;
+use stalewalk_vmm::config::{SerialMode, VmConfig};
+use stalewalk_vmm::platform::DiskConfig;
 
 /// How to run one scenario.
 #[derive(Debug, Clone)]
@@ -120,7 +120,7 @@ pub fn run_mini(test: &str, run: &MiniRun<'_>) -> Option<MiniResult> {
     // The run installs the VMM's seccomp filter on the thread that calls
     // it; a thread of its own keeps the test's thread unfiltered (the
     // tests remove their disk images afterwards).
-    let r = std::thread::spawn(move || stalewalk::run_with_report(&cfg, RunHooks::default()))
+    let r = std::thread::spawn(move || stalewalk_vmm::run_with_report(&cfg, RunHooks::default()))
         .join()
         .expect("the VM thread panicked");
     let serial = String::from_utf8_lossy(&buf.lock().expect("serial buffer")).into_owned();

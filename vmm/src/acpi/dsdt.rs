@@ -19,22 +19,17 @@ use acpi_tables::sdt::Sdt;
 use acpi_tables::{Aml, AmlSink, aml};
 
 use super::{
-    AcpiConfig, COM1_IRQ, COM1_PORT, ECAM_BASE, ECAM_SIZE, OEM_ID, OEM_REVISION, OEM_TABLE_ID,
-    PCI_BUS_FIRST, PCI_BUS_LAST, PCI_MMIO32_BASE, PCI_MMIO32_LAST, S5_SLEEP_TYPE,
+    AcpiConfig, COM1_IRQ, COM1_PORT, COM1_PORTS, ECAM_BASE_U32, ECAM_SIZE_U32, OEM_ID,
+    OEM_REVISION, OEM_TABLE_ID, PCI_BUS_FIRST, PCI_BUS_LAST, PCI_CONFIG_PORT, PCI_CONFIG_PORTS,
+    PCI_MMIO32_BASE, PCI_MMIO32_LAST, S5_SLEEP_TYPE,
 };
 
 /// DSDT revision 2: AML integers are 64 bits wide.
 const REVISION: u8 = 2;
-/// Legacy PCI configuration ports 0xcf8-0xcff.
-const PCI_CONFIG_PORT: u16 = 0xcf8;
-/// Number of legacy PCI configuration ports.
-const PCI_CONFIG_PORTS: u8 = 8;
 /// The I/O window below the configuration ports.
-const PCI_IO_LOW: (u16, u16) = (0x0000, 0x0cf7);
+const PCI_IO_LOW: (u16, u16) = (0x0000, PCI_CONFIG_PORT - 1);
 /// The I/O window above the configuration ports.
-const PCI_IO_HIGH: (u16, u16) = (0x0d00, 0xffff);
-/// COM1 occupies eight ports.
-const COM1_PORTS: u8 = 8;
+const PCI_IO_HIGH: (u16, u16) = (PCI_CONFIG_PORT + PCI_CONFIG_PORTS as u16, 0xffff);
 
 /// An ISA `IRQNoFlags` small resource descriptor (edge, active-high,
 /// exclusive): `acpi_tables` only has the extended interrupt descriptor.
@@ -129,12 +124,6 @@ fn ecam_reservation() -> Raw {
     let crs = aml::Name::new("_CRS".into(), &aml::ResourceTemplate::new(vec![&window]));
     device("ECAM", vec![&hid, &uid, &crs])
 }
-
-/// [`ECAM_BASE`] as a 32-bit resource field (checked at compile time).
-const ECAM_BASE_U32: u32 = 0xe000_0000;
-/// [`ECAM_SIZE`] as a 32-bit resource field (checked at compile time).
-const ECAM_SIZE_U32: u32 = 0x10_0000;
-const _: () = assert!(ECAM_BASE_U32 as u64 == ECAM_BASE && ECAM_SIZE_U32 as u64 == ECAM_SIZE);
 
 fn com1() -> Raw {
     let hid = aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0501"));

@@ -47,37 +47,74 @@ pub const OEM_TABLE_ID: [u8; 8] = *b"STALEWLK";
 /// OEM revision written into every table header.
 pub const OEM_REVISION: u32 = 1;
 
-/// PCI ECAM window (bus 0 only), also in MCFG and in the PNP0C02 `_CRS`.
-pub const ECAM_BASE: u64 = 0xe000_0000;
-/// Size of the ECAM window: one bus, 32 devices x 8 functions x 4 KiB.
-pub const ECAM_SIZE: u64 = 1 << 20;
-/// First PCI bus behind the root bridge.
-pub const PCI_BUS_FIRST: u8 = 0;
-/// Last PCI bus behind the root bridge.
-pub const PCI_BUS_LAST: u8 = 0;
+// The platform map is `devices::layout`'s; the tables describe it. Values
+// the tables hold in narrower fields are converted here, checked when the
+// crate compiles.
+use devices::layout::{
+    ACPI_AREA, BAR_WINDOW_BASE, BAR_WINDOW_SIZE, COM1_LEN, CONFIG_IO_LEN, CONFIG_IO_PORT,
+};
+pub use devices::layout::{
+    COM1_PORT, ECAM_BASE, ECAM_SIZE, PCI_BUS_FIRST, PCI_BUS_LAST, SLEEP_CONTROL_PORT,
+    SLEEP_STATUS_PORT,
+};
+
+/// `v` as a 32-bit table field; the build fails if it does not fit.
+#[allow(clippy::cast_possible_truncation)] // checked by the assert
+const fn field32(v: u64) -> u32 {
+    assert!(
+        v <= u32::MAX as u64,
+        "value does not fit a 32-bit ACPI field"
+    );
+    v as u32
+}
+
+/// `v` as a 16-bit table field; the build fails if it does not fit.
+#[allow(clippy::cast_possible_truncation)] // checked by the assert
+const fn field16(v: u64) -> u16 {
+    assert!(
+        v <= u16::MAX as u64,
+        "value does not fit a 16-bit ACPI field"
+    );
+    v as u16
+}
+
+/// `v` as an 8-bit table field; the build fails if it does not fit.
+#[allow(clippy::cast_possible_truncation)] // checked by the assert
+const fn field8(v: u64) -> u8 {
+    assert!(
+        v <= u8::MAX as u64,
+        "value does not fit an 8-bit ACPI field"
+    );
+    v as u8
+}
+
 /// First byte of the 32-bit PCI BAR window.
-pub const PCI_MMIO32_BASE: u32 = 0xc000_0000;
+pub const PCI_MMIO32_BASE: u32 = field32(BAR_WINDOW_BASE);
 /// Last byte (inclusive) of the 32-bit PCI BAR window.
-pub const PCI_MMIO32_LAST: u32 = 0xdfff_ffff;
+pub const PCI_MMIO32_LAST: u32 = field32(BAR_WINDOW_BASE + BAR_WINDOW_SIZE - 1);
 /// The IOAPIC's MMIO base.
-pub const IOAPIC_BASE: u32 = 0xfec0_0000;
+pub const IOAPIC_BASE: u32 = field32(devices::layout::IOAPIC_BASE);
 /// The local APIC's MMIO base.
-pub const LAPIC_BASE: u32 = 0xfee0_0000;
-/// Default base of the vIOMMU register block.
-pub const VIOMMU_BASE: u64 = 0xfed9_0000;
-/// COM1 I/O base.
-pub const COM1_PORT: u16 = 0x3f8;
+pub const LAPIC_BASE: u32 = field32(devices::layout::LAPIC_BASE);
+/// Base of the vIOMMU register block.
+pub const VIOMMU_BASE: u64 = devices::layout::VIOMMU_MMIO_BASE;
 /// COM1 ISA IRQ.
-pub const COM1_IRQ: u8 = 4;
+pub const COM1_IRQ: u8 = field8(devices::layout::COM1_IRQ as u64);
+/// Ports COM1 decodes, as an I/O resource length.
+pub const COM1_PORTS: u8 = field8(COM1_LEN);
+/// The legacy PCI configuration ports (0xcf8-0xcff).
+pub const PCI_CONFIG_PORT: u16 = field16(CONFIG_IO_PORT);
+/// Number of legacy PCI configuration ports.
+pub const PCI_CONFIG_PORTS: u8 = field8(CONFIG_IO_LEN);
+/// ECAM's base as a 32-bit resource field.
+pub const ECAM_BASE_U32: u32 = field32(ECAM_BASE);
+/// ECAM's size as a 32-bit resource field.
+pub const ECAM_SIZE_U32: u32 = field32(ECAM_SIZE);
 
 /// FADT reset register: I/O port (the i8042 command port).
-pub const RESET_PORT: u16 = 0x64;
+pub const RESET_PORT: u16 = devices::layout::I8042_COMMAND_PORT;
 /// FADT reset value (the i8042 "pulse reset line" command).
 pub const RESET_VALUE: u8 = 0xfe;
-/// FADT sleep control register: I/O port, 8-bit.
-pub const SLEEP_CONTROL_PORT: u16 = 0x604;
-/// FADT sleep status register: I/O port, 8-bit.
-pub const SLEEP_STATUS_PORT: u16 = 0x605;
 /// SLP_TYP value of the `\_S5` (soft-off) package in the DSDT.
 pub const S5_SLEEP_TYPE: u8 = 5;
 /// SLP_EN bit of the sleep control register.
@@ -90,9 +127,9 @@ pub const SLEEP_CONTROL_POWER_OFF: u8 =
 
 /// Where a legacy (BIOS) guest looks for the RSDP: the 0xe0000-0xfffff
 /// read-only BIOS area, scanned on 16-byte boundaries.
-pub const LEGACY_RSDP_GPA: u64 = 0x000e_0000;
+pub const LEGACY_RSDP_GPA: u64 = ACPI_AREA.0;
 /// End (exclusive) of the legacy BIOS area the tables go into by default.
-pub const LEGACY_AREA_END: u64 = 0x0010_0000;
+pub const LEGACY_AREA_END: u64 = ACPI_AREA.0 + ACPI_AREA.1;
 
 /// Most vCPUs the tables describe. This is KVM's default `KVM_MAX_VCPUS` on
 /// x86; it also bounds the MADT and DSDT to sizes that fit, with everything

@@ -5,8 +5,8 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use stalewalk::config::SerialMode;
-use stalewalk::{RunHooks, RunResult, VmConfig};
+use stalewalk_vmm::config::SerialMode;
+use stalewalk_vmm::{RunHooks, RunResult, VmConfig};
 
 /// A FIFO with a reader that never reads, its pipe buffer one page.
 pub struct StalledFifo {
@@ -73,7 +73,7 @@ pub fn chatter_config(console: &Path, timeout: Option<Duration>) -> VmConfig {
 /// Runs `cfg` on a thread of its own (the VM thread's filter stays off
 /// the test's).
 pub fn run(cfg: VmConfig) -> RunResult {
-    std::thread::spawn(move || stalewalk::run_with_report(&cfg, RunHooks::default()))
+    std::thread::spawn(move || stalewalk_vmm::run_with_report(&cfg, RunHooks::default()))
         .join()
         .unwrap()
 }

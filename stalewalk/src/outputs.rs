@@ -7,8 +7,6 @@
 //!   writable) and renamed over the real name only when complete, so a
 //!   failed run never truncates an earlier file and two runs on one path
 //!   leave one whole file, never a mix;
-//! - [`DiskLock`]: `--disk` takes an advisory `flock` (shared when
-//!   read-only, exclusive when writable), so a second writer is refused;
 //! - [`CheckedWriter`]: standard output or error that records a write error
 //!   instead of panicking (`println!` panics on a closed pipe or a full
 //!   disk).
@@ -18,12 +16,11 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Errors about output paths and the disk lock; each names the path.
+/// Errors about output paths; each names the path.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
     /// An output names an input or another output.
@@ -57,27 +54,6 @@ pub enum OutputError {
         /// The flag.
         flag: &'static str,
         /// The path.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Another process holds the disk image.
-    #[error(
-        "--disk {path}: {holder} has it {how} (advisory lock): stop that run, give another \
-         image, or add ,ro to both runs to share it read-only"
-    )]
-    DiskBusy {
-        /// The image.
-        path: String,
-        /// Who (always "another run": flock does not say who).
-        holder: &'static str,
-        /// "open read-write" or "open".
-        how: &'static str,
-    },
-    /// The disk image cannot be opened or locked.
-    #[error("--disk {path}: {source}")]
-    Disk {
-        /// The image.
         path: String,
         /// Why.
         source: std::io::Error,
@@ -278,46 +254,6 @@ impl Drop for AtomicFile {
     }
 }
 
-/// An advisory lock on a disk image, held until dropped.
-#[derive(Debug)]
-pub struct DiskLock {
-    _file: File,
-}
-
-impl DiskLock {
-    /// Locks `path`: shared when `read_only`, exclusive otherwise; fails
-    /// at once (never waits) when another holder conflicts.
-    pub fn acquire(path: &Path, read_only: bool) -> Result<Self, OutputError> {
-        let file = File::open(path).map_err(|source| OutputError::Disk {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let op = if read_only {
-            libc::LOCK_SH
-        } else {
-            libc::LOCK_EX
-        };
-        // SAFETY: flock on a descriptor we own; no memory is passed.
-        let r = unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) };
-        if r != 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
-                OutputError::DiskBusy {
-                    path: path.display().to_string(),
-                    holder: "another run",
-                    how: if read_only { "open read-write" } else { "open" },
-                }
-            } else {
-                OutputError::Disk {
-                    path: path.display().to_string(),
-                    source: e,
-                }
-            });
-        }
-        Ok(Self { _file: file })
-    }
-}
-
 /// A writer (standard output or error) that never panics: the first
 /// error is kept and later writes are skipped.
 #[derive(Debug)]
@@ -465,23 +401,6 @@ mod tests {
             .unwrap()
             .write_all_and_commit(b"{}")
             .unwrap();
-    }
-
-    #[test]
-    fn reject_a_second_writer_on_a_disk() {
-        let d = scratch("disk");
-        let img = d.join("disk.img");
-        std::fs::write(&img, [0u8; 512]).unwrap();
-        let rw = DiskLock::acquire(&img, false).unwrap();
-        let e = DiskLock::acquire(&img, false).unwrap_err();
-        assert!(matches!(e, OutputError::DiskBusy { .. }), "{e}");
-        assert!(DiskLock::acquire(&img, true).is_err());
-        drop(rw);
-        let ro1 = DiskLock::acquire(&img, true).unwrap();
-        let _ro2 = DiskLock::acquire(&img, true).unwrap();
-        assert!(DiskLock::acquire(&img, false).is_err());
-        drop(ro1);
-        let _ = std::fs::remove_dir_all(d);
     }
 
     #[test]
