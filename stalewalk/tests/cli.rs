@@ -778,7 +778,7 @@ fn compare_table_on_stdout_and_sigterm_keeps_finished_policies() {
             "--policies",
             "sync,deferred,eager",
             "--timeout",
-            "1",
+            "2",
         ])
         .arg("--report-file")
         .arg(&report)
