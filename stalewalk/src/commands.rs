@@ -72,6 +72,9 @@ fn error_status(e: &crate::vm::VmError) -> u8 {
     match e {
         crate::vm::VmError::TimedOut { .. } => exit::TIMEOUT,
         crate::vm::VmError::Interrupted { signal } => exit::signal(*signal),
+        // `--serial file=` could not be created: an output, like the
+        // report file and the trace.
+        crate::vm::VmError::SerialFile { .. } => exit::OUTPUT,
         _ => exit::VMM_ERROR,
     }
 }

@@ -608,6 +608,17 @@ fn serial_write_failure_is_reported() {
             .contains("No space"),
         "{v}"
     );
+    // A serial file that cannot be created is refused before the guest
+    // starts, as an output (3), with the path named.
+    let out = run(&[
+        "run",
+        "--scenario",
+        "smoke",
+        "--serial",
+        "file=/nonexistent/dir/s.txt",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir/s.txt"));
     let _ = std::fs::remove_dir_all(dir);
 }
 
