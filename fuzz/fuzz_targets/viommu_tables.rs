@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use stalewalk_fuzz::Input;
-use viommu::qi;
+use viommu::descriptor as qi;
 use viommu::tables::{self, ContextEntry, PasidEntry};
 use viommu::walk::{Geometry, Path, walk};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};

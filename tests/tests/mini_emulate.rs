@@ -66,36 +66,30 @@ fn vmm_emulates_the_set_and_counts_each_mnemonic() {
     }
     let ran = guest_ran(&out);
     assert_eq!(ran.get("int3"), Some(&2), "{out}");
-    // Each instruction KVM gave up on was run by the VMM, every time the
-    // guest ran it (KVM's emulator either knows a form or does not), and
-    // the VMM ran nothing the guest did not.
+    // The VMM ran nothing the guest did not run.
     for (name, n) in counted {
-        assert_eq!(
-            ran.get(name),
-            Some(n),
-            "{name}: VMM counts {counted:?}\n{out}"
+        let r = ran.get(name).copied().unwrap_or(0);
+        assert!(
+            *n <= r,
+            "{name}: VMM ran {n}, guest {r}: {counted:?}\n{out}"
         );
     }
-    // The instructions this project's hosts' emulator lacks (docs/EMULATION.md).
+    // The instructions this project's hosts' emulator lacks
+    // (docs/EMULATION.md): the VMM ran each every time the guest did.
+    // (For the fault tests, KVM's emulator may raise the fault itself, as
+    // it does for a misaligned cmpxchg16b here, so those are only bounded
+    // above.)
     for name in [
-        "int3",
-        "popcnt",
-        "andn",
-        "bextr",
-        "blsi",
-        "blsmsk",
-        "blsr",
-        "bzhi",
-        "mulx",
-        "pdep",
-        "pext",
-        "rorx",
-        "sarx",
-        "shlx",
-        "shrx",
-        "cmpxchg16b",
-        "fwait",
+        "int3", "popcnt", "andn", "bextr", "blsi", "blsmsk", "blsr", "bzhi", "mulx", "pdep",
+        "pext", "rorx", "sarx", "shlx", "shrx",
     ] {
+        assert_eq!(
+            counted.get(name),
+            ran.get(name),
+            "{name}: {counted:?}\n{out}"
+        );
+    }
+    for name in ["cmpxchg16b", "fwait"] {
         assert!(
             counted.contains_key(name),
             "{name} not emulated: {counted:?}"

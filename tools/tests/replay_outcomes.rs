@@ -110,3 +110,43 @@ fn outcomes_with_a_failing_expect() {
     let json: Value = serde_json::from_str(&out).unwrap();
     assert!(json["outcomes"].is_array());
 }
+
+/// A `--trace` sink changes nothing the replay reports: every worked
+/// example gives the same report and the same outcomes with the trace
+/// writer installed as without a sink.
+#[test]
+fn trace_sink_changes_no_report_or_outcome() {
+    use stalewalk_tools::replay::{ReplayError, Scenario, run, run_with_sink};
+    use stalewalk_tools::trace::{TraceOptions, TraceWriter};
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".sw") || name.ends_with(".bad.sw") {
+            continue;
+        }
+        let scenario = Scenario::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let writer = TraceWriter::to_writer(
+            Box::new(std::io::sink()),
+            "sink".into(),
+            TraceOptions::default(),
+        )
+        .unwrap();
+        let traced = run_with_sink(&scenario, Some(Box::new(writer.sink())));
+        writer.finish().unwrap();
+        let plain = run(&scenario);
+        let view = |r: Result<_, ReplayError>| match r {
+            Ok(o) => {
+                let o: stalewalk_tools::replay::Outcome = o;
+                (o.report.to_json_string(), o.outcomes)
+            }
+            Err(ReplayError::Expect(f)) => (f.report.to_json_string(), f.outcomes),
+            Err(e) => panic!("{name}: {e}"),
+        };
+        assert_eq!(view(traced), view(plain), "{name}");
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} scenarios");
+}

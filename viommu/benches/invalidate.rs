@@ -19,7 +19,7 @@ mod common;
 
 use common::Bench;
 
-use viommu::qi::PiotlbGranularity;
+use viommu::descriptor::PiotlbGranularity;
 use viommu::{CachePolicy, CheckMode, Descriptor, Levels};
 
 const VA: u64 = 0x7f00_0000_0000;

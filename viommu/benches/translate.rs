@@ -1,8 +1,11 @@
-//! Criterion benchmarks of the model's hot paths: IOTLB hit, PDE-cache hit,
-//! full 4- and 5-level walks, the same with the checker on, descriptor
-//! processing throughput, and a large-range invalidation over many cached
-//! entries. Run with
-//! `cargo bench -p viommu --bench translate -- --warm-up-time 1 --measurement-time 2`.
+//! Criterion benchmarks of the model's hot paths, on the product path: the
+//! unit configured as `stalewalk run` configures it (adversarial caches, no
+//! event sink since the report needs none; the checker `all` or `off`),
+//! plus `_traced` rows with the sink a `--trace` run installs (minus its file
+//! I/O). Rows: IOTLB hit, PDE-cache hit, full 4- and 5-level walks,
+//! descriptor processing throughput, and a large-range invalidation over
+//! many cached entries. Run with
+//! `cargo bench -p viommu --bench translate -- --warm-up-time 1 --measurement-time 3`.
 
 // criterion_group! generates an undocumented function.
 #![allow(missing_docs)]
@@ -12,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
-use viommu::qi::{self, PiotlbGranularity};
+use viommu::descriptor::{self as qi, PiotlbGranularity};
 use viommu::walk::{self, Geometry, Path};
-use viommu::{CachePolicy, CheckMode, Descriptor, Levels, regs};
+use viommu::{CachePolicy, CheckMode, Descriptor, Levels};
 
 mod common;
 
@@ -26,12 +29,38 @@ const VA5: u64 = 0x00f0_1234_5600_0000;
 fn translate_benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("translate");
     for (name, check) in [("", CheckMode::Off), ("_checker", CheckMode::All)] {
+        for traced in [false, true] {
+            let mut b = if traced {
+                Bench::traced(CachePolicy::Adversarial, check, Levels::Four)
+            } else {
+                Bench::new(CachePolicy::Adversarial, check, Levels::Four)
+            };
+            b.map(VA, 0x20_0000);
+            let mem = b.mem.clone();
+            b.unit.translate(&mem, &Bench::req(VA)).unwrap();
+            let suffix = if traced { "_traced" } else { "" };
+            g.bench_function(format!("iotlb_hit{name}{suffix}"), |bn| {
+                bn.iter(|| b.unit.translate(&mem, black_box(&Bench::req(VA))).unwrap())
+            });
+        }
+        // IOTLB hits that move from page to page (a device streaming a
+        // buffer): each page's first hit cannot use the last-hit memo.
         let mut b = Bench::new(CachePolicy::Adversarial, check, Levels::Four);
-        b.map(VA, 0x20_0000);
+        for i in 0..64u64 {
+            b.map(VA + (i << 12), 0x20_0000 + (i << 12));
+        }
         let mem = b.mem.clone();
-        b.unit.translate(&mem, &Bench::req(VA)).unwrap();
-        g.bench_function(format!("iotlb_hit{name}"), |bn| {
-            bn.iter(|| b.unit.translate(&mem, black_box(&Bench::req(VA))).unwrap())
+        for i in 0..64u64 {
+            b.unit.translate(&mem, &Bench::req(VA + (i << 12))).unwrap();
+        }
+        let mut i = 0u64;
+        g.bench_function(format!("iotlb_hit_next_page{name}"), |bn| {
+            bn.iter(|| {
+                i = (i + 1) & 63;
+                b.unit
+                    .translate(&mem, black_box(&Bench::req(VA + (i << 12))))
+                    .unwrap()
+            })
         });
 
         let mut b = Bench::new(CachePolicy::Adversarial, check, Levels::Four);
@@ -153,11 +182,7 @@ fn queue_benches(c: &mut Criterion) {
     let per = slots - 1;
     g.throughput(Throughput::Elements(per));
     g.bench_function("piotlb_page_descriptors", |bn| {
-        bn.iter(|| {
-            b.tail = (b.tail + per * 32) % (4096 << QS);
-            let t = b.tail;
-            b.reg(regs::IQT, t);
-        })
+        bn.iter(|| b.advance_tail(per * 32))
     });
     g.finish();
 

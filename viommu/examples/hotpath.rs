@@ -4,12 +4,12 @@
 //! load-independent cost per operation. Usage:
 //! `hotpath OP N` with OP one of `iotlb_hit`, `iotlb_hit_checker`,
 //! `full_walk_4level`, `full_walk_5level`, `walker_4level`,
-//! `pde_hit_speculative`, `descriptors` (N batches of 1023 page-selective
+//! `pde_hit_speculative`, `pde_hit_speculative_checker`, `descriptors` (N batches of 1023 page-selective
 //! PASID-based IOTLB invalidations).
 
 use std::hint::black_box;
 
-use viommu::qi::{self, PiotlbGranularity};
+use viommu::descriptor::{self as qi, PiotlbGranularity};
 use viommu::walk::{self, Geometry, Path};
 use viommu::{CachePolicy, CheckMode, Descriptor, Levels, regs};
 
@@ -74,8 +74,13 @@ fn main() {
                 );
             }
         }
-        "pde_hit_speculative" => {
-            let mut u = Unit::new(CachePolicy::Adversarial, CheckMode::Off, Levels::Four);
+        "pde_hit_speculative" | "pde_hit_speculative_checker" => {
+            let check = if op == "pde_hit_speculative" {
+                CheckMode::Off
+            } else {
+                CheckMode::All
+            };
+            let mut u = Unit::new(CachePolicy::Adversarial, check, Levels::Four);
             u.map(VA, 0x20_0000);
             u.map(VA + 0x1000, 0x21_0000);
             let mem = u.mem.clone();

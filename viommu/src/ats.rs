@@ -154,7 +154,7 @@ impl<M: GuestMemoryBackend + Send + Sync> Iommu for RequesterIommu<M> {
 mod tests {
     use super::*;
     use crate::Config;
-    use crate::tests::Harness;
+    use crate::fixture::ScalableUnit as Harness;
     use vm_memory::{Bytes, GuestMemory, GuestMemoryMmap, IommuMemory};
 
     #[test]
@@ -167,7 +167,7 @@ mod tests {
             &mut h.unit,
             Viommu::new(Config::default()),
         )));
-        let iommu = RequesterIommu::new(unit.clone(), mem.clone(), crate::tests::RID, Some(1));
+        let iommu = RequesterIommu::new(unit.clone(), mem.clone(), crate::fixture::RID, Some(1));
         let dma = IommuMemory::new(mem.clone(), iommu, true, ());
         dma.write_obj(0x1122_3344u32, GuestAddress(0x7000_0ffe))
             .unwrap_err();

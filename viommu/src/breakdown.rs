@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::descriptor::Descriptor;
 use crate::event::{Event, TranslationOutcome};
-use crate::qi::Descriptor;
 
 /// Most requesters (and, separately, PASIDs) broken down, so a guest using
 /// every PASID cannot grow the VMM's memory; the rest go to `other`.
@@ -125,8 +125,13 @@ impl Breakdowns {
 
     /// One PASID-based IOTLB invalidation naming `pasid`.
     pub(crate) fn piotlb(&mut self, pasid: u32) {
+        self.piotlb_n(pasid, 1);
+    }
+
+    /// `n` PASID-based IOTLB invalidations naming `pasid`.
+    pub(crate) fn piotlb_n(&mut self, pasid: u32, n: u64) {
         let key = (pasid != RID_PASID).then_some(pasid);
-        Self::slot(&mut self.per_pasid, &mut self.other, key).piotlb += 1;
+        Self::slot(&mut self.per_pasid, &mut self.other, key).piotlb += n;
     }
 
     /// Accounts one event as the unit itself does: what a consumer of the
@@ -166,14 +171,32 @@ impl Breakdowns {
     }
 }
 
-/// Translations of one (requester, PASID) pair not yet added to
-/// [`Breakdowns`]: a run of translations by the same requester and PASID
-/// (the common case: one device streaming) costs a compare and an add each,
-/// not two map look-ups.
+/// Counts not yet added to [`Breakdowns`]: the current run of translations
+/// by one requester and PASID (the common case: one device streaming) and
+/// of PASID-based IOTLB invalidations naming one PASID (a flush of many
+/// pages), so each costs a compare and an add, not map look-ups.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PendingTranslations {
-    pub key: Option<(u16, Option<u32>)>,
-    pub counts: Breakdown,
+    /// The pair packed (see [`pack`]); 0 when nothing is pending.
+    key: u64,
+    counts: Breakdown,
+    /// PASID + 1 of the pending invalidations; 0 when none.
+    piotlb_key: u64,
+    piotlb: u64,
+}
+
+/// A (requester, PASID) pair as one word: bit 63 set (so never 0), PASID
+/// present at bit 48, the PASID (32 bits) at 16, the requester id at 0.
+#[inline]
+fn pack(rid: u16, pasid: Option<u32>) -> u64 {
+    let p = pasid.map_or(0, |p| (1 << 48) | (u64::from(p) << 16));
+    (1 << 63) | p | u64::from(rid)
+}
+
+fn unpack(key: u64) -> (u16, Option<u32>) {
+    let rid = u16::try_from(key & 0xffff).unwrap_or(0);
+    let pasid = u32::try_from((key >> 16) & 0xffff_ffff).unwrap_or(0);
+    (rid, (key & (1 << 48) != 0).then_some(pasid))
 }
 
 impl PendingTranslations {
@@ -181,20 +204,53 @@ impl PendingTranslations {
     /// when the key changes.
     #[inline]
     pub fn count(&mut self, into: &mut Breakdowns, rid: u16, pasid: Option<u32>, fault: bool) {
-        if self.key != Some((rid, pasid)) {
-            self.flush(into);
-            self.key = Some((rid, pasid));
+        let key = pack(rid, pasid);
+        if self.key != key {
+            self.flush_translations(into);
+            self.key = key;
         }
         self.counts.translations += 1;
         self.counts.faults += u64::from(fault);
     }
 
-    /// Adds the pending run to `into`.
+    /// Counts one PASID-based IOTLB invalidation naming `pasid`.
+    #[inline]
+    pub fn count_piotlb(&mut self, into: &mut Breakdowns, pasid: u32) {
+        let key = u64::from(pasid) + 1;
+        if self.piotlb_key != key {
+            self.flush_piotlb(into);
+            self.piotlb_key = key;
+        }
+        self.piotlb += 1;
+    }
+
+    /// Adds the pending runs to `into`.
     pub fn flush(&mut self, into: &mut Breakdowns) {
-        if let Some((rid, pasid)) = self.key.take() {
+        self.flush_translations(into);
+        self.flush_piotlb(into);
+    }
+
+    #[cold]
+    fn flush_translations(&mut self, into: &mut Breakdowns) {
+        if self.key != 0 {
+            let (rid, pasid) = unpack(self.key);
             into.add_translations(rid, pasid, &self.counts);
         }
+        self.key = 0;
         self.counts = Breakdown::default();
+    }
+
+    #[cold]
+    fn flush_piotlb(&mut self, into: &mut Breakdowns) {
+        if let Some(pasid) = self
+            .piotlb_key
+            .checked_sub(1)
+            .and_then(|p| u32::try_from(p).ok())
+        {
+            into.piotlb_n(pasid, self.piotlb);
+        }
+        self.piotlb_key = 0;
+        self.piotlb = 0;
     }
 }
 
@@ -217,6 +273,33 @@ mod tests {
         let v = serde_json::to_value(&b).unwrap();
         assert_eq!(v["per_device"]["00:04.0"]["translations"], n);
         assert_eq!(v["per_pasid"]["0"]["translations"], 1);
+    }
+
+    #[test]
+    fn pending_invalidations_add_up() {
+        let mut b = Breakdowns::default();
+        let mut pending = PendingTranslations::default();
+        for pasid in [1, 1, 1, 0, 2, 1] {
+            pending.count_piotlb(&mut b, pasid);
+        }
+        pending.flush(&mut b);
+        assert_eq!(b.per_pasid[&Some(1)].piotlb, 4);
+        assert_eq!(b.per_pasid[&Some(2)].piotlb, 1);
+        assert_eq!(b.per_pasid[&None].piotlb, 1);
+    }
+
+    #[test]
+    fn keys_pack_and_unpack() {
+        for (rid, pasid) in [
+            (0, None),
+            (0, Some(0)),
+            (0xffff, Some(u32::MAX)),
+            (0x20, Some(1)),
+        ] {
+            assert_eq!(unpack(pack(rid, pasid)), (rid, pasid));
+            assert_ne!(pack(rid, pasid), 0);
+        }
+        assert_ne!(pack(0x20, None), pack(0x20, Some(0)));
     }
 
     #[test]

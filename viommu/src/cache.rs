@@ -5,8 +5,10 @@
 //! its tag (the map key) and outputs (the value); capacity and replacement
 //! follow the [`CachePolicy`]. Invalidation functions are named after the VT-d
 //! descriptors; range invalidations walk an ordered index so their cost scales
-//! with the entries removed, not with the size of the range. Lookups here never
-//! touch statistics: the caller counts, so the checker can probe freely.
+//! with the entries removed, not with the size of the range. Each cache counts
+//! its own statistics ([`CacheStats`]: a lookup is a hit or a miss, fills,
+//! evictions, entries removed by invalidations); `peek` and `points_at` look
+//! without counting, for the checker and the free hint.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -137,6 +139,21 @@ impl Hasher for ClusteredTagHasher {
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<TagHasher>>;
 
+/// Activity of one cache (or one paging-structure level).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    /// Lookups that found an entry.
+    pub hits: u64,
+    /// Lookups that found nothing.
+    pub misses: u64,
+    /// Entries inserted.
+    pub fills: u64,
+    /// Entries removed to make room (LRU, or the adversarial bound).
+    pub evictions: u64,
+    /// Entries removed by invalidations.
+    pub invalidated: u64,
+}
+
 #[derive(Debug, Clone)]
 struct Slot<V> {
     value: V,
@@ -155,6 +172,7 @@ pub struct Store<K: Ord + Hash + Copy, V, H = TagHasher> {
     stamp: u64,
     capacity: usize,
     touch_on_hit: bool,
+    stats: CacheStats,
 }
 
 impl<K: Ord + Hash + Copy, V, H: Hasher + Default> Store<K, V, H> {
@@ -172,6 +190,31 @@ impl<K: Ord + Hash + Copy, V, H: Hasher + Default> Store<K, V, H> {
             stamp: 0,
             capacity,
             touch_on_hit,
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// What this cache counted.
+    pub fn stats(&self) -> CacheStats {
+        self.stats
+    }
+
+    /// Removes every entry (a global invalidation), counting them.
+    pub fn clear(&mut self) {
+        self.stats.invalidated += self.map.len() as u64;
+        self.map.clear();
+        self.index.clear();
+        self.order.clear();
+    }
+
+    /// Counts one lookup that probed without counting (a cache whose one
+    /// lookup is several probes: the IOTLB's page sizes).
+    #[inline]
+    fn count_lookup(&mut self, hit: bool) {
+        if hit {
+            self.stats.hits += 1;
+        } else {
+            self.stats.misses += 1;
         }
     }
 
@@ -185,7 +228,7 @@ impl<K: Ord + Hash + Copy, V, H: Hasher + Default> Store<K, V, H> {
         self.map.is_empty()
     }
 
-    /// Looks `k` up without changing replacement state.
+    /// Looks `k` up without changing replacement state or statistics.
     #[inline]
     pub fn peek(&self, k: &K) -> Option<&V> {
         if self.map.is_empty() {
@@ -202,25 +245,43 @@ impl<K: Ord + Hash + Copy, V, H: Hasher + Default> Store<K, V, H> {
         }
     }
 
-    /// Looks `k` up; under LRU marks it most recently used.
+    /// Looks `k` up, counting a hit or a miss; under LRU marks it most
+    /// recently used.
     #[inline]
     pub fn lookup(&mut self, k: &K) -> Option<&V> {
-        if !self.touch_on_hit {
-            return self.peek(k);
+        let hit = self.probe(k);
+        self.count_lookup(hit);
+        if hit {
+            self.map.get(k).map(|s| &s.value)
+        } else {
+            None
         }
-        self.stamp += 1;
-        let stamp = self.stamp;
-        self.map.get_mut(k)?.stamp = stamp;
-        self.order.push_back((stamp, *k));
-        self.compact();
-        self.map.get(k).map(|s| &s.value)
     }
 
-    /// Inserts (or replaces); returns entries evicted to make room.
+    /// A lookup that updates replacement state but not statistics; true on
+    /// a hit.
+    #[inline]
+    fn probe(&mut self, k: &K) -> bool {
+        if !self.touch_on_hit {
+            return self.peek(k).is_some();
+        }
+        let Some(slot) = self.map.get_mut(k) else {
+            return false;
+        };
+        self.stamp += 1;
+        slot.stamp = self.stamp;
+        self.order.push_back((self.stamp, *k));
+        self.compact();
+        true
+    }
+
+    /// Inserts (or replaces), counting a fill; returns the replaced entry
+    /// and the entries evicted to make room (counted as evictions).
     pub fn insert(&mut self, k: K, v: V, evicted: &mut Vec<(K, V)>) {
         if self.capacity == 0 {
             return;
         }
+        self.stats.fills += 1;
         self.stamp += 1;
         if let Some(old) = self.map.insert(
             k,
@@ -242,6 +303,7 @@ impl<K: Ord + Hash + Copy, V, H: Hasher + Default> Store<K, V, H> {
             if self.map.get(&victim).is_some_and(|slot| slot.stamp == s) {
                 if let Some(slot) = self.map.remove(&victim) {
                     self.index.remove(&victim);
+                    self.stats.evictions += 1;
                     evicted.push((victim, slot.value));
                 }
             }
@@ -249,10 +311,11 @@ impl<K: Ord + Hash + Copy, V, H: Hasher + Default> Store<K, V, H> {
         self.compact();
     }
 
-    /// Removes `k`.
+    /// Removes `k` (an invalidation), counting it.
     pub fn remove(&mut self, k: &K) -> Option<V> {
         let slot = self.map.remove(k)?;
         self.index.remove(k);
+        self.stats.invalidated += 1;
         Some(slot.value)
     }
 
@@ -422,7 +485,11 @@ pub struct Caches {
     /// Leaf levels currently present in the IOTLB (bit level-1), so a hit
     /// does not probe page sizes that are absent.
     iotlb_sizes: [u64; 3],
-    psc: [Store<PscTag, PscEntry>; 4],
+    /// Paging-structure caches, named after the entries they hold.
+    pde: Store<PscTag, PscEntry>,
+    pdpe: Store<PscTag, PscEntry>,
+    pml4e: Store<PscTag, PscEntry>,
+    pml5e: Store<PscTag, PscEntry>,
     /// How many paging-structure entries (and PASID-cache roots) point at each
     /// table page (answers the page-freed hint in O(1)), with the page's
     /// contents when it was last seen linked (for the checker).
@@ -449,12 +516,10 @@ impl Caches {
             pasid: Store::new(policy),
             iotlb: Store::new(policy),
             iotlb_sizes: [0; 3],
-            psc: [
-                Store::new(policy),
-                Store::new(policy),
-                Store::new(policy),
-                Store::new(policy),
-            ],
+            pde: Store::new(policy),
+            pdpe: Store::new(policy),
+            pml4e: Store::new(policy),
+            pml5e: Store::new(policy),
             table_refs: FastMap::default(),
         }
     }
@@ -462,6 +527,51 @@ impl Caches {
     /// The policy.
     pub fn policy(&self) -> CachePolicy {
         self.policy
+    }
+
+    /// The paging-structure cache of `level` (2: PDE .. 5: PML5E).
+    fn level(&self, level: u8) -> Option<&Store<PscTag, PscEntry>> {
+        match level {
+            2 => Some(&self.pde),
+            3 => Some(&self.pdpe),
+            4 => Some(&self.pml4e),
+            5 => Some(&self.pml5e),
+            _ => None,
+        }
+    }
+
+    fn level_mut(&mut self, level: u8) -> Option<&mut Store<PscTag, PscEntry>> {
+        match level {
+            2 => Some(&mut self.pde),
+            3 => Some(&mut self.pdpe),
+            4 => Some(&mut self.pml4e),
+            5 => Some(&mut self.pml5e),
+            _ => None,
+        }
+    }
+
+    /// What every cache counted.
+    pub fn stats(&self) -> crate::counters::CacheCounters {
+        crate::counters::CacheCounters {
+            context: self.context.stats(),
+            pasid: self.pasid.stats(),
+            iotlb: self.iotlb.stats(),
+            pml5e: self.pml5e.stats(),
+            pml4e: self.pml4e.stats(),
+            pdpe: self.pdpe.stats(),
+            pde: self.pde.stats(),
+        }
+    }
+
+    /// A translation served by the unit's memo of the last requester's
+    /// context and PASID entries and IOTLB entry: it stands for a context,
+    /// a PASID and an IOTLB lookup that would each have hit (and, under the
+    /// adversarial policy the memo requires, touched nothing).
+    #[inline]
+    pub fn count_memo_hit(&mut self) {
+        self.context.stats.hits += 1;
+        self.pasid.stats.hits += 1;
+        self.iotlb.stats.hits += 1;
     }
 
     /// Whether anything may be cached at all.
@@ -514,17 +624,16 @@ impl Caches {
         self.context.lookup(&rid).copied()
     }
 
-    /// Context-cache fill; returns evictions.
-    pub fn context_fill(&mut self, rid: u16, e: ContextEntry) -> u64 {
+    /// Context-cache fill.
+    pub fn context_fill(&mut self, rid: u16, e: ContextEntry) {
         let mut ev = Vec::new();
         self.context.insert(rid, e, &mut ev);
-        ev.len() as u64
     }
 
     /// Context-cache invalidation, global.
     pub fn context_global(&mut self) -> u64 {
         let n = self.context.len() as u64;
-        self.context = Store::new(self.policy);
+        self.context.clear();
         n
     }
 
@@ -558,10 +667,10 @@ impl Caches {
         self.pasid.lookup(&(rid, pasid)).copied()
     }
 
-    /// PASID-cache fill; returns evictions.
-    pub fn pasid_fill(&mut self, rid: u16, pasid: u32, e: PasidEntry) -> u64 {
+    /// PASID-cache fill.
+    pub fn pasid_fill(&mut self, rid: u16, pasid: u32, e: PasidEntry) {
         if self.policy == CachePolicy::None {
-            return 0;
+            return;
         }
         let mut ev = Vec::new();
         self.pasid.insert((rid, pasid), e, &mut ev);
@@ -569,8 +678,6 @@ impl Caches {
         for (_, old) in &ev {
             self.unref_table(old.fs_root);
         }
-        // A replaced entry is reported as an eviction only if it was not the same key.
-        ev.iter().filter(|(k, _)| *k != (rid, pasid)).count() as u64
     }
 
     fn pasid_remove(&mut self, mut pred: impl FnMut(&(u16, u32), &PasidEntry) -> bool) -> u64 {
@@ -599,15 +706,40 @@ impl Caches {
 
     // ---- IOTLB ----
 
-    /// IOTLB lookup for the page holding `addr`.
+    /// IOTLB lookup for the page holding `addr`, one lookup over every page
+    /// size: a hit when an entry is found that `usable` accepts for the
+    /// request (a write cannot use an entry whose D is clear: the unit walks
+    /// to set it, so that counts as a miss), else a miss.
     #[inline]
     pub fn iotlb_lookup(
         &mut self,
         did: u16,
         pasid: u32,
         addr: u64,
-        touch: bool,
+        usable: impl Fn(&IotlbEntry) -> bool,
     ) -> Option<IotlbEntry> {
+        match self.iotlb_find(did, pasid, addr).filter(|(_, e)| usable(e)) {
+            Some((tag, e)) => {
+                self.iotlb.probe(&tag);
+                self.iotlb.count_lookup(true);
+                Some(e)
+            }
+            None => {
+                self.iotlb.count_lookup(false);
+                None
+            }
+        }
+    }
+
+    /// The IOTLB entry for the page holding `addr`, without counting or
+    /// touching anything.
+    #[inline]
+    pub fn iotlb_peek(&self, did: u16, pasid: u32, addr: u64) -> Option<IotlbEntry> {
+        self.iotlb_find(did, pasid, addr).map(|(_, e)| e)
+    }
+
+    #[inline]
+    fn iotlb_find(&self, did: u16, pasid: u32, addr: u64) -> Option<(IotlbTag, IotlbEntry)> {
         let a = addr & TAG_ADDR_MASK;
         for (i, (level, shift)) in LEAF_LEVELS.iter().enumerate() {
             if self.iotlb_sizes[i] == 0 {
@@ -619,13 +751,8 @@ impl Caches {
                 vpn: (a >> shift) << (shift - 12),
                 level: *level,
             };
-            let hit = if touch {
-                self.iotlb.lookup(&tag)
-            } else {
-                self.iotlb.peek(&tag)
-            };
-            if let Some(e) = hit {
-                return Some(*e);
+            if let Some(e) = self.iotlb.peek(&tag) {
+                return Some((tag, *e));
             }
         }
         None
@@ -673,29 +800,18 @@ impl Caches {
         for (_, v) in out {
             self.unref_table(v.table);
         }
-        removed.psc[usize::from(level - 2)] += out.len() as u64;
+        if let Some(n) = removed.psc.get_mut(usize::from(level.wrapping_sub(2))) {
+            *n += out.len() as u64;
+        }
     }
 
     // ---- paging-structure caches ----
 
-    /// Paging-structure cache lookup at `level` (5..2).
+    /// Paging-structure cache lookup at `level` (5..2), counted.
     #[inline]
-    pub fn psc_lookup(
-        &mut self,
-        level: u8,
-        did: u16,
-        pasid: u32,
-        addr: u64,
-        touch: bool,
-    ) -> Option<PscEntry> {
-        let store = self.psc.get_mut(usize::from(level.wrapping_sub(2)))?;
-        let tag = psc_tag(did, pasid, addr, level);
-        let hit = if touch {
-            store.lookup(&tag)
-        } else {
-            store.peek(&tag)
-        };
-        hit.copied()
+    pub fn psc_lookup(&mut self, level: u8, did: u16, pasid: u32, addr: u64) -> Option<PscEntry> {
+        let store = self.level_mut(level)?;
+        store.lookup(&psc_tag(did, pasid, addr, level)).copied()
     }
 
     /// Paging-structure cache fill at `level` by a walk that just read the
@@ -715,7 +831,10 @@ impl Caches {
         }
         let tag = psc_tag(did, pasid, addr, level);
         let mut ev = Vec::new();
-        self.psc[usize::from(level - 2)].insert(tag, e, &mut ev);
+        let Some(store) = self.level_mut(level) else {
+            return 0;
+        };
+        store.insert(tag, e, &mut ev);
         self.ref_table(e.table);
         self.seen_linked(e.table, snapshot);
         let mut evicted = 0;
@@ -730,10 +849,7 @@ impl Caches {
 
     /// All paging-structure entries at `level` (for the hint and tests).
     pub fn psc_entries(&self, level: u8) -> impl Iterator<Item = (&PscTag, &PscEntry)> {
-        self.psc
-            .get(usize::from(level.wrapping_sub(2)))
-            .into_iter()
-            .flat_map(|s| s.iter())
+        self.level(level).into_iter().flat_map(|s| s.iter())
     }
 
     /// Entries held: (context, PASID, IOTLB, paging-structure per level 2..5).
@@ -743,10 +859,10 @@ impl Caches {
             self.pasid.len(),
             self.iotlb.len(),
             [
-                self.psc[0].len(),
-                self.psc[1].len(),
-                self.psc[2].len(),
-                self.psc[3].len(),
+                self.pde.len(),
+                self.pdpe.len(),
+                self.pml4e.len(),
+                self.pml5e.len(),
             ],
         )
     }
@@ -839,7 +955,9 @@ impl Caches {
                 prefix: if pasid.is_some() { khi } else { u64::MAX },
             };
             let mut out = Vec::new();
-            let store = &mut self.psc[usize::from(level - 2)];
+            let Some(store) = self.level_mut(level) else {
+                continue;
+            };
             if store.is_empty() {
                 continue;
             }
@@ -897,11 +1015,19 @@ impl Caches {
             iotlb: self.iotlb.len() as u64,
             ..Removed::default()
         };
-        self.iotlb = Store::new(self.policy);
+        self.iotlb.clear();
         self.iotlb_sizes = [0; 3];
-        for (i, s) in self.psc.iter_mut().enumerate() {
+        for (i, s) in [
+            &mut self.pde,
+            &mut self.pdpe,
+            &mut self.pml4e,
+            &mut self.pml5e,
+        ]
+        .into_iter()
+        .enumerate()
+        {
             removed.psc[i] = s.len() as u64;
-            *s = Store::new(self.policy);
+            s.clear();
         }
         // Only PASID-cache roots still point at tables.
         self.table_refs.clear();
@@ -989,6 +1115,44 @@ mod tests {
         }
     }
 
+    /// Each cache counts its own statistics: one lookup is one hit or one
+    /// miss (the IOTLB's page sizes included), peeks count nothing, fills,
+    /// evictions and invalidations count where they happen.
+    #[test]
+    fn caches_count_their_own_statistics() {
+        let mut c = Caches::new(CachePolicy::Lru(NonZeroUsize::new(1).unwrap()));
+        let e = |page| IotlbEntry {
+            leaf: leaf(1, page),
+            filled: 0,
+        };
+        assert!(c.iotlb_lookup(1, 5, 0x1000, |_| true).is_none());
+        c.iotlb_fill(1, 5, 0x1000, e(0xa000));
+        c.iotlb_fill(1, 5, 0x20_0000, e(0xb000)); // evicts the first
+        assert!(c.iotlb_peek(1, 5, 0x20_0000).is_some());
+        assert!(c.iotlb_lookup(1, 5, 0x20_0000, |_| true).is_some());
+        // Found but not usable for the request: a miss.
+        assert!(c.iotlb_lookup(1, 5, 0x20_0000, |_| false).is_none());
+        assert_eq!(c.iotlb_page(1, 0x20_0000, 0, true).iotlb, 1);
+        c.psc_fill(2, 1, 5, 0x1000, psc(0x13000), 0);
+        assert!(c.psc_lookup(2, 1, 5, 0x1000).is_some());
+        assert!(c.psc_lookup(3, 1, 5, 0x1000).is_none());
+        assert_eq!(c.iotlb_global().psc[0], 1);
+        let s = c.stats();
+        assert_eq!(
+            s.iotlb,
+            CacheStats {
+                hits: 1,
+                misses: 2,
+                fills: 2,
+                evictions: 1,
+                invalidated: 1
+            }
+        );
+        assert_eq!((s.pde.hits, s.pde.fills, s.pde.invalidated), (1, 1, 1));
+        assert_eq!((s.pdpe.misses, s.pdpe.hits), (1, 0));
+        assert_eq!(s.pml4e, CacheStats::default());
+    }
+
     #[test]
     fn iotlb_hits_each_page_size() {
         let mut c = Caches::new(CachePolicy::Adversarial);
@@ -1019,21 +1183,15 @@ mod tests {
                 filled: 0,
             },
         );
+        assert_eq!(c.iotlb_peek(1, 5, 0x1fff).unwrap().leaf.page, 0xa000);
+        assert_eq!(c.iotlb_peek(1, 5, 0x5f_ffff).unwrap().leaf.page, 0x20_0000);
         assert_eq!(
-            c.iotlb_lookup(1, 5, 0x1fff, false).unwrap().leaf.page,
-            0xa000
-        );
-        assert_eq!(
-            c.iotlb_lookup(1, 5, 0x5f_ffff, false).unwrap().leaf.page,
-            0x20_0000
-        );
-        assert_eq!(
-            c.iotlb_lookup(1, 5, 0xbfff_ffff, false).unwrap().leaf.page,
+            c.iotlb_peek(1, 5, 0xbfff_ffff).unwrap().leaf.page,
             0x4000_0000
         );
-        assert!(c.iotlb_lookup(1, 6, 0x1000, false).is_none());
-        assert!(c.iotlb_lookup(2, 5, 0x1000, false).is_none());
-        assert!(c.iotlb_lookup(1, 5, 0x2000, false).is_none());
+        assert!(c.iotlb_peek(1, 6, 0x1000).is_none());
+        assert!(c.iotlb_peek(2, 5, 0x1000).is_none());
+        assert!(c.iotlb_peek(1, 5, 0x2000).is_none());
     }
 
     #[test]
@@ -1053,7 +1211,7 @@ mod tests {
         assert!(c.points_at(0x13000));
         let r = c.piotlb_page(1, 5, 0x1000, 0, true);
         assert_eq!((r.iotlb, r.psc), (1, [0; 4]));
-        assert!(c.psc_lookup(2, 1, 5, 0x1000, false).is_some());
+        assert!(c.psc_lookup(2, 1, 5, 0x1000).is_some());
         let r = c.piotlb_page(1, 5, 0x1000, 0, false);
         assert_eq!(r.psc, [1, 0, 1, 0]);
         assert!(!c.points_at(0x13000));
@@ -1170,7 +1328,7 @@ mod tests {
         assert_eq!((r.iotlb, r.psc[0]), (1, 1));
         let r = c.iotlb_domain(1);
         assert_eq!((r.iotlb, r.psc[0]), (2, 2));
-        assert!(c.iotlb_lookup(2, 1, 0x1000, false).is_some());
+        assert!(c.iotlb_peek(2, 1, 0x1000).is_some());
         let r = c.iotlb_page(2, 0x1000, 0, false);
         assert_eq!(r.iotlb, 1);
         c.psc_fill(3, 9, 9, 0, psc(0x5000), 0);
@@ -1224,7 +1382,7 @@ mod tests {
                 filled: 0,
             },
         );
-        assert!(c.iotlb_lookup(1, 1, 0x1000, true).is_some());
+        assert!(c.iotlb_lookup(1, 1, 0x1000, |_| true).is_some());
         assert_eq!(
             c.iotlb_fill(
                 1,
@@ -1237,8 +1395,8 @@ mod tests {
             ),
             1
         );
-        assert!(c.iotlb_lookup(1, 1, 0x1000, false).is_some());
-        assert!(c.iotlb_lookup(1, 1, 0x2000, false).is_none());
+        assert!(c.iotlb_peek(1, 1, 0x1000).is_some());
+        assert!(c.iotlb_peek(1, 1, 0x2000).is_none());
     }
 
     #[test]
@@ -1271,8 +1429,8 @@ mod tests {
             },
         );
         c.psc_fill(2, 1, 1, 0x1000, psc(0x13000), 0);
-        assert!(c.iotlb_lookup(1, 1, 0x1000, false).is_none());
-        assert!(c.psc_lookup(2, 1, 1, 0x1000, false).is_none());
+        assert!(c.iotlb_peek(1, 1, 0x1000).is_none());
+        assert!(c.psc_lookup(2, 1, 1, 0x1000).is_none());
         assert!(!c.points_at(0x13000));
     }
 

@@ -283,6 +283,43 @@ mod tests {
         assert_eq!(page_hash(&m, 0x10000), 0);
     }
 
+    /// Changes a reuse makes are seen: entries swapped (within a lane and
+    /// across lanes), the same top bit flipped in two entries.
+    #[test]
+    fn hash_sees_moves_and_paired_changes() {
+        let m = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
+        for i in 0..512 {
+            store_u64(&m, 0x1000 + i * 8, 0x10_0000 + i * 0x1007).unwrap();
+        }
+        let base = page_hash(&m, 0x1000);
+        let mut seen = vec![base];
+        let swap = |a: u64, b: u64| {
+            let (x, y) = (
+                crate::memory::load_u64(&m, 0x1000 + a * 8).unwrap(),
+                crate::memory::load_u64(&m, 0x1000 + b * 8).unwrap(),
+            );
+            store_u64(&m, 0x1000 + a * 8, y).unwrap();
+            store_u64(&m, 0x1000 + b * 8, x).unwrap();
+        };
+        for (a, b) in [(0, 8), (3, 4), (10, 500)] {
+            swap(a, b);
+            seen.push(page_hash(&m, 0x1000));
+            swap(a, b);
+        }
+        assert_eq!(page_hash(&m, 0x1000), base);
+        for (a, b) in [(1, 17), (2, 66)] {
+            for i in [a, b] {
+                let v = crate::memory::load_u64(&m, 0x1000 + i * 8).unwrap();
+                store_u64(&m, 0x1000 + i * 8, v ^ (1 << 63)).unwrap();
+            }
+            seen.push(page_hash(&m, 0x1000));
+        }
+        let mut uniq = seen.clone();
+        uniq.sort_unstable();
+        uniq.dedup();
+        assert_eq!(uniq.len(), seen.len(), "{seen:x?}");
+    }
+
     #[test]
     fn unchanged_pde_is_not_stale_but_relinked_one_is() {
         let m = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x100000)]).unwrap();

@@ -89,22 +89,10 @@ pub struct Granularity {
     pub wait_pd: u64,
 }
 
-/// Activity of one cache (or one paging-structure level).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct CacheStats {
-    /// Lookups that found an entry.
-    pub hits: u64,
-    /// Lookups that found nothing.
-    pub misses: u64,
-    /// Entries inserted.
-    pub fills: u64,
-    /// Entries removed to make room (LRU).
-    pub evictions: u64,
-    /// Entries removed by invalidations.
-    pub invalidated: u64,
-}
+pub use crate::cache::CacheStats;
 
-/// Cache activity per cache.
+/// Cache activity per cache, as the caches count it themselves
+/// ([`crate::cache::Caches::stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct CacheCounters {
     /// Context cache.

@@ -6,8 +6,8 @@
 use serde::Serialize;
 
 use crate::checker::StaleWalk;
+use crate::descriptor::Descriptor;
 use crate::prq::{PageRequest, PageResponse};
-use crate::qi::Descriptor;
 use crate::walk::Access;
 
 /// Which caches a translation hit.

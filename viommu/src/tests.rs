@@ -8,237 +8,19 @@ use proptest::prelude::*;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::*;
+use crate::descriptor::{
+    self as qi, ContextGranularity, IotlbGranularity, PasidCacheGranularity, PiotlbGranularity,
+};
 use crate::event::SharedSink;
-use crate::qi::{ContextGranularity, IotlbGranularity, PasidCacheGranularity, PiotlbGranularity};
+use crate::prq::PrqError;
+use crate::regs::{fsts, gcmd};
+use crate::tables::pgtt;
 use crate::walk::{PTE_P, PTE_PS, PTE_RW, PTE_US, PTE_XD, index};
 
-/// The default requester, 00:04.0.
-pub(crate) const RID: u16 = 0x0020;
-const ROOT: u64 = 0x1000;
-const CTX: u64 = 0x2000;
-const PASID_DIR: u64 = 0x3000;
-const PASID_TABLE: u64 = 0x4000;
-const STATUS: u64 = 0x6000;
-const QUEUE: u64 = 0x8000;
-const PRQ: u64 = 0x10000;
-const TABLES: u64 = 0x100000;
-const MEM_SIZE: u64 = 0x800000;
-
-pub(crate) const U: u64 = PTE_P | PTE_RW | PTE_US;
-pub(crate) const K: u64 = PTE_P | PTE_RW;
-
-/// A guest driving the unit through registers and the invalidation queue.
-pub(crate) struct Harness {
-    pub mem: GuestMemoryMmap<()>,
-    pub unit: Viommu,
-    pub pgd: u64,
-    next_page: u64,
-    tail: u64,
-    levels: u8,
-}
-
-impl Harness {
-    pub fn new(config: Config) -> Self {
-        let levels = config.levels.count();
-        let mem =
-            GuestMemoryMmap::from_ranges(&[(GuestAddress(0), usize::try_from(MEM_SIZE).unwrap())])
-                .unwrap();
-        let mut h = Harness {
-            mem,
-            unit: Viommu::new(config),
-            pgd: 0,
-            next_page: TABLES,
-            tail: 0,
-            levels,
-        };
-        h.pgd = h.alloc_page();
-        h.w64(ROOT, CTX | 1);
-        // Context entry for RID: PASID dir, PDTS 0 (128 entries), PRE, PASIDE, DTE, P.
-        h.w64(
-            CTX + u64::from(RID & 0x7f) * 32,
-            PASID_DIR | 0x10 | 0x8 | 0x4 | 1,
-        );
-        h.reg64(regs::RTADDR, ROOT | (1 << 10));
-        h.reg32(regs::GCMD, gcmd::SRTP);
-        h.reg64(regs::IQA, QUEUE | (1 << 11));
-        h.reg32(regs::GCMD, gcmd::QIE);
-        h.reg64(regs::PQA, PRQ);
-        h.reg32(regs::GCMD, gcmd::QIE | gcmd::TE);
-        assert!(h.unit.translation_enabled());
-        h
-    }
-
-    pub fn w64(&self, gpa: u64, v: u64) {
-        self.mem.write_obj(v, GuestAddress(gpa)).unwrap();
-    }
-
-    pub fn r64(&self, gpa: u64) -> u64 {
-        self.mem.read_obj(GuestAddress(gpa)).unwrap()
-    }
-
-    pub fn reg64(&mut self, off: u64, v: u64) {
-        let mem = self.mem.clone();
-        self.unit.mmio_write(&mem, off, &v.to_le_bytes());
-    }
-
-    pub fn reg32(&mut self, off: u64, v: u32) {
-        let mem = self.mem.clone();
-        self.unit.mmio_write(&mem, off, &v.to_le_bytes());
-    }
-
-    pub fn rd64(&mut self, off: u64) -> u64 {
-        let mut b = [0u8; 8];
-        self.unit.mmio_read(off, &mut b);
-        u64::from_le_bytes(b)
-    }
-
-    pub fn rd32(&mut self, off: u64) -> u32 {
-        let mut b = [0u8; 4];
-        self.unit.mmio_read(off, &mut b);
-        u32::from_le_bytes(b)
-    }
-
-    pub fn alloc_page(&mut self) -> u64 {
-        let p = self.next_page;
-        self.next_page += 0x1000;
-        assert!(self.next_page <= MEM_SIZE, "test ran out of table pages");
-        self.mem.write_slice(&[0u8; 4096], GuestAddress(p)).unwrap();
-        p
-    }
-
-    /// PASID entry for `pasid`: first-stage at `pgd`, DID 1.
-    pub fn bind(&mut self, pasid: u32, sre: bool) {
-        let pgd = self.pgd;
-        self.bind_pgd(pasid, pgd, 1, sre);
-    }
-
-    pub fn bind_pgd(&mut self, pasid: u32, pgd: u64, did: u16, sre: bool) {
-        let dir = PASID_DIR + u64::from(pasid >> 6) * 8;
-        let table = PASID_TABLE + u64::from(pasid >> 6) * 0x1000;
-        self.w64(dir, table | 1);
-        let pe = table + u64::from(pasid & 0x3f) * 64;
-        let flpm = if self.levels == 5 { 1 << 2 } else { 0 };
-        self.w64(pe + 8, u64::from(did));
-        self.w64(pe + 16, pgd | flpm | u64::from(sre));
-        self.w64(pe, 1 | (u64::from(pgtt::FIRST_STAGE) << 6));
-    }
-
-    /// Maps `va` to a leaf at `level` (1: 4K, 2: 2M, 3: 1G) with `leaf`
-    /// flags; intermediate tables get `upper` flags. Returns the leaf's gpa.
-    pub fn map_at(&mut self, va: u64, pa: u64, level: u8, leaf: u64, upper: u64) -> u64 {
-        let mut table = self.pgd;
-        let mut l = self.levels;
-        while l > level {
-            let e = table + index(va, l) * 8;
-            let v = self.r64(e);
-            table = if v & PTE_P != 0 && v & PTE_PS == 0 {
-                self.w64(e, (v & walk::PTE_ADDR) | upper);
-                v & walk::PTE_ADDR
-            } else {
-                let t = self.alloc_page();
-                self.w64(e, t | upper);
-                t
-            };
-            l -= 1;
-        }
-        let e = table + index(va, level) * 8;
-        let ps = if level > 1 { PTE_PS } else { 0 };
-        self.w64(e, pa | leaf | ps);
-        e
-    }
-
-    pub fn map(&mut self, va: u64, pa: u64, leaf: u64, upper: u64) -> u64 {
-        self.map_at(va, pa, 1, leaf, upper)
-    }
-
-    pub fn unmap_leaf_for_test(&mut self, va: u64) {
-        let e = self.entry_addr(va, 1);
-        self.w64(e, 0);
-    }
-
-    pub fn map_user(&mut self, va: u64, pa: u64, writable: bool) -> u64 {
-        let leaf = if writable { U } else { PTE_P | PTE_US };
-        self.map(va, pa, leaf, U)
-    }
-
-    /// The address of the entry at `level` for `va` (tables must exist).
-    pub fn entry_addr(&self, va: u64, level: u8) -> u64 {
-        let mut table = self.pgd;
-        let mut l = self.levels;
-        loop {
-            let e = table + index(va, l) * 8;
-            if l == level {
-                return e;
-            }
-            table = self.r64(e) & walk::PTE_ADDR;
-            l -= 1;
-        }
-    }
-
-    /// Writes descriptors at the tail and rings IQT.
-    pub fn submit(&mut self, ds: &[Descriptor]) {
-        for d in ds {
-            let q = qi::encode(d);
-            for (i, v) in q.iter().enumerate() {
-                self.w64(QUEUE + self.tail + 8 * i as u64, *v);
-            }
-            self.tail = (self.tail + 32) % 4096;
-        }
-        let t = self.tail;
-        self.reg64(regs::IQT, t);
-    }
-
-    pub fn submit_raw(&mut self, qw: [u64; 4]) {
-        for (i, v) in qw.iter().enumerate() {
-            self.w64(QUEUE + self.tail + 8 * i as u64, *v);
-        }
-        self.tail = (self.tail + 32) % 4096;
-        let t = self.tail;
-        self.reg64(regs::IQT, t);
-    }
-
-    pub fn piotlb_page(&mut self, pasid: u32, addr: u64, am: u8, ih: bool) {
-        self.submit(&[Descriptor::Piotlb {
-            did: 1,
-            pasid,
-            granularity: PiotlbGranularity::Page { addr, am, ih },
-        }]);
-    }
-
-    pub fn dma(
-        &mut self,
-        pasid: Option<u32>,
-        addr: u64,
-        access: Access,
-        privileged: bool,
-    ) -> Result<Translation, TranslationFault> {
-        let mem = self.mem.clone();
-        self.unit.translate(
-            &mem,
-            &DmaRequest {
-                rid: RID,
-                pasid,
-                addr,
-                access,
-                privileged,
-            },
-        )
-    }
-
-    pub fn walk(&mut self, pasid: u32, addr: u64) {
-        let mem = self.mem.clone();
-        self.unit.speculative_walk(
-            &mem,
-            &DmaRequest {
-                rid: RID,
-                pasid: Some(pasid),
-                addr,
-                access: Access::Read,
-                privileged: false,
-            },
-        );
-    }
-}
+use crate::fixture::{
+    CTX, K, MEM_SIZE, PASID_DIR, PASID_TABLE, PRQ, QUEUE, RID, ROOT, STATUS,
+    ScalableUnit as Harness, U,
+};
 
 fn read(h: &mut Harness, pasid: u32, va: u64) -> Result<Translation, TranslationFault> {
     h.dma(Some(pasid), va, Access::Read, false)
@@ -277,7 +59,7 @@ fn qie_enable_resets_head() {
     assert_eq!(h.rd64(regs::IQH), 32);
     h.reg32(regs::GCMD, gcmd::TE);
     h.reg64(regs::IQT, 0);
-    h.tail = 0;
+    h.reset_tail();
     h.reg32(regs::GCMD, gcmd::TE | gcmd::QIE);
     assert_eq!(h.rd64(regs::IQH), 0);
 }

@@ -86,8 +86,10 @@ const HIDDEN_EMULATION_SAFE: &[Feature] = &[
 
 /// Features a Linux guest would use although KVM's instruction emulator
 /// (guest kernel mode on hosts without hardware virtualization) cannot run
-/// their instructions or, for `movbe`, raises #UD on them; by Linux's
-/// `clearcpuid=` names. XSAVE (and with it AVX, AVX-512 and the XSAVE
+/// their instructions or, for `movbe`, raises #UD on them, or runs them
+/// far slower than the alternatives (`erms`, `fsrm`: the kernel's memcpy,
+/// clear_page and copy_*_user then use `rep movsb`/`rep stosb`, emulated
+/// one byte per iteration); by Linux's `clearcpuid=` names. XSAVE (and with it AVX, AVX-512 and the XSAVE
 /// variants, which Linux makes depend on it) is switched off with
 /// `noxsave` instead.
 const LINUX_UNRUNNABLE: &[Feature] = &[
@@ -102,6 +104,7 @@ const LINUX_UNRUNNABLE: &[Feature] = &[
     ("bmi1", 7, 0, Reg::Ebx, 3),
     ("avx2", 7, 0, Reg::Ebx, 5),
     ("bmi2", 7, 0, Reg::Ebx, 8),
+    ("erms", 7, 0, Reg::Ebx, 9),
     ("invpcid", 7, 0, Reg::Ebx, 10),
     ("avx512f", 7, 0, Reg::Ebx, 16),
     ("rdseed", 7, 0, Reg::Ebx, 18),
@@ -109,6 +112,7 @@ const LINUX_UNRUNNABLE: &[Feature] = &[
     ("smap", 7, 0, Reg::Ebx, 20),
     ("la57", 7, 0, Reg::Ecx, 16),
     ("rdpid", 7, 0, Reg::Ecx, 22),
+    ("fsrm", 7, 0, Reg::Edx, 4),
     ("abm", 0x8000_0001, 0, Reg::Ecx, 5),
 ];
 
@@ -353,8 +357,8 @@ mod tests {
             w,
             vec![
                 "noxsave".to_string(),
-                "clearcpuid=fma,pcid,movbe,popcnt,avx,f16c,rdrand,fsgsbase,bmi1,avx2,bmi2,invpcid,\
-                 avx512f,rdseed,adx,smap,rdpid,abm"
+                "clearcpuid=fma,pcid,movbe,popcnt,avx,f16c,rdrand,fsgsbase,bmi1,avx2,bmi2,erms,\
+                 invpcid,avx512f,rdseed,adx,smap,rdpid,fsrm,abm"
                     .to_string()
             ]
         );

@@ -1,11 +1,16 @@
 //! Guest-virtual to guest-physical translation through the guest's own
-//! page tables, as the vCPU sees them (CR0/CR3/CR4/EFER), for diagnostics:
-//! reading the instruction bytes at RIP when KVM cannot emulate them.
-//! Handles no paging, 32-bit paging, PAE, 4- and 5-level paging.
+//! page tables, as the vCPU sees them (CR0/CR3/CR4/EFER): reading the
+//! instruction bytes at RIP when KVM cannot emulate them, and the memory
+//! operands of the instructions the VMM emulates (`crate::emulate`), with
+//! the supervisor write-protection check (CR0.WP). Handles no paging,
+//! 32-bit paging, PAE, 4- and 5-level paging. Accessed and dirty bits are
+//! not set.
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 const CR0_PG: u64 = 1 << 31;
+const CR0_WP: u64 = 1 << 16;
+const WRITABLE: u64 = 1 << 1;
 const CR4_PSE: u64 = 1 << 4;
 const CR4_PAE: u64 = 1 << 5;
 const CR4_LA57: u64 = 1 << 12;
@@ -42,6 +47,15 @@ pub enum WalkError {
         /// Its value.
         entry: u64,
     },
+    /// A supervisor write to a page some level maps read-only, with
+    /// CR0.WP set.
+    #[error("{gva:#x} is mapped read-only (level {level} entry) and CR0.WP is set")]
+    WriteProtected {
+        /// The address translated.
+        gva: u64,
+        /// Paging level of the first read-only entry (1 = PTE).
+        level: u32,
+    },
     /// A table lies outside guest memory.
     #[error("page table at {addr:#x} is outside guest memory")]
     BadTable {
@@ -61,8 +75,27 @@ fn read_entry(mem: &GuestMemoryMmap, addr: u64, wide: bool) -> Result<u64, WalkE
     }
 }
 
-/// Translates `gva` as the vCPU would.
+/// Translates `gva` as the vCPU would, for a read.
 pub fn translate(mem: &GuestMemoryMmap, mode: &PagingMode, gva: u64) -> Result<u64, WalkError> {
+    translate_access(mem, mode, gva, false)
+}
+
+/// Translates `gva` as the vCPU would for a supervisor access; a `write`
+/// also needs every level writable when CR0.WP is set.
+pub fn translate_access(
+    mem: &GuestMemoryMmap,
+    mode: &PagingMode,
+    gva: u64,
+    write: bool,
+) -> Result<u64, WalkError> {
+    let check_write = write && mode.cr0 & CR0_WP != 0;
+    let protect = |e: u64, level: u32| {
+        if check_write && e & WRITABLE == 0 {
+            Err(WalkError::WriteProtected { gva, level })
+        } else {
+            Ok(())
+        }
+    };
     if mode.cr0 & CR0_PG == 0 {
         return Ok(gva);
     }
@@ -100,6 +133,7 @@ pub fn translate(mem: &GuestMemoryMmap, mode: &PagingMode, gva: u64) -> Result<u
                 entry: e,
             });
         }
+        protect(e, level)?;
         let large_ok = if wide {
             level == 2 || level == 3
         } else {
@@ -119,21 +153,32 @@ pub fn translate(mem: &GuestMemoryMmap, mode: &PagingMode, gva: u64) -> Result<u
     Ok(table | (gva & 0xfff))
 }
 
-/// Reads up to `len` bytes at `gva`, page by page; stops at the first byte
-/// that cannot be translated or read (so the result may be shorter).
+/// Reads up to `len` bytes at `gva`, page by page (one walk per page);
+/// stops at the first byte that cannot be translated or read (so the
+/// result may be shorter).
 pub fn read_bytes(mem: &GuestMemoryMmap, mode: &PagingMode, gva: u64, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
-    for i in 0..len {
-        let Some(va) = gva.checked_add(i as u64) else {
+    while out.len() < len {
+        let Some(va) = gva.checked_add(out.len() as u64) else {
             break;
         };
         let Ok(pa) = translate(mem, mode, va) else {
             break;
         };
-        let Ok(b) = mem.read_obj::<u8>(GuestAddress(pa)) else {
-            break;
-        };
-        out.push(b);
+        let in_page = 0x1000 - usize::try_from(va & 0xfff).unwrap_or(0);
+        let n = in_page.min(len - out.len());
+        let start = out.len();
+        out.resize(start + n, 0);
+        if mem.read_slice(&mut out[start..], GuestAddress(pa)).is_err() {
+            // Keep what lies in guest memory, byte by byte.
+            out.truncate(start);
+            for i in 0..n as u64 {
+                match mem.read_obj::<u8>(GuestAddress(pa + i)) {
+                    Ok(b) => out.push(b),
+                    Err(_) => return out,
+                }
+            }
+        }
     }
     out
 }
@@ -173,6 +218,33 @@ mod tests {
     }
 
     #[test]
+    fn supervisor_writes_honour_cr0_wp() {
+        let m = mem();
+        m.write_obj(0x2003u64, GuestAddress(0x1000)).unwrap();
+        m.write_obj(0x3003u64, GuestAddress(0x2000)).unwrap();
+        m.write_obj(0x4003u64, GuestAddress(0x3000)).unwrap();
+        m.write_obj(0x9001u64, GuestAddress(0x4000 + 5 * 8))
+            .unwrap(); // PT[5]: present, read-only
+        let mut mode = PagingMode {
+            cr0: CR0_PG | CR0_WP | 1,
+            cr3: 0x1000,
+            cr4: CR4_PAE,
+            efer: EFER_LMA,
+        };
+        assert_eq!(translate(&m, &mode, 0x5010), Ok(0x9010));
+        assert_eq!(
+            translate_access(&m, &mode, 0x5010, true),
+            Err(WalkError::WriteProtected {
+                gva: 0x5010,
+                level: 1
+            })
+        );
+        // Without CR0.WP supervisor writes go through.
+        mode.cr0 &= !CR0_WP;
+        assert_eq!(translate_access(&m, &mode, 0x5010, true), Ok(0x9010));
+    }
+
+    #[test]
     fn reject_unmapped_addresses() {
         let m = mem();
         let mode = PagingMode {
@@ -193,6 +265,19 @@ mod tests {
             translate(&m, &bad, 0),
             Err(WalkError::BadTable { addr: 0x4000_0000 })
         );
+    }
+
+    #[test]
+    fn read_bytes_stops_at_the_end_of_guest_memory() {
+        let m = mem();
+        let end = 16u64 << 20;
+        m.write_slice(&[1, 2, 3], GuestAddress(end - 3)).unwrap();
+        assert_eq!(
+            read_bytes(&m, &PagingMode::default(), end - 3, 8),
+            vec![1, 2, 3]
+        );
+        assert!(read_bytes(&m, &PagingMode::default(), end, 8).is_empty());
+        assert!(read_bytes(&m, &PagingMode::default(), u64::MAX, 8).len() <= 1);
     }
 
     #[test]

@@ -557,8 +557,8 @@ fn run_inner(
     if !cmdline_added.is_empty() {
         verbose(&|| {
             format!(
-                "Linux guest under --cpu-profile emulation-safe: this KVM shows it host CPU features \
-                 its CPUID cannot hide, so the VMM adds to its command line: {}",
+                "Linux guest under --cpu-profile emulation-safe: this KVM shows the guest host CPU \
+                 features that CPUID filtering cannot hide, so the VMM adds to its command line: {}",
                 cmdline_added.join(" ")
             )
         });

@@ -28,15 +28,6 @@
 static struct platform pf;
 static struct proc procs[MAX_PROCS];
 
-static u64 ucall(struct proc *p, void (*fn)(u64), u64 arg, u64 a, u64 b, u64 len)
-{
-    struct uparams *u = uparams_of(p);
-    u->a = a;
-    u->b = b;
-    u->len = len;
-    return proc_run(p, fn, arg);
-}
-
 int scenario_churn(const struct boot_info *bi)
 {
     (void)bi;

@@ -30,15 +30,6 @@
 
 static struct platform pf;
 
-static u64 ucall(struct proc *p, void (*fn)(u64), u64 arg, u64 a, u64 b, u64 len)
-{
-    struct uparams *u = uparams_of(p);
-    u->a = a;
-    u->b = b;
-    u->len = len;
-    return proc_run(p, fn, arg);
-}
-
 /* Maps [va, va + len) to [pa, pa + len) user RW, with 2 MiB leaves or
  * 4 KiB pages. */
 static bool map_range(struct proc *p, u64 va, u64 pa, u64 len, bool huge)

@@ -31,15 +31,6 @@
 
 static struct platform pf;
 
-static u64 ucall(struct proc *p, void (*fn)(u64), u64 arg, u64 a, u64 b, u64 len)
-{
-    struct uparams *u = uparams_of(p);
-    u->a = a;
-    u->b = b;
-    u->len = len;
-    return proc_run(p, fn, arg);
-}
-
 static bool map_buf(struct proc *p, u64 va, u64 len)
 {
     for (u64 off = 0; off < len; off += PAGE_SIZE)

@@ -51,3 +51,12 @@ USER_TEXT void user_forge(u64 entry)
 struct uparams *uparams_of(struct proc *p) { return (struct uparams *)p->pa[0]; }
 
 bool uparams_map(struct proc *p) { return p->npages == 0 && proc_map_new(p, USER_PARAM_VA) != 0; }
+
+u64 ucall(struct proc *p, void (*fn)(u64), u64 arg, u64 a, u64 b, u64 len)
+{
+    struct uparams *u = uparams_of(p);
+    u->a = a;
+    u->b = b;
+    u->len = len;
+    return proc_run(p, fn, arg);
+}

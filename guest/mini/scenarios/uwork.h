@@ -24,5 +24,8 @@ void user_forge(u64 entry);
 struct uparams *uparams_of(struct proc *p);
 /* Maps the parameter page (must be the process's first mapping). */
 bool uparams_map(struct proc *p);
+/* Runs `fn(arg)` at CPL3 in `p` with parameters a, b, len; returns what
+ * it returned. */
+u64 ucall(struct proc *p, void (*fn)(u64), u64 arg, u64 a, u64 b, u64 len);
 
 #endif

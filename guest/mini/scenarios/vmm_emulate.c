@@ -276,6 +276,101 @@ static void fpu_control(void)
     ran[I_LDMXCSR]++;
 }
 
+/* The faults the CPU raises for these instructions (the VMM injects them
+ * where it runs the instruction): each test puts the address to resume at
+ * in %r11 and the hook records the vector and error code. */
+static u64 fault_vector, fault_error, fault_cr2;
+static unsigned faults_seen;
+
+static int fault_hook(struct trap_frame *f)
+{
+    if (f->vector != 7 && f->vector != 13 && f->vector != 14)
+        return 0;
+    faults_seen++;
+    fault_vector = f->vector;
+    fault_error = f->error;
+    if (f->vector == 14)
+        __asm__ volatile("mov %%cr2, %0" : "=r"(fault_cr2));
+    f->rip = f->r11;
+    return 1;
+}
+
+static void expect_fault_code(const char *what, u64 vector, u64 error)
+{
+    check(what, faults_seen, 1);
+    check(what, fault_vector, vector);
+    check(what, fault_error, error);
+    faults_seen = 0;
+    fault_vector = fault_error = ~0ULL;
+}
+
+static void expect_fault(const char *what, u64 vector)
+{
+    expect_fault_code(what, vector, 0);
+}
+
+static void faults(void)
+{
+    trap_kernel_hook = fault_hook;
+    /* cmpxchg16b on an operand that is not 16-byte aligned: #GP(0). */
+    static u64 cells[4] __attribute__((aligned(16)));
+    volatile u64(*odd)[2] = (volatile u64(*)[2])&cells[1];
+    __asm__ volatile("lea 1f(%%rip), %%r11\n\tlock cmpxchg16b %0\n1:"
+                     : "+m"(*odd)
+                     : "a"(0), "d"(0), "b"(1), "c"(1)
+                     : "r11", "cc", "memory");
+    ran[I_CMPXCHG16B]++;
+    expect_fault("cmpxchg16b.misaligned_gp", 13);
+
+    /* ldmxcsr with a reserved bit: #GP(0). */
+    u32 bad = 0x10000 | 0x1f80;
+    __asm__ volatile("lea 1f(%%rip), %%r11\n\tldmxcsr %0\n1:" : : "m"(bad) : "r11", "memory");
+    ran[I_LDMXCSR]++;
+    expect_fault("ldmxcsr.reserved_gp", 13);
+
+    /* popcnt from a non-canonical address: #GP(0). */
+    u64 d, bad_va = 0x0000800000000000ULL;
+    __asm__ volatile("lea 1f(%%rip), %%r11\n\tpopcnt (%1), %0\n1:"
+                     : "=r"(d)
+                     : "r"(bad_va)
+                     : "r11", "cc", "memory");
+    (void)d;
+    ran[I_POPCNT]++;
+    expect_fault("popcnt.noncanonical_gp", 13);
+
+    /* popcnt from a canonical address no page table maps (the mini guest
+     * maps nothing at 0x7000_0000_0000): #PF, error 0 (read, not
+     * present), CR2 the address. cmpxchg16b there: error 2 (a locked
+     * read-modify-write faults as a write). */
+    u64 unmapped = 0x0000700000000000ULL;
+    fault_cr2 = 0;
+    __asm__ volatile("lea 1f(%%rip), %%r11\n\tpopcnt (%1), %0\n1:"
+                     : "=r"(d)
+                     : "r"(unmapped)
+                     : "r11", "cc", "memory");
+    ran[I_POPCNT]++;
+    check("popcnt.pf_cr2", fault_cr2, unmapped);
+    expect_fault("popcnt.unmapped_pf", 14);
+    fault_cr2 = 0;
+    __asm__ volatile("lea 1f(%%rip), %%r11\n\tlock cmpxchg16b (%0)\n1:"
+                     :
+                     : "r"(unmapped), "a"(0), "d"(0), "b"(1), "c"(1)
+                     : "r11", "cc", "memory");
+    ran[I_CMPXCHG16B]++;
+    check("cmpxchg16b.pf_cr2", fault_cr2, unmapped);
+    expect_fault_code("cmpxchg16b.unmapped_pf", 14, 2);
+
+    /* fwait with CR0.TS and CR0.MP: #NM. */
+    u64 cr0;
+    __asm__ volatile("mov %%cr0, %0" : "=r"(cr0));
+    __asm__ volatile("mov %0, %%cr0" : : "r"(cr0 | 0xa)); /* MP | TS */
+    __asm__ volatile("lea 1f(%%rip), %%r11\n\tfwait\n1:" : : : "r11", "memory");
+    ran[I_FWAIT]++;
+    __asm__ volatile("mov %0, %%cr0" : : "r"(cr0));
+    expect_fault("fwait.ts_nm", 7);
+    trap_kernel_hook = NULL;
+}
+
 static u64 bp_rip[2];
 static unsigned bp_hits;
 
@@ -351,6 +446,7 @@ int scenario_vmm_emulate(const struct boot_info *bi)
     bmi2();
     byte_order_and_atomics();
     fpu_control();
+    faults();
     for (int i = 0; i < I_COUNT; i++)
         kprintf("stalewalk-guest: ran_%s=%u\n", names[i], ran[i]);
     kprintf("stalewalk-guest: scenario=vmm-emulate failures=%d verdict=%s\n", failures,

@@ -176,7 +176,7 @@ mod tests {
     /// they name.
     #[test]
     fn iotlb_page_and_pasid_cache_granularities_decode() {
-        use viommu::qi::{self, IotlbGranularity, PasidCacheGranularity};
+        use viommu::descriptor::{self as qi, IotlbGranularity, PasidCacheGranularity};
         let d = qi::decode(encode(&Invalidation::IotlbPage {
             did: 3,
             addr: 0xffff_8880_0020_0000,

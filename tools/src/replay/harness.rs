@@ -226,6 +226,12 @@ impl AccessOutcome {
 }
 
 /// Guest memory, the unit, and the harness's driver state.
+///
+/// Its set-up is its own on purpose, not `viommu::fixture`: the harness lays
+/// out root, context and PASID tables for any requesters, PASIDs, levels and
+/// memory sizes a scenario names, keeps its tables in an area the scenario
+/// cannot write, and is the documented reference behaviour of
+/// `docs/SCENARIOS.md`; the fixture is one fixed unit for tests and benches.
 #[derive(Debug)]
 pub struct Harness {
     config: ScenarioConfig,
@@ -309,7 +315,7 @@ impl Harness {
 
     /// The counters so far.
     pub fn report(&self) -> Result<Report> {
-        Ok(Report::from_counters(self.unit.counters())?)
+        Ok(Report::from_counters(&self.unit.counters())?)
     }
 
     /// Runs one command.

@@ -19,11 +19,13 @@
 //!   `KVM_GET_XSAVE`/`KVM_SET_XSAVE` give.
 //!
 //! Exceptions the CPU would raise are injected (`#GP(0)` for a misaligned
-//! `cmpxchg16b` or reserved MXCSR bits, `#NM`, `#MF`, `#UD`). A memory
-//! operand that does not translate stops the VM with a clear error instead
-//! of injecting `#PF`: the right CR2 needs `KVM_SET_SREGS` or a VM-wide
-//! capability on the hot path of every emulated instruction, and kernel
-//! code does not rely on faults from these instructions.
+//! `cmpxchg16b`, reserved MXCSR bits or a non-canonical address, `#NM`,
+//! `#MF`, `#UD`). A memory operand on a not-present page raises `#PF` with
+//! CR2 and the error code, where KVM syncs registers through `kvm_run`
+//! (CR2 goes in with the system registers); without that the VM stops with
+//! a clear error, since setting CR2 would take `KVM_SET_SREGS`, which the
+//! vCPU seccomp filter does not allow. A page table outside guest RAM, or
+//! an operand in MMIO, stops the VM.
 
 pub mod alu;
 
@@ -49,13 +51,16 @@ const CR0_EM: u64 = 1 << 2;
 const CR0_TS: u64 = 1 << 3;
 const CR0_NE: u64 = 1 << 5;
 const CR4_OSFXSR: u64 = 1 << 9;
+const CR4_LA57: u64 = 1 << 12;
 const EFER_LMA: u64 = 1 << 10;
 const FSW_ES: u16 = 1 << 7;
 
 const VEC_BP: u32 = 3;
 const VEC_UD: u32 = 6;
 const VEC_NM: u32 = 7;
+const VEC_SS: u32 = 12;
 const VEC_GP: u32 = 13;
+const VEC_PF: u32 = 14;
 const VEC_MF: u32 = 16;
 
 /// Why the VMM did not run an instruction KVM could not emulate.
@@ -84,10 +89,10 @@ pub enum EmulateError {
         /// The decoded mnemonic.
         mnemonic: String,
     },
-    /// A memory operand's address does not translate.
+    /// A memory operand's page tables are not in guest RAM.
     #[error(
-        "the VMM emulated `{mnemonic}` but its memory operand at {gva:#x} does not translate ({source}); \
-         the VMM stops here rather than inject #PF (docs/EMULATION.md)"
+        "the VMM emulated `{mnemonic}` but its memory operand at {gva:#x} does not translate ({source}) \
+         (docs/EMULATION.md)"
     )]
     Translate {
         /// The instruction.
@@ -95,6 +100,24 @@ pub enum EmulateError {
         /// The operand's linear address.
         gva: u64,
         /// Why.
+        source: WalkError,
+    },
+    /// A memory operand's page is not present: the CPU raises #PF. With
+    /// synced registers the VMM injects it (CR2 through the synced system
+    /// registers); without, it stops here with this error.
+    #[error(
+        "the VMM emulated `{mnemonic}` but its memory operand at {gva:#x} page-faults ({source}); \
+         without KVM's synced registers the VMM cannot set CR2, so it stops instead of injecting #PF \
+         (docs/EMULATION.md)"
+    )]
+    PageFault {
+        /// The instruction.
+        mnemonic: &'static str,
+        /// The faulting linear address (CR2).
+        gva: u64,
+        /// The #PF error code.
+        error: u32,
+        /// The walk's finding.
         source: WalkError,
     },
     /// A memory operand is not in guest RAM.
@@ -115,6 +138,16 @@ pub enum EmulateError {
     Form {
         /// The instruction.
         mnemonic: &'static str,
+    },
+    /// The instruction raises an exception (a non-canonical operand
+    /// address): `emulate` injects it and the guest runs on; never returned
+    /// from [`emulate`].
+    #[error("the instruction raises exception {vector}")]
+    Raise {
+        /// The vector.
+        vector: u32,
+        /// The error code, if the exception has one.
+        error: Option<u32>,
     },
     /// The host has no `cmpxchg16b`.
     #[error("the host CPU lacks cmpxchg16b, so the VMM cannot run the guest's atomically")]
@@ -172,6 +205,14 @@ fn bitness(s: &kvm_sregs) -> u32 {
     } else {
         16
     }
+}
+
+/// Whether `va` is canonical for `width` address bits (48, or 57 with
+/// LA57): bits 63..width-1 all equal.
+fn canonical(va: u64, width: u32) -> bool {
+    #[allow(clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+    let extended = (((va << (64 - width)) as i64) >> (64 - width)) as u64;
+    extended == va
 }
 
 /// Index into [`gpr_mut`] and width of a general-purpose register of 16,
@@ -274,8 +315,10 @@ impl Cpu<'_> {
         }
     }
 
-    /// The linear address of memory operand `op`.
-    fn address(&self, ins: &Instruction, op: u32) -> Result<u64, EmulateError> {
+    /// The linear address of memory operand `op`, `len` bytes long. In
+    /// 64-bit mode a non-canonical one raises #GP(0), or #SS(0) through SS,
+    /// as on the CPU (the page walk would otherwise ignore the high bits).
+    fn address(&self, ins: &Instruction, op: u32, len: u64) -> Result<u64, EmulateError> {
         let va = ins
             .virtual_address(op, 0, |r, _, _| {
                 self.segment_base(r).or_else(|| self.get(r))
@@ -283,42 +326,102 @@ impl Cpu<'_> {
             .ok_or(EmulateError::Form {
                 mnemonic: self.mnemonic,
             })?;
-        Ok(if self.bits == 64 {
-            va
+        if self.bits != 64 {
+            return Ok(va & 0xffff_ffff);
+        }
+        let width = if self.mode.cr4 & CR4_LA57 != 0 {
+            57
         } else {
-            va & 0xffff_ffff
+            48
+        };
+        let last = va.wrapping_add(len.saturating_sub(1));
+        if !canonical(va, width) || !canonical(last, width) {
+            return Err(EmulateError::Raise {
+                vector: if ins.memory_segment() == Register::SS {
+                    VEC_SS
+                } else {
+                    VEC_GP
+                },
+                error: Some(0),
+            });
+        }
+        Ok(va)
+    }
+
+    /// Guest-physical address of `gva`; a not-present entry on the walk, or
+    /// a write to a read-only page under CR0.WP, is a page fault (`write`:
+    /// the access writes).
+    fn translate(&self, gva: u64, write: bool) -> Result<u64, EmulateError> {
+        let user = u32::from(self.sregs.cs.selector & 3 == 3) << 2;
+        gva::translate_access(self.mem, &self.mode, gva, write).map_err(|source| match source {
+            // P=0, W, U (CPL 3), as the CPU reports a not-present fault.
+            WalkError::NotPresent { .. } => EmulateError::PageFault {
+                mnemonic: self.mnemonic,
+                gva,
+                error: (u32::from(write) << 1) | user,
+                source,
+            },
+            // P=1, W: a write to a read-only page under CR0.WP.
+            WalkError::WriteProtected { .. } => EmulateError::PageFault {
+                mnemonic: self.mnemonic,
+                gva,
+                error: 1 | 2 | user,
+                source,
+            },
+            _ => EmulateError::Translate {
+                mnemonic: self.mnemonic,
+                gva,
+                source,
+            },
         })
     }
 
-    /// Guest-physical address of `gva`.
-    fn translate(&self, gva: u64) -> Result<u64, EmulateError> {
-        gva::translate(self.mem, &self.mode, gva).map_err(|source| EmulateError::Translate {
-            mnemonic: self.mnemonic,
-            gva,
-            source,
-        })
-    }
-
-    /// Reads or writes `buf` at `gva`, page by page.
+    /// Reads or writes `buf` (at most 16 bytes) at `gva`, page by page.
+    /// Every page is translated and checked before anything is written, so
+    /// a store that faults on its second page leaves the first untouched,
+    /// as on the CPU.
     fn access(&self, gva: u64, buf: &mut [u8], write: bool) -> Result<(), EmulateError> {
+        // (gpa, offset in buf, length) of each page's part; 16 bytes span at
+        // most two pages.
+        let mut parts = [(0u64, 0usize, 0usize); 2];
+        let mut count = 0usize;
         let mut done = 0usize;
-        while done < buf.len() {
+        while done < buf.len() && count < parts.len() {
             let va = gva.wrapping_add(done as u64);
-            let gpa = self.translate(va)?;
+            let gpa = self.translate(va, write)?;
             let in_page = 0x1000 - usize::try_from(va & 0xfff).unwrap_or(0);
             let n = in_page.min(buf.len() - done);
-            let chunk = &mut buf[done..done + n];
-            let r = if write {
-                self.mem.write_slice(chunk, GuestAddress(gpa))
-            } else {
-                self.mem.read_slice(chunk, GuestAddress(gpa))
-            };
-            r.map_err(|_| EmulateError::NotRam {
+            let mut probe = [0u8; 16];
+            let len = n.min(probe.len());
+            self.mem
+                .read_slice(&mut probe[..len], GuestAddress(gpa))
+                .map_err(|_| EmulateError::NotRam {
+                    mnemonic: self.mnemonic,
+                    gva: va,
+                    gpa,
+                })?;
+            if !write {
+                buf[done..done + len].copy_from_slice(&probe[..len]);
+            }
+            parts[count] = (gpa, done, len);
+            count += 1;
+            done += len;
+        }
+        if done < buf.len() {
+            return Err(EmulateError::Form {
                 mnemonic: self.mnemonic,
-                gva: va,
-                gpa,
-            })?;
-            done += n;
+            });
+        }
+        if write {
+            for &(gpa, off, len) in &parts[..count] {
+                self.mem
+                    .write_slice(&buf[off..off + len], GuestAddress(gpa))
+                    .map_err(|_| EmulateError::NotRam {
+                        mnemonic: self.mnemonic,
+                        gva: gva.wrapping_add(off as u64),
+                        gpa,
+                    })?;
+            }
         }
         Ok(())
     }
@@ -342,7 +445,7 @@ impl Cpu<'_> {
             OpKind::Register => self.get(ins.op_register(op)).ok_or(EmulateError::Form {
                 mnemonic: self.mnemonic,
             }),
-            OpKind::Memory => self.read_mem(self.address(ins, op)?, bits),
+            OpKind::Memory => self.read_mem(self.address(ins, op, u64::from(bits / 8))?, bits),
             OpKind::Immediate8 => Ok(u64::from(ins.immediate8())),
             _ => Err(EmulateError::Form {
                 mnemonic: self.mnemonic,
@@ -353,7 +456,7 @@ impl Cpu<'_> {
     fn write(&mut self, ins: &Instruction, op: u32, bits: u32, v: u64) -> Result<(), EmulateError> {
         match ins.op_kind(op) {
             OpKind::Register => self.set(ins.op_register(op), v),
-            OpKind::Memory => self.write_mem(self.address(ins, op)?, bits, v),
+            OpKind::Memory => self.write_mem(self.address(ins, op, u64::from(bits / 8))?, bits, v),
             _ => Err(EmulateError::Form {
                 mnemonic: self.mnemonic,
             }),
@@ -495,7 +598,22 @@ pub fn emulate(
         bits,
         mnemonic,
     };
-    let after = execute(&mut cpu, &ins, fd)?;
+    let after = match execute(&mut cpu, &ins, fd) {
+        Ok(a) => a,
+        Err(EmulateError::Raise { vector, error }) => After::Fault { vector, error },
+        Err(EmulateError::PageFault { gva, error, .. }) if access == RegAccess::Synced => {
+            // CR2 goes in with the synced system registers (the values KVM
+            // just stored, CR2 changed); the #PF with the event below.
+            let s = fd.sync_regs_mut();
+            s.sregs.cr2 = gva;
+            fd.set_sync_dirty_reg(SyncReg::SystemRegister);
+            After::Fault {
+                vector: VEC_PF,
+                error: Some(error),
+            }
+        }
+        Err(e) => return Err(e),
+    };
     match after {
         After::Retire => {
             cpu.regs.rip = if bits == 64 {
@@ -555,49 +673,66 @@ fn inject(
 }
 
 fn execute(cpu: &mut Cpu<'_>, ins: &Instruction, fd: &VcpuFd) -> Result<After, EmulateError> {
-    if let Some((op, _)) = alu_op(ins.mnemonic()) {
-        let bits = cpu.operand_bits(ins)?;
-        let (a, b) = match op {
-            Op::Popcnt | Op::Lzcnt | Op::Tzcnt | Op::Blsi | Op::Blsmsk | Op::Blsr => {
-                (cpu.read(ins, 1, bits)?, 0)
-            }
-            _ => (cpu.read(ins, 1, bits)?, cpu.read(ins, 2, bits)?),
-        };
-        let (r, flags) = alu::compute(op, bits, a, b);
-        cpu.write(ins, 0, bits, r)?;
-        cpu.regs.rflags = flags.apply(cpu.regs.rflags);
-        return Ok(After::Retire);
+    match execute_integer(cpu, ins) {
+        Some(r) => r,
+        None => fpu(cpu, ins, fd),
     }
-    match ins.code() {
+}
+
+/// The instructions of the set that need only registers and memory (all
+/// but the x87/SSE ones); `None` for the others.
+fn execute_integer(cpu: &mut Cpu<'_>, ins: &Instruction) -> Option<Result<After, EmulateError>> {
+    if let Some((op, _)) = alu_op(ins.mnemonic()) {
+        return Some(execute_alu(cpu, ins, op));
+    }
+    Some(match ins.code() {
         Code::Int3 => Ok(After::Retire),
-        Code::VEX_Mulx_r32_r32_rm32 | Code::VEX_Mulx_r64_r64_rm64 => {
-            let bits = cpu.operand_bits(ins)?;
-            let src = cpu.read(ins, 2, bits)?;
-            let (hi, lo) = alu::mulx(bits, cpu.regs.rdx, src);
-            // Low half first: with both destinations the same register the
-            // high half is what stays.
-            cpu.write(ins, 1, bits, lo)?;
-            cpu.write(ins, 0, bits, hi)?;
-            Ok(After::Retire)
-        }
+        Code::VEX_Mulx_r32_r32_rm32 | Code::VEX_Mulx_r64_r64_rm64 => execute_mulx(cpu, ins),
         Code::Movbe_r16_m16
         | Code::Movbe_r32_m32
         | Code::Movbe_r64_m64
         | Code::Movbe_m16_r16
         | Code::Movbe_m32_r32
-        | Code::Movbe_m64_r64 => {
-            let bits = cpu.operand_bits(ins)?;
-            let v = cpu.read(ins, 1, bits)?;
-            cpu.write(ins, 0, bits, alu::byte_swap(bits, v))?;
-            Ok(After::Retire)
-        }
+        | Code::Movbe_m64_r64 => execute_movbe(cpu, ins),
         Code::Cmpxchg16b_m128 => cmpxchg16b(cpu, ins),
-        _ => fpu(cpu, ins, fd),
-    }
+        _ => return None,
+    })
+}
+
+fn execute_alu(cpu: &mut Cpu<'_>, ins: &Instruction, op: Op) -> Result<After, EmulateError> {
+    let bits = cpu.operand_bits(ins)?;
+    let (a, b) = match op {
+        Op::Popcnt | Op::Lzcnt | Op::Tzcnt | Op::Blsi | Op::Blsmsk | Op::Blsr => {
+            (cpu.read(ins, 1, bits)?, 0)
+        }
+        _ => (cpu.read(ins, 1, bits)?, cpu.read(ins, 2, bits)?),
+    };
+    let (r, flags) = alu::compute(op, bits, a, b);
+    cpu.write(ins, 0, bits, r)?;
+    cpu.regs.rflags = flags.apply(cpu.regs.rflags);
+    Ok(After::Retire)
+}
+
+fn execute_mulx(cpu: &mut Cpu<'_>, ins: &Instruction) -> Result<After, EmulateError> {
+    let bits = cpu.operand_bits(ins)?;
+    let src = cpu.read(ins, 2, bits)?;
+    let (hi, lo) = alu::mulx(bits, cpu.regs.rdx, src);
+    // Low half first: with both destinations the same register the high
+    // half is what stays.
+    cpu.write(ins, 1, bits, lo)?;
+    cpu.write(ins, 0, bits, hi)?;
+    Ok(After::Retire)
+}
+
+fn execute_movbe(cpu: &mut Cpu<'_>, ins: &Instruction) -> Result<After, EmulateError> {
+    let bits = cpu.operand_bits(ins)?;
+    let v = cpu.read(ins, 1, bits)?;
+    cpu.write(ins, 0, bits, alu::byte_swap(bits, v))?;
+    Ok(After::Retire)
 }
 
 fn cmpxchg16b(cpu: &mut Cpu<'_>, ins: &Instruction) -> Result<After, EmulateError> {
-    let gva = cpu.address(ins, 0)?;
+    let gva = cpu.address(ins, 0, 16)?;
     if gva & 15 != 0 {
         return Ok(After::Fault {
             vector: VEC_GP,
@@ -607,7 +742,8 @@ fn cmpxchg16b(cpu: &mut Cpu<'_>, ins: &Instruction) -> Result<After, EmulateErro
     if !std::arch::is_x86_feature_detected!("cmpxchg16b") {
         return Err(EmulateError::HostLacksCx16);
     }
-    let gpa = cpu.translate(gva)?;
+    // A locked read-modify-write faults as a write.
+    let gpa = cpu.translate(gva, true)?;
     let not_ram = EmulateError::NotRam {
         mnemonic: cpu.mnemonic,
         gva,
@@ -939,12 +1075,12 @@ mod tests {
         mem.write_obj(0xffu64, GuestAddress(0x3008)).unwrap();
         cpu.regs.rsi = 0x3000;
         let ins = decode64(&[0xf3, 0x48, 0x0f, 0xb8, 0x4e, 0x08]);
-        assert_eq!(cpu.address(&ins, 1).unwrap(), 0x3008);
+        assert_eq!(cpu.address(&ins, 1, 8).unwrap(), 0x3008);
         assert_eq!(cpu.read(&ins, 1, 64).unwrap(), 0xff);
         // gs: prefix adds GS.base.
         cpu.sregs.gs.base = 0x1000;
         let ins = decode64(&[0x65, 0xf3, 0x48, 0x0f, 0xb8, 0x4e, 0x08]);
-        assert_eq!(cpu.address(&ins, 1).unwrap(), 0x4008);
+        assert_eq!(cpu.address(&ins, 1, 8).unwrap(), 0x4008);
         // Beyond guest RAM: a clear error, no panic.
         cpu.regs.rsi = 0x1000_0000;
         let e = cpu.read(&ins, 1, 64).unwrap_err();
@@ -952,7 +1088,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unmapped_operand_stops_with_the_address() {
+    fn an_unmapped_operand_is_a_page_fault_with_the_address() {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         let mut cpu = cpu_on(&mem);
         // Long mode paging with an empty PML4 at 0x1000.
@@ -966,10 +1102,142 @@ mod tests {
         let ins = decode64(&[0x48, 0x0f, 0x38, 0xf0, 0x07]);
         let e = cpu.read(&ins, 1, 64).unwrap_err();
         assert!(
-            e.to_string()
-                .contains("memory operand at 0x7000 does not translate"),
+            matches!(
+                e,
+                EmulateError::PageFault {
+                    gva: 0x7000,
+                    error: 0,
+                    ..
+                }
+            ),
             "{e}"
         );
+        assert!(
+            e.to_string()
+                .contains("memory operand at 0x7000 page-faults (0x7000 is not mapped"),
+            "{e}"
+        );
+        // A table beyond guest RAM is no page fault: the VM stops.
+        cpu.mode.cr3 = 0x4000_0000;
+        let e = cpu.read(&ins, 1, 64).unwrap_err();
+        assert!(matches!(e, EmulateError::Translate { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_store_to_a_read_only_page_is_a_protection_fault() {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let mut cpu = cpu_on(&mem);
+        mem.write_obj(0x2003u64, GuestAddress(0x1000)).unwrap();
+        mem.write_obj(0x3003u64, GuestAddress(0x2000)).unwrap();
+        mem.write_obj(0x4003u64, GuestAddress(0x3000)).unwrap();
+        mem.write_obj(0x9001u64, GuestAddress(0x4000 + 5 * 8))
+            .unwrap(); // read-only
+        cpu.mode = PagingMode {
+            cr0: 0x8001_0001, // PG, WP, PE
+            cr3: 0x1000,
+            cr4: 1 << 5,
+            efer: EFER_LMA,
+        };
+        mem.write_obj(0x5555u64, GuestAddress(0x9008)).unwrap();
+        cpu.regs.rdi = 0x5008;
+        // movbe [rdi], rax: #PF with P and W; memory untouched. A load works.
+        let ins = decode64(&[0x48, 0x0f, 0x38, 0xf1, 0x07]);
+        let e = cpu.write(&ins, 0, 64, 0).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                EmulateError::PageFault {
+                    gva: 0x5008,
+                    error: 3,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(mem.read_obj::<u64>(GuestAddress(0x9008)).unwrap(), 0x5555);
+        let load = decode64(&[0x48, 0x0f, 0x38, 0xf0, 0x07]);
+        assert_eq!(cpu.read(&load, 1, 64).unwrap(), 0x5555);
+    }
+
+    #[test]
+    fn a_store_that_faults_on_its_second_page_writes_nothing() {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let mut cpu = cpu_on(&mem);
+        // 4-level paging: PML4 0x1000 -> PDPT 0x2000 -> PD 0x3000 -> PT
+        // 0x4000; only page 0x5000 (-> 0x9000) is mapped, 0x6000 is not.
+        mem.write_obj(0x2003u64, GuestAddress(0x1000)).unwrap();
+        mem.write_obj(0x3003u64, GuestAddress(0x2000)).unwrap();
+        mem.write_obj(0x4003u64, GuestAddress(0x3000)).unwrap();
+        mem.write_obj(0x9003u64, GuestAddress(0x4000 + 5 * 8))
+            .unwrap();
+        cpu.mode = PagingMode {
+            cr0: 0x8000_0001,
+            cr3: 0x1000,
+            cr4: 1 << 5,
+            efer: EFER_LMA,
+        };
+        mem.write_obj(0x1111_1111u32, GuestAddress(0x9ffc)).unwrap();
+        // movbe [rdi], rax with rdi = 0x5ffc: 4 bytes on the mapped page,
+        // 4 on the unmapped one.
+        cpu.regs.rdi = 0x5ffc;
+        cpu.regs.rax = u64::MAX;
+        let ins = decode64(&[0x48, 0x0f, 0x38, 0xf1, 0x07]);
+        let e = cpu.write(&ins, 0, 64, 0).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                EmulateError::PageFault {
+                    gva: 0x6000,
+                    error: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            mem.read_obj::<u32>(GuestAddress(0x9ffc)).unwrap(),
+            0x1111_1111
+        );
+        // Within the page it is written.
+        cpu.regs.rdi = 0x5ff8;
+        cpu.write(&ins, 0, 64, 0x3333_3333_4444_4444).unwrap();
+        assert_eq!(
+            mem.read_obj::<u64>(GuestAddress(0x9ff8)).unwrap(),
+            0x3333_3333_4444_4444
+        );
+    }
+
+    #[test]
+    fn a_non_canonical_operand_raises_gp_or_ss() {
+        assert!(canonical(0xffff_8000_0000_0000, 48));
+        assert!(canonical(0x0000_7fff_ffff_ffff, 48));
+        assert!(!canonical(0x0000_8000_0000_0000, 48));
+        assert!(canonical(0x0000_8000_0000_0000, 57));
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let mut cpu = cpu_on(&mem);
+        // popcnt rcx, [rsi+8] at a non-canonical address: #GP(0).
+        cpu.regs.rsi = 0x0000_8000_0000_0000;
+        let ins = decode64(&[0xf3, 0x48, 0x0f, 0xb8, 0x4e, 0x08]);
+        assert!(matches!(
+            cpu.read(&ins, 1, 64),
+            Err(EmulateError::Raise {
+                vector: 13,
+                error: Some(0)
+            })
+        ));
+        // The last byte crossing the boundary counts too.
+        cpu.regs.rsi = 0x0000_7fff_ffff_fff4;
+        assert!(matches!(
+            cpu.read(&ins, 1, 64),
+            Err(EmulateError::Raise { vector: 13, .. })
+        ));
+        // Through SS (rbp/rsp base): #SS(0).
+        cpu.regs.rbp = 0x0000_8000_0000_0000;
+        let ins = decode64(&[0xf3, 0x48, 0x0f, 0xb8, 0x4d, 0x08]);
+        assert!(matches!(
+            cpu.read(&ins, 1, 64),
+            Err(EmulateError::Raise { vector: 12, .. })
+        ));
     }
 
     #[test]
@@ -1003,6 +1271,124 @@ mod tests {
         assert_eq!(x.0.region[6], 0x1fa0, "MXCSR at byte 24");
         assert_eq!(x.0.region[4], 0x5566_7788);
         assert_eq!(x.0.region[128], 3, "XSTATE_BV at byte 512");
+    }
+
+    #[test]
+    fn locked_cmpxchg16b_is_atomic_across_threads() {
+        if !std::arch::is_x86_feature_detected!("cmpxchg16b") {
+            return;
+        }
+        #[repr(align(16))]
+        struct Cell(std::cell::UnsafeCell<u128>);
+        // SAFETY: only accessed through the locked instruction below.
+        unsafe impl Sync for Cell {}
+        let cell = std::sync::Arc::new(Cell(std::cell::UnsafeCell::new(0)));
+        const PER_THREAD: u128 = 20_000;
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let cell = cell.clone();
+                std::thread::spawn(move || {
+                    let p = cell.0.get().cast::<u8>();
+                    for _ in 0..PER_THREAD {
+                        // A compare-and-swap loop, as a guest would use it:
+                        // each increment adds 1 to both halves.
+                        // SAFETY: a live, aligned 16-byte cell.
+                        let mut seen = unsafe { locked_cmpxchg16b(p, 0, 0) };
+                        loop {
+                            let next = seen + ((1u128 << 64) | 1);
+                            // SAFETY: as above.
+                            let prev = unsafe { locked_cmpxchg16b(p, seen, next) };
+                            if prev == seen {
+                                break;
+                            }
+                            seen = prev;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // SAFETY: the threads are done.
+        let v = unsafe { *cell.0.get() };
+        assert_eq!(
+            v,
+            ((2 * PER_THREAD) << 64) | (2 * PER_THREAD),
+            "lost updates"
+        );
+    }
+
+    use proptest::prelude::*;
+
+    /// Opcode stems of the integer set, followed by random bytes (ModRM,
+    /// SIB, displacement, immediates).
+    const STEMS: &[&[u8]] = &[
+        &[0xcc],
+        &[0xf3, 0x48, 0x0f, 0xb8],
+        &[0xf3, 0x0f, 0xb8],
+        &[0x66, 0xf3, 0x0f, 0xbd],
+        &[0xf3, 0x0f, 0xbc],
+        &[0xc4, 0xe2, 0xf8, 0xf2],
+        &[0xc4, 0xe2, 0x78, 0xf7],
+        &[0xc4, 0xe2, 0xf0, 0xf3],
+        &[0xc4, 0xe2, 0xf8, 0xf5],
+        &[0xc4, 0xe2, 0xf3, 0xf6],
+        &[0xc4, 0xe2, 0xf3, 0xf5],
+        &[0xc4, 0xe2, 0xf2, 0xf5],
+        &[0xc4, 0xe3, 0xfb, 0xf0],
+        &[0xc4, 0xe2, 0xfa, 0xf7],
+        &[0xc4, 0xe2, 0xf9, 0xf7],
+        &[0xc4, 0xe2, 0xfb, 0xf7],
+        &[0x48, 0x0f, 0x38, 0xf0],
+        &[0x66, 0x0f, 0x38, 0xf1],
+        &[0xf0, 0x48, 0x0f, 0xc7],
+        &[0x65, 0x48, 0x0f, 0xc7],
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        /// Whatever the guest's registers, page tables and bytes, the
+        /// integer paths return a result or an error: no panic, and memory
+        /// outside guest RAM is never touched.
+        #[test]
+        fn hostile_operands_and_tables_do_not_panic(
+            stem in 0usize..STEMS.len(),
+            tail in proptest::collection::vec(any::<u8>(), 11),
+            gprs in proptest::collection::vec(
+                prop_oneof![any::<u64>(), 0u64..0x10_0000, Just(0x0000_8000_0000_0000u64)],
+                16,
+            ),
+            cr0 in prop_oneof![Just(0u64), Just(0x8001_0001u64), any::<u64>()],
+            cr3 in prop_oneof![0u64..0x10_0000, any::<u64>()],
+            cr4 in any::<u64>(),
+            efer in prop_oneof![Just(EFER_LMA), any::<u64>()],
+            bits in prop_oneof![Just(64u32), Just(32u32), Just(16u32)],
+            tables in proptest::collection::vec((0u64..0x200, any::<u64>()), 0..64),
+        ) {
+            let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+            for (slot, v) in tables {
+                mem.write_obj(v, GuestAddress(((cr3 & 0xf_f000) + slot * 8) & 0xf_fff8)).unwrap();
+            }
+            let mut bytes = STEMS[stem].to_vec();
+            bytes.extend_from_slice(&tail);
+            let Ok(ins) = decode(&bytes, bits, 0x1000) else {
+                return Ok(());
+            };
+            if name_of(&ins).is_none() {
+                return Ok(());
+            }
+            let mut cpu = cpu_on(&mem);
+            for (i, v) in gprs.iter().enumerate() {
+                *gpr_mut(&mut cpu.regs, i) = *v;
+            }
+            cpu.bits = bits;
+            cpu.sregs.cs.l = u8::from(bits == 64);
+            cpu.sregs.cs.db = u8::from(bits == 32);
+            cpu.sregs.gs.base = gprs[3];
+            cpu.mode = PagingMode { cr0, cr3, cr4, efer };
+            let _ = execute_integer(&mut cpu, &ins);
+        }
     }
 
     #[test]
