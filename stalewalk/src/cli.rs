@@ -15,7 +15,7 @@ use crate::seccomp::SeccompMode;
 /// stalewalk: a KVM VMM with a virtual VT-d IOMMU that detects stale
 /// paging-structure-cache walks.
 #[derive(Debug, Parser)]
-#[command(name = "stalewalk", version, about, after_help = crate::commands::exit::HELP)]
+#[command(name = "stalewalk", version, about, after_help = crate::exit::HELP)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

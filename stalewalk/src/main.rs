@@ -1,7 +1,7 @@
 //! The `stalewalk` command: parses the command line and runs it.
 //!
 //! Exit status: one scheme for `run`, `compare` and `replay`
-//! ([`stalewalk::commands::exit`], also in `--help` and the README): 0 the
+//! ([`stalewalk::exit`], also in `--help` and the README): 0 the
 //! guest passed, 1 it failed, 2 usage error, 3 an output could not be
 //! written, 124 timeout, 125 VMM error, 128+N signal N.
 
