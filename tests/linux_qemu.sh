@@ -23,7 +23,8 @@
 # available and a process allocating in the background (memory pressure),
 # four rounds of bursts, and checks the same ordering; it prints the
 # pending-list and wait figures (the cover letter of the series quotes
-# them). A fifth boot checks kpgtable_hint_port= (see below).
+# them). A fifth boot checks kpgtable_hint_port= (see below), and an
+# optional sixth one a kernel without the test knobs (see the end).
 #
 # QEMU's intel-iommu binds no SVA device here, so kva_flushes counts the
 # flushes the kernel started (iommu_sva_invalidate_kva_range() calls), not
@@ -36,7 +37,8 @@
 # non-zero.
 #
 # Environment: STALEWALK_CACHE (see build.sh), LINUX_QEMU_TIMEOUT (seconds
-# per boot, default 300), LINUX_QEMU_KERNEL_DIR (see above).
+# per boot, default 300), LINUX_QEMU_KERNEL_DIR (see above),
+# LINUX_QEMU_NODEBUG_BZIMAGE (see the end).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -215,6 +217,26 @@ if ((rc % 2 == 1)) && grep -aq '^stalewalk-guest: kpgtable free-start round=1' "
 else
 	fail "hint: qemu exit $rc, want an odd status from a hint written during the test's free; serial log tail:"
 	log_tail hint
+fi
+
+# Optional: a kernel built from the same series without
+# CONFIG_DEBUG_KPGTABLE_FREE (LINUX_QEMU_NODEBUG_BZIMAGE) must not know
+# kpgtable_free= or kpgtable_hint_port=: it reports both as unknown,
+# stays in deferred mode, untainted, and never writes the hint port.
+if [[ -n ${LINUX_QEMU_NODEBUG_BZIMAGE:-} ]]; then
+	boot nodebug "$LINUX_QEMU_NODEBUG_BZIMAGE" 512M "kpgtable_free=sync kpgtable_hint_port=0x501" \
+		-device isa-debug-exit,iobase=0x501,iosize=4
+	l=$work/serial-nodebug.log
+	if [[ $rc -eq 0 ]] &&
+		grep -aq 'Unknown kernel command line parameters "kpgtable_free=sync kpgtable_hint_port=0x501"' "$l" &&
+		grep -aq '^stalewalk-guest: kpgtable mode=deferred tainted=0' "$l"; then
+		echo "linux-qemu: nodebug: kpgtable_free= and kpgtable_hint_port= unknown, mode deferred, not tainted, no hint"
+	else
+		fail "nodebug: qemu exit $rc; serial log tail:"
+		log_tail nodebug
+	fi
+else
+	echo "SKIPPED: linux-qemu-nodebug: LINUX_QEMU_NODEBUG_BZIMAGE not set (a bzImage built without CONFIG_DEBUG_KPGTABLE_FREE)"
 fi
 
 if ((failures)); then
