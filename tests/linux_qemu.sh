@@ -23,8 +23,9 @@
 # available and a process allocating in the background (memory pressure),
 # four rounds of bursts, and checks the same ordering; it prints the
 # pending-list and wait figures (the cover letter of the series quotes
-# them). A fifth boot checks kpgtable_hint_port= (see below), and an
-# optional sixth one a kernel without the test knobs (see the end).
+# them). A fifth boot checks kpgtable_hint_port= (see below); optional
+# boots take a kernel without the test knobs and the debug kernel
+# (lockdep, KASAN, DEBUG_LIST, memory hot-remove; see the end).
 #
 # QEMU's intel-iommu binds no SVA device here, so kva_flushes counts the
 # flushes the kernel started (iommu_sva_invalidate_kva_range() calls), not
@@ -38,7 +39,7 @@
 #
 # Environment: STALEWALK_CACHE (see build.sh), LINUX_QEMU_TIMEOUT (seconds
 # per boot, default 300), LINUX_QEMU_KERNEL_DIR (see above),
-# LINUX_QEMU_NODEBUG_BZIMAGE (see the end).
+# LINUX_QEMU_NODEBUG_BZIMAGE and LINUX_QEMU_DEBUG_KERNEL_DIR (see the end).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -237,6 +238,93 @@ if [[ -n ${LINUX_QEMU_NODEBUG_BZIMAGE:-} ]]; then
 	fi
 else
 	echo "SKIPPED: linux-qemu-nodebug: LINUX_QEMU_NODEBUG_BZIMAGE not set (a bzImage built without CONFIG_DEBUG_KPGTABLE_FREE)"
+fi
+
+# The debug kernel (lockdep, DEBUG_ATOMIC_SLEEP, DEBUG_LIST, KASAN,
+# MEMORY_HOTPLUG, MEMORY_HOTREMOVE): LINUX_QEMU_DEBUG_KERNEL_DIR, a
+# build.sh-style output directory (bzImage, vmlinux, initramfs.cpio.gz).
+# Every mode again, then a memory hot-remove: QEMU's monitor hot-adds a
+# 128 MiB DIMM, the guest onlines, uses and offlines it, the monitor
+# removes it, and the kernel page tables of the range must be freed with
+# no report from lockdep, KASAN or list debugging and none before its flush.
+debug_reports='BUG: KASAN|possible circular locking|possible recursive locking|inconsistent lock state|lock held when returning|suspicious RCU usage|sleeping function called from invalid context|list_add corruption|list_del corruption|kernel BUG'
+
+# hotremove NAME BZIMAGE: the hot-add/remove boot, driven through the
+# human monitor on a local TCP port.
+hotremove() {
+	local name=$1 kernel=$2 log=$work/serial-$1.log port pid n sent=0
+	port=$((40000 + RANDOM % 20000))
+	qemu-system-x86_64 \
+		-accel tcg -machine q35 -cpu max -smp 2 -m 512M,slots=2,maxmem=2G \
+		-device intel-iommu,intremap=off,x-scalable-mode=on \
+		-kernel "$kernel" -initrd "$initramfs" \
+		-append "console=ttyS0 panic=-1 intel_iommu=on kpgtable_free=deferred stalewalk.bursts=1 stalewalk.pud=0 stalewalk.hotplug=1" \
+		-display none -monitor "tcp:127.0.0.1:$port,server=on,wait=off" \
+		-serial "file:$log" -no-reboot </dev/null >"$work/qemu-$name.out" 2>&1 &
+	pid=$!
+	rc=124
+	for ((n = 0; n < timeout_s * 2; n++)); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			set +e
+			wait "$pid"
+			rc=$?
+			set -e
+			break
+		fi
+		if ((sent == 0)) && grep -aq '^stalewalk-guest: hotplug waiting' "$log" 2>/dev/null; then
+			printf 'object_add memory-backend-ram,id=hotmem,size=128M\ndevice_add pc-dimm,id=hotdimm,memdev=hotmem\n' |
+				monitor "$port" && sent=1
+		fi
+		if ((sent == 1)) && grep -aq '^stalewalk-guest: hotplug offlined' "$log" 2>/dev/null; then
+			printf 'device_del hotdimm\n' | monitor "$port" && sent=2
+		fi
+		sleep 0.5
+	done
+	if ((rc == 124)); then
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	fi
+}
+
+# monitor PORT: send stdin's lines to QEMU's human monitor.
+monitor() {
+	local fd
+	exec {fd}<>"/dev/tcp/127.0.0.1/$1" || return 1
+	cat >&"$fd"
+	sleep 1
+	exec {fd}>&-
+}
+
+if [[ -n ${LINUX_QEMU_DEBUG_KERNEL_DIR:-} ]]; then
+	saved_initramfs=$initramfs
+	initramfs=$LINUX_QEMU_DEBUG_KERNEL_DIR/initramfs.cpio.gz
+	dbz=$LINUX_QEMU_DEBUG_KERNEL_DIR/bzImage
+	for mode in deferred sync eager; do
+		boot "debug-$mode" "$dbz" 512M "kpgtable_free=$mode $args"
+		check_run "debug-$mode" "$mode" "$tables"
+		if grep -aE "$debug_reports" "$work/serial-debug-$mode.log" >/dev/null; then
+			fail "debug-$mode: lockdep/KASAN/list-debug report:"
+			grep -aE -A8 "$debug_reports" "$work/serial-debug-$mode.log" | head -n 40
+		fi
+	done
+	hotremove debug-hotremove "$dbz"
+	l=$work/serial-debug-hotremove.log
+	h=$(grep -a '^stalewalk-guest: hotplug removed ' "$l" | tr -d '\r' | tail -n1 || true)
+	if [[ $rc -ne 0 || -z $h ]] || ! grep -aq '^stalewalk-guest: done status=0' "$l"; then
+		fail "debug-hotremove: qemu exit $rc, ${h:-no 'hotplug removed' line}; serial log tail:"
+		log_tail debug-hotremove
+	elif (($(field freed "$h") < 1)) || [[ $(field unflushed "$h") != 0 ]]; then
+		fail "debug-hotremove: ${h#stalewalk-guest: } (want freed >= 1, unflushed=0)"
+	else
+		echo "linux-qemu: debug-hotremove: ${h#stalewalk-guest: }"
+	fi
+	if grep -aE "$debug_reports|BUG:|WARNING:|Oops" "$l" >/dev/null; then
+		fail "debug-hotremove: kernel report:"
+		grep -aE -A8 "$debug_reports|BUG:|WARNING:|Oops" "$l" | head -n 40
+	fi
+	initramfs=$saved_initramfs
+else
+	echo "SKIPPED: linux-qemu-debug: LINUX_QEMU_DEBUG_KERNEL_DIR not set (the debug kernel: lockdep, KASAN, DEBUG_LIST, memory hot-remove)"
 fi
 
 if ((failures)); then
