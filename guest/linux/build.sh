@@ -1,18 +1,32 @@
 #!/usr/bin/env bash
 # Build the stalewalk guest kernel: Debian's linux-source-6.12 with the
-# series in patches/, the config in config.fragment, the kpgtable_test and
-# sva_dma modules, the sva-dma-test program and a busybox initramfs.
+# series in patches/, one of three configs, the kpgtable_test and sva_dma
+# modules, the sva-dma-test program and a busybox initramfs.
 #
-# Output goes to ${STALEWALK_CACHE:-$HOME/.cache/stalewalk}/linux-<hash>,
-# where <hash> covers the source version, the series, the config, the
+# Configs (--config NAME):
+#   default  x86_64_defconfig + config.fragment; vmlinux, bzImage and a
+#            gzip initramfs (hardware-virtualization hosts, QEMU).
+#   boot     tinyconfig + config.boot: only what the tests need, for KVM
+#            that emulates guest kernel mode (every kernel instruction
+#            costs); vmlinux and an UNCOMPRESSED initramfs (unpacking
+#            gzip is kernel-mode work: 290 s measured here).
+#   debug    boot + config.debug (lockdep, KASAN, memory hot-remove,
+#            SMP; issue 15's QEMU TCG tests); vmlinux, bzImage and an
+#            uncompressed initramfs.
+#
+# Output goes to ${STALEWALK_CACHE:-$HOME/.cache/stalewalk}/linux-<hash>
+# (default), linux-boot-<hash>, linux-debug-<hash>, where <hash> covers the
+# config name, the source version, the series, the config files, the
 # module and initramfs sources and this script. A run whose hash is
 # already built only prints the paths.
 #
-# The object tree is kept in .../work/linux-<version>/ and the patched
-# source is synced into it by content, so a change to one patch rebuilds
-# only what that patch touches.
+# Each config has its own patched source and object tree (default:
+# .../work/linux-<version>/{src,obj}; boot and debug:
+# .../work/linux-<version>/<config>/{src,obj}) and its own lock, so configs
+# build independently. The patched source is synced by content, so a change
+# to one patch rebuilds only what that patch touches.
 #
-# Usage: build.sh [--check]
+# Usage: build.sh [--config default|boot|debug] [--check]
 #   --check  build nothing: print the paths and exit 0 if the build for
 #            the current inputs is in the cache, exit 3 if it is not.
 #
@@ -31,11 +45,53 @@ tarball=/usr/src/${src_pkg}.tar.xz
 log() { printf 'build.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+usage="usage: build.sh [--config default|boot|debug] [--check]"
 check_only=0
-case ${1:-} in
---check) check_only=1 ;;
-"") ;;
-*) die "usage: build.sh [--check]" ;;
+config=default
+while (($#)); do
+	case $1 in
+	--check) check_only=1 ;;
+	--config)
+		(($# >= 2)) || die "$usage"
+		config=$2
+		shift
+		;;
+	--config=*) config=${1#--config=} ;;
+	-h | --help)
+		echo "$usage"
+		exit 0
+		;;
+	*) die "$usage" ;;
+	esac
+	shift
+done
+
+# Per config: the base make target, the fragments merged on top (in
+# order), the name prefix in the cache, whether a bzImage is built, and
+# how the initramfs is compressed.
+case $config in
+default)
+	base_target=x86_64_defconfig
+	fragments=("$here/config.fragment")
+	prefix=linux
+	want_bzimage=1
+	initramfs_name=initramfs.cpio.gz
+	;;
+boot)
+	base_target=tinyconfig
+	fragments=("$here/config.boot")
+	prefix=linux-boot
+	want_bzimage=0
+	initramfs_name=initramfs.cpio
+	;;
+debug)
+	base_target=tinyconfig
+	fragments=("$here/config.boot" "$here/config.debug")
+	prefix=linux-debug
+	want_bzimage=1
+	initramfs_name=initramfs.cpio
+	;;
+*) die "unknown config '$config' ($usage)" ;;
 esac
 
 # ---------------------------------------------------------------- deps --
@@ -93,12 +149,25 @@ fi
 
 # --------------------------------------------------------------- hash --
 shopt -s nullglob
-patches=("$here"/patches/*.patch)
+series=("$here"/patches/*.patch)
+# The cover letter (0000-*) is part of the series (and of the hash) but
+# has no diff to apply.
+patches=()
+for p in "${series[@]}"; do
+	[[ ${p##*/} == 0000-* ]] || patches+=("$p")
+done
 ((${#patches[@]})) || die "no patches in $here/patches"
-inputs=("$here/build.sh" "$here/config.fragment" "${patches[@]}"
+# The boot and debug configs also carry boot-patches/: workarounds for KVM
+# that emulates guest kernel mode, each off unless its command-line switch
+# is given (numbered 9xxx so they sort, and come off, after the series).
+if [[ $config != default ]]; then
+	patches+=("$here"/boot-patches/*.patch)
+fi
+inputs=("$here/build.sh" "${fragments[@]}" "${series[@]}" "${patches[@]}"
 	"$here"/sva_dma/*.[ch] "$here"/sva_dma/Makefile "$here"/sva_dma/Kbuild
 	"$here"/initramfs/*)
 hash=$({
+	echo "config $config"
 	echo "$src_pkg $version"
 	dpkg-query -W -f='${Version}\n' busybox-static 2>/dev/null || echo no-busybox
 	for f in "${inputs[@]}"; do
@@ -106,14 +175,16 @@ hash=$({
 		sha256sum <"$f"
 	done
 } | sha256sum | cut -c1-16)
-out=$cache_root/linux-$hash
+out=$cache_root/$prefix-$hash
 
 print_paths() {
+	echo "kernel_dir=$out"
+	echo "vmlinux=$out/vmlinux"
+	if ((want_bzimage)); then
+		echo "bzimage=$out/bzImage"
+	fi
 	cat <<EOF
-kernel_dir=$out
-vmlinux=$out/vmlinux
-bzimage=$out/bzImage
-initramfs=$out/initramfs.cpio.gz
+initramfs=$out/$initramfs_name
 kpgtable_test=$out/kpgtable_test.ko
 sva_dma=$out/sva_dma.ko
 sva_dma_test=$out/sva-dma-test
@@ -132,7 +203,14 @@ if ((check_only)); then
 fi
 
 mkdir -p "$cache_root"
-exec 9>"$cache_root/build.lock"
+# One lock per config (the default keeps the name older scripts use): a
+# config's source and object tree are its own, so configs can build side
+# by side while two builds of one config wait for each other.
+if [[ $config == default ]]; then
+	exec 9>"$cache_root/build.lock"
+else
+	exec 9>"$cache_root/build-$config.lock"
+fi
 flock 9
 if [[ -f $out/.complete ]]; then
 	print_paths
@@ -140,7 +218,12 @@ if [[ -f $out/.complete ]]; then
 fi
 
 start=$(date +%s)
+# The default config's tree stays where it always was (an incremental
+# rebuild must find its objects); the others live in a subdirectory.
 work=$cache_root/work/linux-$version
+if [[ $config != default ]]; then
+	work=$work/$config
+fi
 src=$work/src
 obj=$work/obj
 mkdir -p "$work" "$obj"
@@ -210,31 +293,45 @@ cp "${patches[@]}" "$work/applied/"
 
 # ------------------------------------------------------------- config --
 kmake() { nice -n 19 make -C "$src" O="$obj" -j"$jobs" "$@"; }
-log "configuring"
-kmake -s x86_64_defconfig
+log "configuring ($config: $base_target + ${fragments[*]##*/})"
+kmake -s "$base_target"
 "$src"/scripts/kconfig/merge_config.sh -m -O "$obj" "$obj/.config" \
-	"$here/config.fragment" >/dev/null
+	"${fragments[@]}" >/dev/null
 kmake -s olddefconfig
-# Every option the fragment sets must have survived olddefconfig.
-while IFS= read -r line; do
-	case $line in
-	CONFIG_*=*)
+# Every option the fragments set must have survived olddefconfig (where
+# two fragments set one option, the later one counts, as in the merge).
+declare -A want=() want_from=()
+for frag in "${fragments[@]}"; do
+	while IFS= read -r line; do
+		case $line in
+		CONFIG_*=*) sym=${line%%=*} ;;
+		"# CONFIG_"*" is not set")
+			sym=${line#"# "}
+			sym=${sym%% *}
+			;;
+		*) continue ;;
+		esac
+		want[$sym]=$line
+		want_from[$sym]=${frag##*/}
+	done <"$frag"
+done
+for sym in "${!want[@]}"; do
+	line=${want[$sym]}
+	if [[ $line == CONFIG_* ]]; then
 		grep -qx "$line" "$obj/.config" ||
-			die "config.fragment: '$line' did not stick (dependency missing?)"
-		;;
-	"# CONFIG_"*" is not set")
-		sym=${line#"# "}
-		sym=${sym%% *}
-		if grep -q "^$sym=" "$obj/.config"; then
-			die "config.fragment: $sym is still enabled"
-		fi
-		;;
-	esac
-done <"$here/config.fragment"
+			die "${want_from[$sym]}: '$line' did not stick (dependency missing?)"
+	elif grep -q "^$sym=" "$obj/.config"; then
+		die "${want_from[$sym]}: $sym is still enabled"
+	fi
+done
 
 # -------------------------------------------------------------- build --
-log "building vmlinux, bzImage and modules (make -j$jobs at nice 19)"
-kmake vmlinux bzImage modules
+targets=(vmlinux modules)
+if ((want_bzimage)); then
+	targets+=(bzImage)
+fi
+log "building ${targets[*]} (make -j$jobs at nice 19)"
+kmake "${targets[@]}"
 
 log "building sva_dma"
 mod=$work/sva_dma
@@ -259,25 +356,35 @@ cp /bin/busybox "$root/bin/busybox"
 cp "$here/initramfs/init" "$root/init"
 chmod 755 "$root/init"
 cp "$obj/mm/kpgtable_test.ko" "$mod/sva_dma.ko" "$root/lib/modules/"
-cp "$mod/sva-dma-test" "$root/bin/"
+# Stripped: every initramfs byte is copied by the guest kernel, which is
+# emulated where KVM emulates kernel mode.
+strip -o "$root/bin/sva-dma-test" "$mod/sva-dma-test"
 staging=$work/out.tmp
 rm -rf "$staging"
 mkdir -p "$staging"
 (cd "$root" && find . -print0 | sort -z |
-	cpio --null -o -H newc --owner=0:0 --quiet) | gzip -9n >"$staging/initramfs.cpio.gz"
+	cpio --null -o -H newc --owner=0:0 --quiet) >"$staging/initramfs.cpio"
+if [[ $initramfs_name == *.gz ]]; then
+	gzip -9n "$staging/initramfs.cpio"
+fi
 
-cp "$obj/vmlinux" "$obj/arch/x86/boot/bzImage" "$obj/mm/kpgtable_test.ko" \
+cp "$obj/vmlinux" "$obj/mm/kpgtable_test.ko" \
 	"$mod/sva_dma.ko" "$mod/sva-dma-test" "$staging/"
+if ((want_bzimage)); then
+	cp "$obj/arch/x86/boot/bzImage" "$staging/"
+fi
 cp "$obj/.config" "$staging/config"
 end=$(date +%s)
-echo "built in $((end - start)) s with make -j$jobs from $src_pkg $version" \
+echo "config $config: built in $((end - start)) s with make -j$jobs from $src_pkg $version" \
 	>"$staging/BUILD-INFO"
 touch "$staging/.complete"
 rm -rf "$out"
 mv "$staging" "$out"
-# Keep the newest few builds (about 40 MB each), not one per change ever.
+# Keep the newest few builds of this config (about 40 MB each), not one
+# per change ever.
 keep=3
-ls -1dt "$cache_root"/linux-*/ 2>/dev/null | tail -n +$((keep + 1)) |
+ls -1dt "$cache_root"/"$prefix"-*/ 2>/dev/null |
+	grep -E "/$prefix-[0-9a-f]{16}/\$" | tail -n +$((keep + 1)) |
 	while IFS= read -r old; do rm -rf "$old"; done
 log "done in $((end - start)) s"
 print_paths
