@@ -23,19 +23,21 @@
 # available and a process allocating in the background (memory pressure),
 # four rounds of bursts, and checks the same ordering; it prints the
 # pending-list and wait figures (the cover letter of the series quotes
-# them). A fifth boot checks kpgtable_hint_port= (see below); optional
-# boots take a kernel without the test knobs and the debug kernel
-# (lockdep, KASAN, DEBUG_LIST, memory hot-remove; see the end).
+# them). A fifth boot checks kpgtable_hint_port= (see below); then a kernel
+# built without the test knobs (build.sh --config nodebug) must not know
+# them, and the debug kernel hot-removes memory (see the end).
 #
 # QEMU's intel-iommu binds no SVA device here, so kva_flushes counts the
 # flushes the kernel started (iommu_sva_invalidate_kva_range() calls), not
 # invalidations that reached an IOMMU.
 #
-# Needs the cached kernel build (guest/linux/build.sh; CI builds it once
-# per machine), or LINUX_QEMU_KERNEL_DIR pointing at a build.sh output
-# directory (bzImage, vmlinux, initramfs.cpio.gz). Without either, prints
-# one "SKIPPED: linux-qemu: <why>" line and exits 0. Any failure exits
-# non-zero.
+# Every mode runs on the debug kernel (guest/linux/build.sh --config debug:
+# the boot config plus lockdep, DEBUG_ATOMIC_SLEEP, DEBUG_LIST, KASAN and
+# memory hot-remove; .ci/run builds it and the nodebug one), and fails on
+# any report of those, or on LINUX_QEMU_KERNEL_DIR, a build.sh output
+# directory (bzImage, vmlinux, initramfs.cpio[.gz]). Without one, prints
+# one "SKIPPED: linux-qemu: <why>" line and exits 0 (a failure in CI,
+# where STALEWALK_REQUIRE_ALL=1). Any failure exits non-zero.
 #
 # Environment: STALEWALK_CACHE (see build.sh), LINUX_QEMU_TIMEOUT (seconds
 # per boot, default 300), LINUX_QEMU_KERNEL_DIR (see above),
@@ -53,17 +55,28 @@ skip() {
 	exit 0
 }
 
+# kernel_paths CONFIG: what `build.sh --config CONFIG --check` prints for
+# the current guest/linux inputs (empty when that build is not cached).
+kernel_paths() { "$root/guest/linux/build.sh" --config "$1" --check 2>/dev/null || true; }
+# initramfs_in DIR: the build's initramfs (the small configs' is an
+# uncompressed cpio, the default config's gzip-compressed).
+initramfs_in() {
+	if [[ -f $1/initramfs.cpio ]]; then echo "$1/initramfs.cpio"; else echo "$1/initramfs.cpio.gz"; fi
+}
+
+# The kernel every mode runs on: the debug config (the small boot config
+# plus lockdep, DEBUG_ATOMIC_SLEEP, DEBUG_LIST, KASAN and memory hot-remove;
+# .ci/run builds it), so each boot also fails on any report of those.
 if [[ -n ${LINUX_QEMU_KERNEL_DIR:-} ]]; then
 	kdir=$LINUX_QEMU_KERNEL_DIR
-	bzimage=$kdir/bzImage vmlinux=$kdir/vmlinux initramfs=$kdir/initramfs.cpio.gz
 else
-	if ! paths=$("$root/guest/linux/build.sh" --check 2>/dev/null); then
-		skip "no cached guest kernel build for the current guest/linux inputs (run guest/linux/build.sh)"
-	fi
-	bzimage=$(sed -n 's/^bzimage=//p' <<<"$paths")
-	vmlinux=$(sed -n 's/^vmlinux=//p' <<<"$paths")
-	initramfs=$(sed -n 's/^initramfs=//p' <<<"$paths")
+	paths=$(kernel_paths debug)
+	[[ -n $paths ]] ||
+		skip "no cached debug kernel for the current guest/linux inputs (run guest/linux/build.sh --config debug)"
+	kdir=$(sed -n 's/^kernel_dir=//p' <<<"$paths")
 fi
+bzimage=$kdir/bzImage vmlinux=$kdir/vmlinux
+initramfs=$(initramfs_in "$kdir")
 command -v qemu-system-x86_64 >/dev/null ||
 	skip "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
 [[ -f $bzimage && -f $vmlinux && -f $initramfs ]] || {
@@ -107,6 +120,9 @@ log_tail() {
 	tail -n 30 "$work/serial-$1.log" || true
 	cat "$work/qemu-$1.out"
 }
+
+# What lockdep, DEBUG_ATOMIC_SLEEP, KASAN and list debugging print.
+debug_reports='BUG: KASAN|possible circular locking|possible recursive locking|inconsistent lock state|lock held when returning|suspicious RCU usage|sleeping function called from invalid context|list_add corruption|list_del corruption|kernel BUG'
 
 # check_run NAME MODE TABLES: the checks every kpgtable_test boot shares.
 check_run() {
@@ -184,6 +200,10 @@ check_run() {
 		fail "$name: kernel warnings in the serial log:"
 		grep -aE -A5 'BUG:|WARNING:|Oops|Bad page' "$log" | head -n 40
 	fi
+	if grep -aE "$debug_reports" "$log" >/dev/null; then
+		fail "$name: lockdep/KASAN/list-debug report:"
+		grep -aE -A8 "$debug_reports" "$log" | head -n 40
+	fi
 	return 0
 }
 
@@ -224,8 +244,12 @@ fi
 # CONFIG_DEBUG_KPGTABLE_FREE (LINUX_QEMU_NODEBUG_BZIMAGE) must not know
 # kpgtable_free= or kpgtable_hint_port=: it reports both as unknown,
 # stays in deferred mode, untainted, and never writes the hint port.
-if [[ -n ${LINUX_QEMU_NODEBUG_BZIMAGE:-} ]]; then
-	boot nodebug "$LINUX_QEMU_NODEBUG_BZIMAGE" 512M "kpgtable_free=sync kpgtable_hint_port=0x501" \
+nodebug_kernel=${LINUX_QEMU_NODEBUG_BZIMAGE:-}
+if [[ -z $nodebug_kernel ]]; then
+	nodebug_kernel=$(kernel_paths nodebug | sed -n 's/^vmlinux=//p')
+fi
+if [[ -n $nodebug_kernel ]]; then
+	boot nodebug "$nodebug_kernel" 512M "kpgtable_free=sync kpgtable_hint_port=0x501" \
 		-device isa-debug-exit,iobase=0x501,iosize=4
 	l=$work/serial-nodebug.log
 	if [[ $rc -eq 0 ]] &&
@@ -237,7 +261,7 @@ if [[ -n ${LINUX_QEMU_NODEBUG_BZIMAGE:-} ]]; then
 		log_tail nodebug
 	fi
 else
-	echo "SKIPPED: linux-qemu-nodebug: LINUX_QEMU_NODEBUG_BZIMAGE not set (a bzImage built without CONFIG_DEBUG_KPGTABLE_FREE)"
+	echo "SKIPPED: linux-qemu-nodebug: no kernel without CONFIG_DEBUG_KPGTABLE_FREE (run guest/linux/build.sh --config nodebug, or set LINUX_QEMU_NODEBUG_BZIMAGE)"
 fi
 
 # The debug kernel (lockdep, DEBUG_ATOMIC_SLEEP, DEBUG_LIST, KASAN,
@@ -247,7 +271,6 @@ fi
 # 128 MiB DIMM, the guest onlines, uses and offlines it, the monitor
 # removes it, and the kernel page tables of the range must be freed with
 # no report from lockdep, KASAN or list debugging and none before its flush.
-debug_reports='BUG: KASAN|possible circular locking|possible recursive locking|inconsistent lock state|lock held when returning|suspicious RCU usage|sleeping function called from invalid context|list_add corruption|list_del corruption|kernel BUG'
 
 # hotremove NAME BZIMAGE: the hot-add/remove boot, driven through the
 # human monitor on a local TCP port.
@@ -295,11 +318,22 @@ monitor() {
 	exec {fd}>&-
 }
 
-if [[ -n ${LINUX_QEMU_DEBUG_KERNEL_DIR:-} ]]; then
+# The modes ran on the debug kernel above unless LINUX_QEMU_KERNEL_DIR named
+# another; LINUX_QEMU_DEBUG_KERNEL_DIR names a debug kernel to run them on
+# again. The hot-remove runs on the debug kernel either way.
+debug_dir=${LINUX_QEMU_DEBUG_KERNEL_DIR:-}
+modes_again=1
+if [[ -z $debug_dir ]]; then
+	debug_dir=$(kernel_paths debug | sed -n 's/^kernel_dir=//p')
+	[[ $debug_dir == "$kdir" ]] && modes_again=0
+fi
+if [[ -n $debug_dir ]]; then
 	saved_initramfs=$initramfs
-	initramfs=$LINUX_QEMU_DEBUG_KERNEL_DIR/initramfs.cpio.gz
-	dbz=$LINUX_QEMU_DEBUG_KERNEL_DIR/bzImage
+	initramfs=$(initramfs_in "$debug_dir")
+	dbz=$debug_dir/bzImage
+	((modes_again)) || echo "linux-qemu: every mode above ran on the debug kernel; now its hot-remove"
 	for mode in deferred sync eager; do
+		((modes_again)) || break
 		boot "debug-$mode" "$dbz" 512M "kpgtable_free=$mode $args"
 		check_run "debug-$mode" "$mode" "$tables"
 		if grep -aE "$debug_reports" "$work/serial-debug-$mode.log" >/dev/null; then
@@ -324,7 +358,7 @@ if [[ -n ${LINUX_QEMU_DEBUG_KERNEL_DIR:-} ]]; then
 	fi
 	initramfs=$saved_initramfs
 else
-	echo "SKIPPED: linux-qemu-debug: LINUX_QEMU_DEBUG_KERNEL_DIR not set (the debug kernel: lockdep, KASAN, DEBUG_LIST, memory hot-remove)"
+	echo "SKIPPED: linux-qemu-debug: no debug kernel (run guest/linux/build.sh --config debug, or set LINUX_QEMU_DEBUG_KERNEL_DIR)"
 fi
 
 if ((failures)); then
