@@ -13,10 +13,13 @@ use crate::legacy::{ShutdownReason, ShutdownSignal};
 
 // The platform map declares these (one place for the whole map).
 pub use crate::layout::{ACPI_PM_LEN, SLEEP_CONTROL_PORT};
-/// SLP_EN.
-const SLP_EN: u8 = 1 << 5;
-/// SLP_TYP for S5, as the DSDT's `\_S5` package says.
-const SLP_TYP_S5: u8 = 5;
+/// SLP_EN bit of the sleep control register.
+pub const SLEEP_CONTROL_SLP_EN: u8 = 1 << 5;
+/// Shift of the SLP_TYP field (bits 4:2) in the sleep control register.
+pub const SLEEP_CONTROL_SLP_TYP_SHIFT: u8 = 2;
+/// SLP_TYP for S5 (soft-off): the vmm's DSDT puts this value in its `\_S5`
+/// package, so the guest writes it here to power off.
+pub const S5_SLEEP_TYPE: u8 = 5;
 
 /// The sleep control/status pair.
 #[derive(Debug)]
@@ -41,7 +44,8 @@ impl BusDevice for AcpiPm {
             return;
         }
         let Some(&v) = data.first() else { return };
-        if v & SLP_EN != 0 && (v >> 2) & 7 == SLP_TYP_S5 {
+        if v & SLEEP_CONTROL_SLP_EN != 0 && (v >> SLEEP_CONTROL_SLP_TYP_SHIFT) & 7 == S5_SLEEP_TYPE
+        {
             self.shutdown.request(ShutdownReason::PowerOff);
         }
     }

@@ -12,8 +12,14 @@
 /// 0xe0000-0xfffff area a legacy guest scans for the RSDP; E820 reports it
 /// reserved.
 pub const ACPI_AREA: (u64, u64) = (0xe_0000, 0x2_0000);
-/// Start of the 32-bit PCI BAR window (BARs are placed in it).
-pub const BAR_WINDOW_BASE: u64 = 0xc000_0000;
+/// Start of the 3-4 GiB MMIO hole: guest RAM stops here and continues at
+/// [`HIGH_RAM_START`].
+pub const MMIO_HOLE_START: u64 = 0xc000_0000;
+/// Where guest RAM resumes above the hole (4 GiB).
+pub const HIGH_RAM_START: u64 = 0x1_0000_0000;
+/// Start of the 32-bit PCI BAR window (BARs are placed in it): the bottom
+/// of the MMIO hole.
+pub const BAR_WINDOW_BASE: u64 = MMIO_HOLE_START;
 /// Size of the 32-bit BAR window (up to 0xdfff_ffff).
 pub const BAR_WINDOW_SIZE: u64 = 0x2000_0000;
 /// Guest-physical base of the PCIe ECAM window (bus 0 only).
@@ -96,6 +102,7 @@ pub const fn requester_id(number: u8) -> u16 {
 // The map must not overlap itself: checked when the crate compiles.
 const _: () = {
     assert!(BAR_WINDOW_BASE + BAR_WINDOW_SIZE <= ECAM_BASE);
+    assert!(LAPIC_BASE < HIGH_RAM_START);
     assert!(ECAM_BASE + ECAM_SIZE <= IOAPIC_BASE);
     assert!(IOAPIC_BASE < VIOMMU_MMIO_BASE);
     assert!(VIOMMU_MMIO_BASE + VIOMMU_MMIO_SIZE <= LAPIC_BASE);

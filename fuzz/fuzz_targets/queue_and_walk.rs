@@ -10,7 +10,9 @@
 use libfuzzer_sys::fuzz_target;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use viommu::{Access, CachePolicy, CheckMode, Config, DmaRequest, Levels, PageRequest, Viommu, regs};
+use viommu::{
+    Access, CachePolicy, CheckMode, Config, DmaRequest, Levels, PageRequest, Viommu, regs,
+};
 
 const MEM: u64 = 1 << 21;
 const MAX_OPS: usize = 4096;
@@ -75,7 +77,11 @@ fn setup(unit: &mut Viommu, mem: &GuestMemoryMmap<()>, five: bool) {
     reg(regs::IQA, 0x8000 | (1 << 11));
     reg(regs::PQA, 0xc000);
     unit.mmio_write(mem, regs::GCMD, &(regs::gcmd::SRTP).to_le_bytes());
-    unit.mmio_write(mem, regs::GCMD, &(regs::gcmd::TE | regs::gcmd::QIE).to_le_bytes());
+    unit.mmio_write(
+        mem,
+        regs::GCMD,
+        &(regs::gcmd::TE | regs::gcmd::QIE).to_le_bytes(),
+    );
 }
 
 fn access(b: u8) -> Access {
@@ -106,10 +112,11 @@ fuzz_target!(|data: &[u8]| {
         fault_records: 1 + u16::from(cfg >> 6),
         ..Config::default()
     };
-    let mem: GuestMemoryMmap<()> = match GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM as usize)]) {
-        Ok(m) => m,
-        Err(_) => return,
-    };
+    let mem: GuestMemoryMmap<()> =
+        match GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM as usize)]) {
+            Ok(m) => m,
+            Err(_) => return,
+        };
     let mut unit = Viommu::new(config);
     let sink = Rebuild::default();
     unit.set_event_sink(Some(Box::new(sink.clone())));
@@ -132,14 +139,37 @@ fuzz_target!(|data: &[u8]| {
                 2 | 3 => {
                     let rid = if op & 0x80 != 0 { inp.u16()? } else { 0x20 };
                     let p = inp.u8()?;
-                    let pasid = if p & 0x80 != 0 { None } else { Some(u32::from(p & 0x7f)) };
+                    let pasid = if p & 0x80 != 0 {
+                        None
+                    } else {
+                        Some(u32::from(p & 0x7f))
+                    };
                     let addr = inp.u64()?;
-                    let req = DmaRequest { rid, pasid, addr, access: access(p >> 1), privileged: p & 0x40 != 0 };
-                    let _ = if op % 12 == 2 { unit.translate(&mem, &req) } else { unit.translate_ats(&mem, &req) };
+                    let req = DmaRequest {
+                        rid,
+                        pasid,
+                        addr,
+                        access: access(p >> 1),
+                        privileged: p & 0x40 != 0,
+                    };
+                    let _ = if op % 12 == 2 {
+                        unit.translate(&mem, &req)
+                    } else {
+                        unit.translate_ats(&mem, &req)
+                    };
                 }
                 4 => {
                     let addr = inp.u64()?;
-                    unit.speculative_walk(&mem, &DmaRequest { rid: 0x20, pasid: Some(1), addr, access: Access::Read, privileged: false });
+                    unit.speculative_walk(
+                        &mem,
+                        &DmaRequest {
+                            rid: 0x20,
+                            pasid: Some(1),
+                            addr,
+                            access: Access::Read,
+                            privileged: false,
+                        },
+                    );
                 }
                 5 => {
                     let gpa = (u64::from(inp.u32()?) % MEM) & !7;
@@ -180,7 +210,11 @@ fuzz_target!(|data: &[u8]| {
                     let off = u64::from(inp.u16()?) & 0xff8;
                     let mut b = [0u8; 8];
                     unit.mmio_read(off, &mut b);
-                    let _ = (unit.take_msis(), unit.take_page_responses(), unit.take_devtlb_invalidations());
+                    let _ = (
+                        unit.take_msis(),
+                        unit.take_page_responses(),
+                        unit.take_devtlb_invalidations(),
+                    );
                 }
                 _ => unit.devtlb_invalidation_failed(inp.u16()?, op & 0x80 != 0),
             }

@@ -34,9 +34,17 @@ fn bring_up(p: &Platform, entries: u32) {
     let msix = p.config_read32(SVA, 0x80);
     p.config_write32(SVA, 0x80, msix | (1 << 31));
     // PASID control (+6): enable, privileged mode.
-    p.config_write32(SVA, 0x104, (0x5 << 16) | (p.config_read32(SVA, 0x104) & 0xffff));
+    p.config_write32(
+        SVA,
+        0x104,
+        (0x5 << 16) | (p.config_read32(SVA, 0x104) & 0xffff),
+    );
     // ATS control (+6): enable.
-    p.config_write32(SVA, 0x114, (0x8000 << 16) | (p.config_read32(SVA, 0x114) & 0xffff));
+    p.config_write32(
+        SVA,
+        0x114,
+        (0x8000 << 16) | (p.config_read32(SVA, 0x114) & 0xffff),
+    );
     // PRI allocation (+12) then control (+4): enable.
     p.config_write32(SVA, 0x12c, 16);
     p.config_write32(SVA, 0x124, 1);

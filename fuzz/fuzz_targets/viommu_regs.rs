@@ -119,7 +119,11 @@ fuzz_target!(|data: &[u8]| {
             6 => {
                 let req = DmaRequest {
                     rid: u16::from(input.u8()),
-                    pasid: if input.bool() { Some(input.below(64)) } else { None },
+                    pasid: if input.bool() {
+                        Some(input.below(64))
+                    } else {
+                        None
+                    },
                     addr: u64::from(input.u32()) << 12,
                     access: input.pick(&[Access::Read, Access::Write, Access::Execute]),
                     privileged: input.bool(),

@@ -126,7 +126,6 @@ impl InterruptSink for CountingSink {
 /// A guest VT-d driver's set-up, at fixed pages of a small memory.
 pub mod vtd {
     use super::poke;
-    use viommu::regs;
     use vm_memory::GuestMemoryMmap;
 
     /// Memory the vIOMMU targets use (1 MiB).
@@ -152,27 +151,24 @@ pub mod vtd {
     /// Requester the context table is filled for: every devfn of bus 0.
     pub const DEVFNS: u64 = 256;
 
-    /// Register accesses the set-up makes, in order (offset, bytes).
+    /// Register accesses the set-up makes, in order (offset, bytes): the one
+    /// scalable-mode enable sequence (viommu's fixture) for this layout.
     pub fn register_writes() -> Vec<(u64, Vec<u8>)> {
-        let w32 = |o: u64, v: u32| (o, v.to_le_bytes().to_vec());
-        let w64 = |o: u64, v: u64| (o, v.to_le_bytes().to_vec());
-        vec![
-            w32(regs::FEDATA, 0x51),
-            w32(regs::FEADDR, 0xfee0_0000),
-            w32(regs::FECTL, 0),
-            w64(regs::RTADDR, ROOT | (1 << 10)),
-            w32(regs::GCMD, regs::gcmd::SRTP),
-            w64(regs::IQT, 0),
-            w64(regs::IQA, IQ | (1 << 11)),
-            w32(regs::GCMD, regs::gcmd::QIE),
-            w64(regs::PQH, 0),
-            w64(regs::PQT, 0),
-            w64(regs::PQA, PRQ),
-            w32(regs::PEDATA, 0x52),
-            w32(regs::PEADDR, 0xfee0_0000),
-            w32(regs::PECTL, 0),
-            w32(regs::GCMD, regs::gcmd::QIE | regs::gcmd::TE),
-        ]
+        let layout = viommu::fixture::EnableLayout {
+            root: ROOT,
+            queue: IQ,
+            queue_order: 0,
+            prq: PRQ,
+            fault_msi: Some((0xfee0_0000, 0x51)),
+            prq_msi: Some((0xfee0_0000, 0x52)),
+        };
+        viommu::fixture::enable_sequence(&layout)
+            .into_iter()
+            .map(|w| {
+                let bytes = w.value.to_le_bytes();
+                (w.offset, bytes[..usize::from(w.bytes)].to_vec())
+            })
+            .collect()
     }
 
     /// Writes tables giving every devfn of bus 0 a scalable-mode context
@@ -291,10 +287,8 @@ pub mod platform {
     fn disk() -> PathBuf {
         static PATH: OnceLock<PathBuf> = OnceLock::new();
         PATH.get_or_init(|| {
-            let p = std::env::temp_dir().join(format!(
-                "stalewalk-fuzz-disk-{}.img",
-                std::process::id()
-            ));
+            let p = std::env::temp_dir()
+                .join(format!("stalewalk-fuzz-disk-{}.img", std::process::id()));
             let image: Vec<u8> = (0..0x1_0000u32).map(|i| (i % 251) as u8).collect();
             std::fs::write(&p, image).expect("fuzz disk image");
             p
@@ -316,13 +310,9 @@ pub mod platform {
             virtio_blk: Some(Block::open(&disk(), true).expect("disk image")),
             virtio_rng: Some(Rng::with_source(Box::new(std::io::repeat(0xa5)))),
         };
-        let (buses, platform) = devices::platform::build(
-            devices,
-            &mem,
-            dyn_sink,
-            Arc::new(ShutdownSignal::new()),
-        )
-        .expect("the fuzz platform");
+        let (buses, platform) =
+            devices::platform::build(devices, &mem, dyn_sink, Arc::new(ShutdownSignal::new()))
+                .expect("the fuzz platform");
         Platform {
             mem,
             viommu: platform.viommu.clone().expect("the vIOMMU is on"),
@@ -337,8 +327,7 @@ pub mod platform {
     impl Platform {
         /// A 32-bit ECAM config write to device `number` (bus 0, function 0).
         pub fn config_write32(&self, number: u8, offset: u16, v: u32) {
-            self.mmio
-                .write(ecam(number, offset), &v.to_le_bytes());
+            self.mmio.write(ecam(number, offset), &v.to_le_bytes());
         }
 
         /// A 32-bit ECAM config read.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, ConfigError, KernelSource, VmConfig};
+use crate::config::{self, ConfigError, KernelSource, SerialMode, VmConfig};
 use crate::cpuid::CpuProfile;
 use crate::platform::PlatformConfig;
 use crate::seccomp::SeccompMode;
@@ -15,7 +15,7 @@ use crate::seccomp::SeccompMode;
 /// stalewalk: a KVM VMM with a virtual VT-d IOMMU that detects stale
 /// paging-structure-cache walks.
 #[derive(Debug, Parser)]
-#[command(name = "stalewalk", version, about)]
+#[command(name = "stalewalk", version, about, after_help = crate::exit::HELP)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -40,6 +40,30 @@ pub enum Command {
     /// List the mini guest's scenarios: what each shows, the device it
     /// needs, and its command-line knobs with their defaults.
     Scenarios(ScenariosArgs),
+    /// Print a shell completion script on standard output (e.g.
+    /// `stalewalk completions bash > /etc/bash_completion.d/stalewalk`).
+    Completions(CompletionsArgs),
+    /// Write the man pages and every completion script into DIR (how
+    /// docs/generated/ is made: `cargo run --bin stalewalk -- gen-docs
+    /// docs/generated`; a test checks it is current).
+    #[command(hide = true)]
+    GenDocs(GenDocsArgs),
+}
+
+/// Arguments of `stalewalk completions`.
+#[derive(Debug, Args, Clone)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Arguments of `stalewalk gen-docs`.
+#[derive(Debug, Args, Clone)]
+pub struct GenDocsArgs {
+    /// Where to write `man1/*.1` and `completions/*`.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 /// Arguments of `stalewalk scenarios`.
@@ -57,6 +81,9 @@ pub enum ReportFormat {
     Text,
     /// For machines: JSON on standard output.
     Json,
+    /// For CI: JUnit XML on standard output, one test case per verdict
+    /// and per expectation (`run` and `compare`).
+    Junit,
 }
 
 /// Arguments of `stalewalk replay`.
@@ -137,9 +164,11 @@ pub struct RunArgs {
     /// profile.
     #[arg(long)]
     pub la57: bool,
-    /// Serial output: stdio, off or file=PATH.
-    #[arg(long, value_name = "stdio|file=PATH|off", default_value = "stdio")]
-    pub serial: String,
+    /// Guest console output (COM1 and virtio-console): stdio (standard
+    /// output), stderr, off or file=PATH. Default: stdio, or stderr with
+    /// --report json (standard output then holds the JSON alone).
+    #[arg(long, value_name = "stdio|stderr|file=PATH|off")]
+    pub serial: Option<String>,
     /// Guest scenario to run (appends scenario=NAME to the command line).
     #[arg(long, value_name = "NAME")]
     pub scenario: Option<String>,
@@ -174,7 +203,7 @@ pub struct RunArgs {
     /// A raw disk image for virtio-blk at 00:02.0; `,ro` makes it read-only.
     #[arg(long, value_name = "PATH[,ro]")]
     pub disk: Option<String>,
-    /// Add virtio-console at 00:01.0 (output to standard output).
+    /// Add virtio-console at 00:01.0 (output where --serial sends COM1's).
     #[arg(long)]
     pub virtio_console: bool,
     /// Add virtio-rng at 00:03.0.
@@ -183,9 +212,9 @@ pub struct RunArgs {
     /// Write each ACPI table as DIR/<SIG>.dat, exactly as the guest sees it.
     #[arg(long, value_name = "DIR")]
     pub dump_acpi: Option<PathBuf>,
-    /// Also print the end-of-run report as JSON on standard output (the
-    /// text report is always printed on standard error).
-    #[arg(long = "report", value_enum, value_name = "text|json")]
+    /// Also print the end-of-run report on standard output as JSON or as
+    /// JUnit XML (the text report is always printed on standard error).
+    #[arg(long = "report", value_enum, value_name = "text|json|junit")]
     pub report_format: Option<ReportFormat>,
     /// Write the end-of-run report as JSON to PATH.
     #[arg(long, value_name = "PATH")]
@@ -333,7 +362,17 @@ impl RunArgs {
             cpus: self.cpus,
             cpu_profile: self.cpu_profile,
             la57: self.la57,
-            serial: config::parse_serial(&self.serial)?,
+            serial: match &self.serial {
+                Some(s) => config::parse_serial(s)?,
+                None if matches!(
+                    self.report_format,
+                    Some(ReportFormat::Json | ReportFormat::Junit)
+                ) =>
+                {
+                    SerialMode::Stderr
+                }
+                None => SerialMode::Stdio,
+            },
             verbose: self.verbose,
             platform: self.platform_config()?,
             seccomp: self.seccomp,

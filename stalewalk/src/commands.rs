@@ -2,37 +2,111 @@
 //! reports are printed and written.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::cli::{CompareArgs, ReplayArgs, ReportFormat, RunArgs};
 use crate::config::{SerialMode, VmConfig};
+use crate::outputs::{AtomicFile, CheckedWriter, NamedPath, check_paths, to_stderr};
 use crate::report::RunReport;
 use crate::seccomp::{SeccompMode, ThreadKind};
-use crate::vm::{RunHooks, run_with_report};
+use crate::vm::{RunHooks, RunResult, run_with_report};
 use stalewalk_tools::trace::KindSet;
 use stalewalk_tools::trace::writer::{OnStart, TraceOptions, TraceWriter};
 
-/// Exit status when the VMM fails (as opposed to the guest's own status).
-pub const EXIT_VMM_ERROR: u8 = 125;
-/// Exit status for a usage error (as clap uses).
-pub const EXIT_USAGE: u8 = 2;
-/// Exit status when `--timeout` stopped the guest (as timeout(1) uses).
-pub const EXIT_TIMEOUT: u8 = 124;
+pub use crate::exit;
 
 /// The exit status for a run that ended in `e`.
 fn error_status(e: &crate::vm::VmError) -> u8 {
     match e {
-        crate::vm::VmError::TimedOut { .. } => EXIT_TIMEOUT,
-        _ => EXIT_VMM_ERROR,
+        crate::vm::VmError::TimedOut { .. } => exit::TIMEOUT,
+        crate::vm::VmError::Interrupted { signal } => exit::signal(*signal),
+        // `--serial file=` could not be created: an output, like the
+        // report file and the trace.
+        crate::vm::VmError::SerialFile { .. } => exit::OUTPUT,
+        _ => exit::VMM_ERROR,
     }
 }
+
+/// The exit status for a run's guest: pass or fail.
+fn guest_status(r: &RunResult) -> u8 {
+    match &r.result {
+        Ok(o) if o.exit_status != 0 => exit::FAILED,
+        Ok(_) if r.report.as_ref().and_then(RunReport::guest_verdict) == Some("fail") => {
+            exit::FAILED
+        }
+        Ok(_) => exit::PASS,
+        Err(e) => error_status(e),
+    }
+}
+
 /// The policies a guest understands on `kpgtable_free=`.
 pub const POLICIES: [&str; 3] = ["sync", "deferred", "eager"];
 
-fn write_report_file(path: &Path, json: &str) -> Result<(), String> {
-    std::fs::write(path, format!("{json}\n"))
-        .map_err(|e| format!("cannot write report file {}: {e}", path.display()))
+/// Prints an error line on standard error (never panics).
+fn error(msg: impl std::fmt::Display) {
+    to_stderr(&format!("stalewalk: error: {msg}\n"));
+}
+
+/// The outputs and inputs a run names, for [`check_paths`]; `traces` are
+/// the trace paths (one per policy under `compare`).
+fn named_paths(
+    args: &RunArgs,
+    cfg: &VmConfig,
+    traces: &[PathBuf],
+) -> (Vec<NamedPath>, Vec<NamedPath>) {
+    let mut outputs = Vec::new();
+    if let Some(p) = &args.report_file {
+        outputs.push(NamedPath::new("--report-file", p));
+    }
+    for t in traces {
+        outputs.push(NamedPath::new("--trace", t));
+    }
+    if let SerialMode::File(p) = &cfg.serial {
+        outputs.push(NamedPath::new("--serial file=", p));
+    }
+    let mut inputs = Vec::new();
+    if let Some(k) = &args.kernel {
+        inputs.push(NamedPath::new("--kernel", k));
+    }
+    if let Some(i) = &args.initrd {
+        inputs.push(NamedPath::new("--initrd", i));
+    }
+    if let Some(d) = &cfg.platform.disk {
+        inputs.push(NamedPath::new("--disk", &d.path));
+    }
+    (outputs, inputs)
+}
+
+/// What a command prints at its end, in order, once every file is written;
+/// the status says whether printing failed.
+struct Printer {
+    out: CheckedWriter<std::io::Stdout>,
+    err: CheckedWriter<std::io::Stderr>,
+}
+
+impl Printer {
+    fn new() -> Self {
+        Self {
+            out: CheckedWriter::new(std::io::stdout()),
+            err: CheckedWriter::new(std::io::stderr()),
+        }
+    }
+
+    /// `exit::OUTPUT` when standard output or error failed, with a line
+    /// on standard error when it still works.
+    fn status(&mut self) -> u8 {
+        let mut status = exit::PASS;
+        if let Some(e) = self.out.error() {
+            let msg = format!("stalewalk: error: cannot write standard output: {e}\n");
+            self.err.put(&msg);
+            status = exit::OUTPUT;
+        }
+        if self.err.error().is_some() {
+            status = exit::OUTPUT;
+        }
+        status
+    }
 }
 
 /// `stalewalk run`.
@@ -40,44 +114,98 @@ pub fn run(args: &RunArgs) -> ExitCode {
     let cfg = match args.to_config() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("stalewalk: error: {e}");
-            return ExitCode::from(EXIT_USAGE);
+            error(e);
+            return ExitCode::from(exit::USAGE);
         }
     };
     if let Err(e) = crate::vm::install_termination_handlers() {
-        eprintln!("stalewalk: warning: {e}");
+        to_stderr(&format!("stalewalk: warning: {e}\n"));
     }
-    let (hooks, trace) = match trace_hooks(args, &cfg) {
-        Ok(v) => v,
+    let traces: Vec<PathBuf> = args.trace.path.iter().cloned().collect();
+    let (outputs, inputs) = named_paths(args, &cfg, &traces);
+    if let Err(e) = check_paths(&outputs, &inputs) {
+        error(e);
+        return ExitCode::from(exit::USAGE);
+    }
+    // Every output is created (under a temporary name) before the guest
+    // starts; the serial file is created by the VM's set-up.
+    let report_file = match args
+        .report_file
+        .as_deref()
+        .map(|p| AtomicFile::create("--report-file", p))
+        .transpose()
+    {
+        Ok(f) => f,
         Err(e) => {
-            eprintln!("stalewalk: error: {e}");
-            return ExitCode::from(EXIT_USAGE);
+            error(e);
+            return ExitCode::from(exit::OUTPUT);
         }
     };
+    let (hooks, trace) = match trace_hooks(args.trace.path.as_deref(), &args.trace.events, &cfg) {
+        Ok(v) => v,
+        Err((status, e)) => {
+            error(e);
+            return ExitCode::from(status);
+        }
+    };
+    let mut progress = crate::progress::Progress::run(&cfg.serial);
     let r = run_with_report(&cfg, hooks);
-    let _ = std::io::stdout().flush();
-    let mut status = finish_trace(trace);
-    status = status.max(match &r.result {
-        Ok(o) => o.exit_status,
-        Err(e) => {
-            eprintln!("stalewalk: error: {e}");
-            error_status(e)
-        }
-    });
-    if let Some(report) = &r.report {
-        eprint!("{}", report.to_text());
-        let json = report.to_json();
-        if args.report_format == Some(ReportFormat::Json) {
-            println!("{json}");
-        }
-        if let Some(p) = &args.report_file {
-            if let Err(e) = write_report_file(p, &json) {
-                eprintln!("stalewalk: error: {e}");
-                status = status.max(1);
-            }
+    progress.finish();
+    let mut status = guest_status(&r);
+    // Files first: whatever happens to standard output or error later,
+    // the trace and the report file are complete.
+    status = exit::worst(status, finish_trace(trace, r.report.is_some()));
+    let json = r.report.as_ref().map(RunReport::to_json);
+    if let (Some(f), Some(json)) = (report_file, &json) {
+        if let Err(e) = f.write_all_and_commit(format!("{json}\n").as_bytes()) {
+            error(e);
+            status = exit::worst(status, exit::OUTPUT);
         }
     }
-    ExitCode::from(status)
+    let mut p = Printer::new();
+    if let Err(e) = &r.result {
+        p.err.put(&format!("stalewalk: error: {e}\n"));
+    }
+    if let Some(e) = &r.serial.error {
+        p.err.put(&format!(
+            "stalewalk: error: writing the guest console output ({}): {e}; {} bytes lost\n",
+            serial_target(&cfg.serial),
+            r.serial.dropped_bytes
+        ));
+        status = exit::worst(status, exit::OUTPUT);
+    } else if r.serial.dropped_bytes > 0 {
+        p.err.put(&format!(
+            "stalewalk: warning: {} bytes of guest console output dropped: its reader did not keep up\n",
+            r.serial.dropped_bytes
+        ));
+    }
+    if let Some(report) = &r.report {
+        p.err.put(&report.to_text());
+    }
+    match (&r.report, args.report_format) {
+        (Some(_), Some(ReportFormat::Json)) => {
+            if let Some(json) = &json {
+                p.out.put(&format!("{json}\n"));
+            }
+        }
+        (Some(report), Some(ReportFormat::Junit)) => {
+            p.out.put(&crate::junit::to_junit(&[(
+                crate::junit::suite_name(report),
+                report.into(),
+            )]));
+        }
+        _ => {}
+    }
+    ExitCode::from(exit::worst(status, p.status()))
+}
+
+fn serial_target(mode: &SerialMode) -> String {
+    match mode {
+        SerialMode::Stdio => "standard output".to_string(),
+        SerialMode::Stderr => "standard error".to_string(),
+        SerialMode::File(p) => p.display().to_string(),
+        SerialMode::Off | SerialMode::Capture(_) => "nowhere".to_string(),
+    }
 }
 
 /// `stalewalk scenarios`: the mini guest's scenario catalog on standard
@@ -100,60 +228,132 @@ pub fn scenarios(args: &crate::cli::ScenariosArgs) -> ExitCode {
     }
 }
 
+/// The shells `gen-docs` writes completion scripts for.
+pub const COMPLETION_SHELLS: [clap_complete::Shell; 3] = [
+    clap_complete::Shell::Bash,
+    clap_complete::Shell::Zsh,
+    clap_complete::Shell::Fish,
+];
+
+/// `stalewalk completions SHELL`: the script on standard output, generated
+/// from the clap definitions.
+pub fn completions(args: &crate::cli::CompletionsArgs) -> ExitCode {
+    use clap::CommandFactory;
+    let mut cmd = crate::cli::Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "stalewalk", &mut script);
+    let mut p = Printer::new();
+    p.out.put(&String::from_utf8_lossy(&script));
+    ExitCode::from(p.status())
+}
+
+/// `stalewalk gen-docs DIR`: man pages (`DIR/man1`) and completion scripts
+/// (`DIR/completions`) for every shell in [`COMPLETION_SHELLS`], all
+/// generated from the clap definitions.
+pub fn gen_docs(args: &crate::cli::GenDocsArgs) -> ExitCode {
+    use clap::CommandFactory;
+    let man = args.dir.join("man1");
+    let comp = args.dir.join("completions");
+    let result = std::fs::create_dir_all(&man)
+        .and_then(|()| std::fs::create_dir_all(&comp))
+        .and_then(|()| clap_mangen::generate_to(crate::cli::Cli::command(), &man))
+        .and_then(|()| {
+            for shell in COMPLETION_SHELLS {
+                let mut cmd = crate::cli::Cli::command();
+                clap_complete::generate_to(shell, &mut cmd, "stalewalk", &comp)?;
+            }
+            Ok(())
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error(format!("gen-docs {}: {e}", args.dir.display()));
+            ExitCode::from(exit::OUTPUT)
+        }
+    }
+}
+
 /// `stalewalk replay`: the tools crate's scenario replay, with `--trace`.
 pub fn replay(args: &ReplayArgs) -> ExitCode {
+    if args.report == ReportFormat::Junit {
+        error(
+            "replay --report junit: not available for replay; use --report json (its exit status says whether every expect held)",
+        );
+        return ExitCode::from(exit::USAGE);
+    }
     let json = args.report == ReportFormat::Json;
+    let mut named = vec![];
+    if let Some(t) = &args.trace.path {
+        named.push(NamedPath::new("--trace", t));
+    }
+    if let Err(e) = check_paths(&named, &[NamedPath::new("scenario", &args.file)]) {
+        error(e);
+        return ExitCode::from(exit::USAGE);
+    }
     let writer = match open_trace(
         args.trace.path.as_deref(),
         &args.trace.events,
         TraceOptions::default(),
     ) {
         Ok(w) => w,
-        Err(e) => {
-            eprintln!("stalewalk: error: {e}");
-            return ExitCode::from(EXIT_USAGE);
+        Err((status, e)) => {
+            error(e);
+            return ExitCode::from(status);
         }
     };
     let sink = writer
         .as_ref()
-        .map(|w| Box::new(w.sink()) as Box<dyn viommu::EventSink>);
+        .map(|w| Box::new(w.writer.sink()) as Box<dyn viommu::EventSink>);
     let options = stalewalk_tools::replay::ReplayOptions {
         report_json: json,
         outcomes: args.outcomes,
     };
+    let mut p = Printer::new();
     let status = stalewalk_tools::replay::replay_to_with_options(
-        &args.file,
-        options,
-        sink,
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
+        &args.file, options, sink, &mut p.out, &mut p.err,
     );
-    ExitCode::from(status.max(finish_trace(writer)))
+    let status = exit::worst(status, finish_trace(writer, true));
+    use std::io::Write as _;
+    let _ = p.out.flush();
+    ExitCode::from(exit::worst(status, p.status()))
+}
+
+/// A trace being written under a temporary name, renamed over its real
+/// name when finished.
+struct Trace {
+    writer: TraceWriter,
+    file: AtomicFile,
 }
 
 /// Opens the trace writer for `--trace PATH --trace-events KINDS` (none
-/// without a path), on top of `base` options; errors name the flag.
+/// without a path), on top of `base` options; errors name the flag and
+/// come with their exit status.
 fn open_trace(
     path: Option<&Path>,
     events: &str,
     base: TraceOptions,
-) -> Result<Option<TraceWriter>, String> {
+) -> Result<Option<Trace>, (u8, String)> {
     let Some(path) = path else { return Ok(None) };
     let kinds: KindSet = events
         .parse()
-        .map_err(|e| format!("--trace-events {events:?}: {e}"))?;
+        .map_err(|e| (exit::USAGE, format!("--trace-events {events:?}: {e}")))?;
     let options = TraceOptions {
         kinds,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         ..base
     };
-    TraceWriter::create(path, options)
-        .map(Some)
-        .map_err(|e| format!("--trace {}: {e}", path.display()))
+    let file = AtomicFile::create("--trace", path).map_err(|e| (exit::OUTPUT, e.to_string()))?;
+    let writer = TraceWriter::create(file.temp_path(), options)
+        .map_err(|e| (exit::OUTPUT, format!("--trace {}: {e}", path.display())))?;
+    Ok(Some(Trace { writer, file }))
 }
 
 /// Starts the trace writer for `--trace` and the hooks that feed it.
-fn trace_hooks(args: &RunArgs, cfg: &VmConfig) -> Result<(RunHooks, Option<TraceWriter>), String> {
+fn trace_hooks(
+    path: Option<&Path>,
+    events: &str,
+    cfg: &VmConfig,
+) -> Result<(RunHooks, Option<Trace>), (u8, String)> {
     let kernel_half_start = cfg
         .platform
         .viommu
@@ -165,16 +365,16 @@ fn trace_hooks(args: &RunArgs, cfg: &VmConfig) -> Result<(RunHooks, Option<Trace
         on_start: Some(seccomp_on_start(cfg.seccomp)),
         ..TraceOptions::default()
     };
-    let Some(writer) = open_trace(args.trace.path.as_deref(), &args.trace.events, base)? else {
+    let Some(trace) = open_trace(path, events, base)? else {
         return Ok((RunHooks::default(), None));
     };
-    let sink = writer.sink();
-    let markers = writer.sink();
+    let sink = trace.writer.sink();
+    let markers = trace.writer.sink();
     let hooks = RunHooks {
         events: Some(Box::new(sink)),
         serial_line: Some(Box::new(move |line: &str| markers.marker(line))),
     };
-    Ok((hooks, Some(writer)))
+    Ok((hooks, Some(trace)))
 }
 
 /// Installs the trace-writer seccomp filter in the writer thread; a
@@ -182,29 +382,43 @@ fn trace_hooks(args: &RunArgs, cfg: &VmConfig) -> Result<(RunHooks, Option<Trace
 fn seccomp_on_start(mode: SeccompMode) -> OnStart {
     OnStart(std::sync::Arc::new(move || {
         if let Err(e) = crate::seccomp::install(ThreadKind::TraceWriter, mode) {
-            eprintln!("stalewalk: error: {e}");
-            std::process::exit(i32::from(EXIT_VMM_ERROR));
+            error(e);
+            std::process::exit(i32::from(exit::VMM_ERROR));
         }
     }))
 }
 
-/// Finishes the trace (end record, flush); 0 on success, 1 with a message
-/// otherwise.
-fn finish_trace(trace: Option<TraceWriter>) -> u8 {
-    let Some(w) = trace else { return 0 };
-    match w.finish() {
+/// Finishes the trace (end record, flush) and, when `keep` (the guest
+/// ran), renames it over its real name; without `keep` the temporary file
+/// is removed and an earlier trace at that path stays as it was. 0 on
+/// success, [`exit::OUTPUT`] with a message otherwise.
+fn finish_trace(trace: Option<Trace>, keep: bool) -> u8 {
+    let Some(Trace { writer, file }) = trace else {
+        return exit::PASS;
+    };
+    match writer.finish() {
         Ok(totals) => {
             if totals.dropped_total() > 0 {
-                eprintln!(
-                    "stalewalk: trace: {} events dropped (queue full); the trace records the count",
+                to_stderr(&format!(
+                    "stalewalk: trace: {} events dropped (queue full); the trace records the count\n",
                     totals.dropped_total()
-                );
+                ));
             }
-            0
+            drop(writer);
+            if !keep {
+                return exit::PASS;
+            }
+            match file.commit() {
+                Ok(()) => exit::PASS,
+                Err(e) => {
+                    error(e);
+                    exit::OUTPUT
+                }
+            }
         }
         Err(e) => {
-            eprintln!("stalewalk: error: trace: {e}");
-            1
+            error(format!("trace: {e}"));
+            exit::OUTPUT
         }
     }
 }
@@ -299,26 +513,26 @@ pub fn policy_path(path: &Path, policy: &str) -> std::path::PathBuf {
 /// `stalewalk compare`.
 pub fn compare(args: &CompareArgs) -> ExitCode {
     if args.run.scenario.is_none() {
-        eprintln!("stalewalk: error: compare needs --scenario NAME (e.g. --scenario exploit)");
-        return ExitCode::from(EXIT_USAGE);
+        error("compare needs --scenario NAME (e.g. --scenario exploit)");
+        return ExitCode::from(exit::USAGE);
     }
     if args.policies.is_empty() {
-        eprintln!("stalewalk: error: --policies is empty: give e.g. sync,deferred,eager");
-        return ExitCode::from(EXIT_USAGE);
+        error("--policies is empty: give e.g. sync,deferred,eager");
+        return ExitCode::from(exit::USAGE);
     }
     for p in &args.policies {
         if !POLICIES.contains(&p.as_str()) {
-            eprintln!(
-                "stalewalk: error: --policies: unknown policy {p:?} (known: sync, deferred, eager)"
-            );
-            return ExitCode::from(EXIT_USAGE);
+            error(format!(
+                "--policies: unknown policy {p:?} (known: sync, deferred, eager)"
+            ));
+            return ExitCode::from(exit::USAGE);
         }
     }
     let mut base = match args.run.to_config() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("stalewalk: error: {e}");
-            return ExitCode::from(EXIT_USAGE);
+            error(e);
+            return ExitCode::from(exit::USAGE);
         }
     };
     if !args.show_serial {
@@ -329,68 +543,114 @@ pub fn compare(args: &CompareArgs) -> ExitCode {
     if base.platform.sva_devices == 0 {
         base.platform.sva_devices = 1;
     }
-    let mut reports: Vec<RunReport> = Vec::new();
-    let mut status = 0u8;
-    for p in &args.policies {
+    if let Err(e) = crate::vm::install_termination_handlers() {
+        to_stderr(&format!("stalewalk: warning: {e}\n"));
+    }
+    let traces: Vec<PathBuf> = match &args.run.trace.path {
+        Some(t) => args.policies.iter().map(|p| policy_path(t, p)).collect(),
+        None => Vec::new(),
+    };
+    let (outputs, inputs) = named_paths(&args.run, &base, &traces);
+    if let Err(e) = check_paths(&outputs, &inputs) {
+        error(e);
+        return ExitCode::from(exit::USAGE);
+    }
+    let report_file = match args
+        .run
+        .report_file
+        .as_deref()
+        .map(|p| AtomicFile::create("--report-file", p))
+        .transpose()
+    {
+        Ok(f) => f,
+        Err(e) => {
+            error(e);
+            return ExitCode::from(exit::OUTPUT);
+        }
+    };
+    let mut done: Vec<(String, RunReport)> = Vec::new();
+    let mut status = exit::PASS;
+    let mut progress = crate::progress::Progress::compare(args.policies.len(), &base.serial);
+    for (i, p) in args.policies.iter().enumerate() {
+        if let Some(sig) = crate::event_loop::termination_signal() {
+            // A signal during the previous policy: keep what is done.
+            status = exit::worst(status, exit::signal(sig));
+            break;
+        }
         let cfg = policy_config(&base, p);
-        eprintln!("stalewalk: compare: running policy {p} ...");
-        let mut policy_args = args.run.clone();
-        policy_args.trace.path = args.run.trace.path.as_deref().map(|t| policy_path(t, p));
-        let (hooks, trace) = match trace_hooks(&policy_args, &cfg) {
+        progress.policy(i, p);
+        let trace_path = traces.get(i).map(PathBuf::as_path);
+        let (hooks, trace) = match trace_hooks(trace_path, &args.run.trace.events, &cfg) {
             Ok(v) => v,
-            Err(e) => {
-                eprintln!("stalewalk: error: {e}");
-                return ExitCode::from(EXIT_USAGE);
+            Err((s, e)) => {
+                error(e);
+                status = exit::worst(status, s);
+                break;
             }
         };
         let r = run_with_report(&cfg, hooks);
-        status = status.max(finish_trace(trace));
-        if let Some(t) = &policy_args.trace.path {
-            eprintln!("stalewalk: compare: policy {p}: trace in {}", t.display());
+        status = exit::worst(status, finish_trace(trace, r.report.is_some()));
+        if let Some(t) = trace_path {
+            to_stderr(&format!(
+                "stalewalk: compare: policy {p}: trace in {}\n",
+                t.display()
+            ));
         }
         match &r.result {
-            Ok(o) if o.exit_status != 0 => {
-                eprintln!(
-                    "stalewalk: compare: policy {p}: the guest's scenario failed (exit status {})",
-                    o.exit_status
-                );
-                status = status.max(1);
-            }
+            Ok(o) if o.exit_status != 0 => to_stderr(&format!(
+                "stalewalk: compare: policy {p}: the guest's scenario failed (exit status {})\n",
+                o.exit_status
+            )),
             Ok(_) => {}
-            Err(e) => {
-                eprintln!("stalewalk: compare: policy {p}: error: {e}");
-                status = status.max(error_status(e));
-            }
+            Err(e) => to_stderr(&format!("stalewalk: compare: policy {p}: error: {e}\n")),
         }
+        status = exit::worst(status, guest_status(&r));
         match r.report {
-            Some(rep) => reports.push(rep),
-            None => return ExitCode::from(EXIT_VMM_ERROR),
+            Some(rep) => done.push((p.clone(), rep)),
+            None => break,
         }
     }
-    let values: Vec<serde_json::Value> = reports
+    progress.finish();
+    let policies: Vec<String> = done.iter().map(|(p, _)| p.clone()).collect();
+    let values: Vec<serde_json::Value> = done
         .iter()
-        .map(|r| serde_json::to_value(r).unwrap_or(serde_json::Value::Null))
+        .map(|(_, r)| serde_json::to_value(r).unwrap_or(serde_json::Value::Null))
         .collect();
-    eprintln!(
-        "== stalewalk compare: scenario {} ==",
-        args.run.scenario.as_deref().unwrap_or("-")
-    );
-    eprint!("{}", compare_table(&args.policies, &values));
     let mut all = serde_json::Map::new();
-    for (p, v) in args.policies.iter().zip(values) {
-        all.insert(p.clone(), v);
+    for (p, v) in policies.iter().zip(&values) {
+        all.insert(p.clone(), v.clone());
     }
     let json = serde_json::to_string_pretty(&serde_json::Value::Object(all)).unwrap_or_default();
-    if args.run.report_format == Some(ReportFormat::Json) {
-        println!("{json}");
-    }
-    if let Some(path) = &args.run.report_file {
-        if let Err(e) = write_report_file(path, &json) {
-            eprintln!("stalewalk: error: {e}");
-            status = status.max(1);
+    // The file first (with every policy that finished), then the prints.
+    if let Some(f) = report_file {
+        if let Err(e) = f.write_all_and_commit(format!("{json}\n").as_bytes()) {
+            error(e);
+            status = exit::worst(status, exit::OUTPUT);
         }
     }
-    ExitCode::from(status)
+    let mut out = Printer::new();
+    let table = format!(
+        "== stalewalk compare: scenario {} ==\n{}",
+        args.run.scenario.as_deref().unwrap_or("-"),
+        compare_table(&policies, &values)
+    );
+    match args.run.report_format {
+        // Standard output holds the JSON or XML alone.
+        Some(ReportFormat::Json) => {
+            out.err.put(&table);
+            out.out.put(&format!("{json}\n"));
+        }
+        Some(ReportFormat::Junit) => {
+            out.err.put(&table);
+            let runs: Vec<(String, crate::junit::Outcome<'_>)> = done
+                .iter()
+                .map(|(_, r)| (crate::junit::suite_name(r), r.into()))
+                .collect();
+            out.out.put(&crate::junit::to_junit(&runs));
+        }
+        _ => out.out.put(&table),
+    }
+    ExitCode::from(exit::worst(status, out.status()))
 }
 
 #[cfg(test)]

@@ -8,5 +8,11 @@
 
 pub mod cli;
 pub mod commands;
+pub mod exit;
+pub mod junit;
+pub mod outputs;
+pub mod progress;
 
-pub use stalewalk_vmm::{config, cpuid, platform, report, scenarios, seccomp, size, vm};
+pub use stalewalk_vmm::{
+    config, cpuid, event_loop, platform, report, scenarios, seccomp, size, vm,
+};

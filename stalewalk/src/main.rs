@@ -1,12 +1,9 @@
 //! The `stalewalk` command: parses the command line and runs it.
 //!
-//! Exit status of `run`: the guest's debug-exit value (0 after a guest
-//! reset or power-off); 2 for a usage error; 124 when `--timeout` stopped
-//! the guest; 125 when the VMM itself fails
-//! (no KVM, bad kernel, triple fault, emulation failure, ...), with the
-//! reason on standard error. `compare` exits 0 only when every policy's
-//! guest exited 0. `replay` exits 0, 1 (an `expect` failed) or 2 (a
-//! malformed scenario).
+//! Exit status: one scheme for `run`, `compare` and `replay`
+//! ([`stalewalk::exit`], also in `--help` and the README): 0 the
+//! guest passed, 1 it failed, 2 usage error, 3 an output could not be
+//! written, 124 timeout, 125 VMM error, 128+N signal N.
 
 use std::process::ExitCode;
 
@@ -21,5 +18,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => stalewalk::commands::replay(&args),
         Command::Trace(cmd) => stalewalk_tools::trace::cli::trace_command(cmd),
         Command::Scenarios(args) => stalewalk::commands::scenarios(&args),
+        Command::Completions(args) => stalewalk::commands::completions(&args),
+        Command::GenDocs(args) => stalewalk::commands::gen_docs(&args),
     }
 }

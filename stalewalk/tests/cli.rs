@@ -44,8 +44,10 @@ fn compare_exploit_shows_the_vulnerability_and_the_fix() {
     let out = run(&["compare", "--scenario", "exploit", "--report", "json"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    // With --report json, standard output holds the JSON alone and the
+    // table goes to standard error.
     assert!(stderr.contains("* stale walks: reused"), "{stderr}");
-    let all = json_of(&out);
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
     let sync = &all["sync"];
     assert_eq!(sync["guest"]["values"]["secret_leaked"], "1", "{sync}");
     assert!(sync["stale_walks"]["reused"].as_u64().unwrap() >= 1);
@@ -180,35 +182,47 @@ fn wait_for_line(child: &mut std::process::Child, needle: &str, limit: Duration)
     rx.recv_timeout(limit).is_ok()
 }
 
+/// SIGTERM, SIGINT, SIGHUP and SIGQUIT each stop the guest within 100 ms
+/// (plus slack for a loaded machine), keep the report and the trace whole,
+/// and exit 128 + N.
 #[test]
-fn sigterm_stops_the_guest_and_keeps_report_and_trace() {
-    if !require_kvm("sigterm_stops_the_guest_and_keeps_report_and_trace") {
+fn termination_signals_stop_the_guest_and_keep_report_and_trace() {
+    if !require_kvm("termination_signals_stop_the_guest_and_keep_report_and_trace") {
         return;
     }
-    let dir = scratch("sigterm");
-    let trace = dir.join("spin.trace");
-    let report = dir.join("spin.json");
-    let mut child = Command::new(bin())
-        .args(["run", "--scenario", "spin", "--trace"])
-        .arg(&trace)
-        .arg("--report-file")
-        .arg(&report)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(wait_for_line(
-        &mut child,
-        "spinning=1",
-        Duration::from_secs(30)
-    ));
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };
-    let start = Instant::now();
-    let status = child.wait().unwrap();
-    assert!(start.elapsed() < Duration::from_secs(10));
-    assert_eq!(status.code(), Some(125));
-    check_stopped_spin(&report, &trace, "signal 15");
+    let dir = scratch("signals");
+    for (sig, name) in [
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGQUIT, "SIGQUIT"),
+    ] {
+        let trace = dir.join(format!("{name}.trace"));
+        let report = dir.join(format!("{name}.json"));
+        let mut child = Command::new(bin())
+            .args(["run", "--scenario", "spin", "--trace"])
+            .arg(&trace)
+            .arg("--report-file")
+            .arg(&report)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(wait_for_line(
+            &mut child,
+            "spinning=1",
+            Duration::from_secs(30)
+        ));
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(i32::try_from(child.id()).unwrap(), sig) };
+        let start = Instant::now();
+        let status = child.wait().unwrap();
+        let took = start.elapsed();
+        eprintln!("{name}: signal to exit {took:?}");
+        assert!(took < Duration::from_secs(1), "{name}: {took:?}");
+        assert_eq!(status.code(), Some(128 + sig), "{name}");
+        check_stopped_spin(&report, &trace, &format!("signal {sig} ({name})"));
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -471,4 +485,492 @@ fn reject_misspelt_guest_key_naming_it() {
         all.contains("error=bad_value key=churn_rounds value=many"),
         "{all}"
     );
+}
+
+/// Runs the binary with `args`, its standard output and error as given.
+fn run_with(args: &[&str], stdout: Stdio, stderr: Stdio) -> std::process::ExitStatus {
+    Command::new(bin())
+        .args(args)
+        .stdout(stdout)
+        .stderr(stderr)
+        .status()
+        .unwrap()
+}
+
+fn dev_full() -> Stdio {
+    Stdio::from(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap(),
+    )
+}
+
+/// A failing standard output or error (full, or a pipe closed early as
+/// `| head -c 10` does) neither panics nor loses the report file: the file
+/// is written first, and the exit status says an output failed (3).
+#[test]
+fn report_file_survives_a_full_or_closed_stdout_and_stderr() {
+    if !require_kvm("report_file_survives_a_full_or_closed_stdout_and_stderr") {
+        return;
+    }
+    let dir = scratch("full");
+    let report = dir.join("r.json");
+    let r = report.to_str().unwrap();
+    let args = [
+        "run",
+        "--scenario",
+        "smoke",
+        "--report",
+        "json",
+        "--report-file",
+        r,
+    ];
+    for (what, out, err) in [
+        ("stdout full", dev_full(), Stdio::null()),
+        ("stderr full", Stdio::null(), dev_full()),
+    ] {
+        let _ = std::fs::remove_file(&report);
+        let status = run_with(&args, out, err);
+        assert_eq!(status.code(), Some(3), "{what}");
+        let v: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        assert_eq!(v["exit_status"], 0, "{what}");
+    }
+    // A reader that closes at once (EPIPE rather than a full disk).
+    let _ = std::fs::remove_file(&report);
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+    let v: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(v["exit_status"], 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `--report json` has standard output to itself (the guest console goes
+/// to standard error unless `--serial` says otherwise), so it parses whole.
+#[test]
+fn report_json_alone_on_stdout() {
+    if !require_kvm("report_json_alone_on_stdout") {
+        return;
+    }
+    for extra in [&[][..], &["--serial", "off"][..]] {
+        let mut args = vec!["run", "--scenario", "smoke", "--report", "json"];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(out.status.success(), "{args:?}");
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+        assert_eq!(v["exit_status"], 0);
+    }
+    let out = run(&["run", "--scenario", "smoke", "--report", "json"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("scenario=smoke"));
+}
+
+/// `--serial file=/dev/full`: the write failure is reported, the report
+/// file is written (with the error and the bytes lost), exit status 3.
+#[test]
+fn serial_write_failure_is_reported() {
+    if !require_kvm("serial_write_failure_is_reported") {
+        return;
+    }
+    let dir = scratch("serialfull");
+    let report = dir.join("r.json");
+    let out = run(&[
+        "run",
+        "--scenario",
+        "smoke",
+        "--serial",
+        "file=/dev/full",
+        "--report-file",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("writing the guest console output (/dev/full)"),
+        "{stderr}"
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(
+        v["vmm"]["serial_dropped_bytes"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    assert!(
+        v["vmm"]["serial_error"]
+            .as_str()
+            .unwrap()
+            .contains("No space"),
+        "{v}"
+    );
+    // A serial file that cannot be created is refused before the guest
+    // starts, as an output (3), with the path named.
+    let out = run(&[
+        "run",
+        "--scenario",
+        "smoke",
+        "--serial",
+        "file=/nonexistent/dir/s.txt",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir/s.txt"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// An output that names an input or another output is a usage error, found
+/// before anything runs (no KVM needed).
+#[test]
+fn reject_an_output_that_names_an_input_or_another_output() {
+    let dir = scratch("clash");
+    let kernel = dir.join("vmlinux");
+    std::fs::write(&kernel, b"not a kernel").unwrap();
+    let x = dir.join("x");
+    let k = kernel.to_str().unwrap();
+    let x = x.to_str().unwrap();
+    let serial = format!("file={k}");
+    for (args, needle) in [
+        (
+            vec!["run", "--trace", x, "--report-file", x],
+            "--report-file",
+        ),
+        (vec!["run", "--kernel", k, "--report-file", k], "--kernel"),
+        (vec!["run", "--kernel", k, "--serial", &serial], "--kernel"),
+        (vec!["run", "--disk", k, "--trace", k], "--disk"),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(needle) && stderr.contains("same file"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(std::fs::read(&kernel).unwrap(), b"not a kernel");
+    // A report file in a directory that does not exist: refused before
+    // the guest starts (exit 3, an output), with the flag named.
+    let out = run(&["run", "--report-file", "/nonexistent/dir/r.json"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--report-file /nonexistent/dir/r.json"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A run that fails before the guest starts leaves an earlier trace and
+/// report as they were (both are written under temporary names and
+/// renamed when complete).
+#[test]
+fn failed_boot_keeps_an_earlier_trace() {
+    let dir = scratch("failedboot");
+    let trace = dir.join("t.trace");
+    let report = dir.join("r.json");
+    std::fs::write(&trace, b"earlier trace").unwrap();
+    std::fs::write(&report, b"earlier report").unwrap();
+    let bad = dir.join("bad-kernel");
+    std::fs::write(&bad, b"neither ELF nor bzImage").unwrap();
+    let out = run(&[
+        "run",
+        "--kernel",
+        bad.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+        "--report-file",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert_eq!(std::fs::read(&trace).unwrap(), b"earlier trace");
+    assert_eq!(std::fs::read(&report).unwrap(), b"earlier report");
+    // No temporary files left behind.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Two writable runs may not share a disk image: the second is refused
+/// with a clear error (exit 125) while the first holds it.
+#[test]
+fn reject_a_second_writer_on_a_disk() {
+    if !require_kvm("reject_a_second_writer_on_a_disk") {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    let dir = scratch("disklock");
+    let img = dir.join("disk.img");
+    std::fs::write(&img, vec![0u8; 1 << 20]).unwrap();
+    // Another writer: hold the same kind of lock the VMM takes.
+    let holder = std::fs::File::open(&img).unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let out = run(&[
+        "run",
+        "--scenario",
+        "virtio-blk",
+        "--disk",
+        img.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another run has it open"), "{stderr}");
+    drop(holder);
+    let out = run(&[
+        "run",
+        "--scenario",
+        "virtio-blk",
+        "--disk",
+        img.to_str().unwrap(),
+        "--serial",
+        "off",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `replay` to a full standard output exits 3, not 0.
+#[test]
+fn replay_to_a_full_stdout_fails() {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/seed-story.sw");
+    let s = scenario.to_str().unwrap();
+    assert_eq!(
+        run_with(&["replay", s], Stdio::null(), Stdio::null()).code(),
+        Some(0)
+    );
+    assert_eq!(
+        run_with(&["replay", s], dev_full(), Stdio::null()).code(),
+        Some(3)
+    );
+}
+
+/// The exit status says pass or fail; the guest's own status is in the
+/// report: `fault-ud` exits 3 in the guest, 1 from the VMM.
+#[test]
+fn guest_status_is_in_the_report_and_the_exit_status_says_fail() {
+    if !require_kvm("guest_status_is_in_the_report_and_the_exit_status_says_fail") {
+        return;
+    }
+    let out = run(&["run", "--scenario", "fault-ud", "--report", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["exit_status"], 3, "{v}");
+    let help = run(&["--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("128+N signal N"));
+}
+
+/// `compare > out.txt` holds the table; SIGTERM during `compare` still
+/// writes the reports of the policies already done and exits 143.
+#[test]
+fn compare_table_on_stdout_and_sigterm_keeps_finished_policies() {
+    if !require_kvm("compare_table_on_stdout_and_sigterm_keeps_finished_policies") {
+        return;
+    }
+    let out = run(&[
+        "compare",
+        "--scenario",
+        "exploit",
+        "--policies",
+        "sync,deferred",
+    ]);
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("* stale walks: reused"), "{table}");
+    let dir = scratch("comparesig");
+    let report = dir.join("all.json");
+    let trace = dir.join("t.trace");
+    let mut child = Command::new(bin())
+        .args([
+            "compare",
+            "--scenario",
+            "spin",
+            "--policies",
+            "sync,deferred,eager",
+            "--timeout",
+            "2",
+        ])
+        .arg("--report-file")
+        .arg(&report)
+        .arg("--trace")
+        .arg(&trace)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first policy's trace appears (renamed) when its run is done.
+    let first = dir.join("t.sync.trace");
+    let start = Instant::now();
+    while !first.exists() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(first.exists());
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    let v: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(
+        v["sync"]["ended_by"]
+            .as_str()
+            .unwrap()
+            .contains("--timeout"),
+        "{v}"
+    );
+    assert!(v.get("eager").is_none(), "{v}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `--report junit` is well-formed JUnit XML with one test case per
+/// verdict and per expectation, for every policy of `compare`.
+#[test]
+fn compare_report_junit_parses() {
+    if !require_kvm("compare_report_junit_parses") {
+        return;
+    }
+    let out = run(&[
+        "compare",
+        "--scenario",
+        "exploit",
+        "--policies",
+        "sync,deferred",
+        "--report",
+        "junit",
+    ]);
+    assert!(out.status.success());
+    let xml = String::from_utf8(out.stdout).unwrap();
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let (mut suites, mut cases, mut failures) = (0, Vec::new(), 0);
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e)) => {
+                match e.name().as_ref() {
+                    b"testsuite" => suites += 1,
+                    b"testcase" => cases.push(
+                        e.try_get_attribute("name")
+                            .unwrap()
+                            .unwrap()
+                            .unescape_value()
+                            .unwrap()
+                            .into_owned(),
+                    ),
+                    b"failure" => failures += 1,
+                    _ => {}
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("not well-formed: {e}: {xml}"),
+        }
+    }
+    assert_eq!(suites, 2, "{xml}");
+    assert_eq!(failures, 0, "{xml}");
+    for want in ["exit status", "verdict"] {
+        assert_eq!(
+            cases.iter().filter(|c| *c == want).count(),
+            2,
+            "{want}: {xml}"
+        );
+    }
+    assert_eq!(
+        cases
+            .iter()
+            .filter(|c| c.starts_with("expectation: "))
+            .count(),
+        2,
+        "{xml}"
+    );
+}
+
+/// Every file under `dir`, relative to it, with its contents.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The checked-in man pages and completion scripts (docs/generated) are
+/// what the clap definitions generate now: regenerate with
+/// `cargo run --bin stalewalk -- gen-docs docs/generated`.
+#[test]
+fn generated_man_pages_and_completions_are_current() {
+    let dir = scratch("gendocs");
+    let out = run(&["gen-docs", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let fresh = tree(&dir);
+    let checked_in = tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/generated"));
+    assert!(fresh.keys().any(|p| p.ends_with("stalewalk-run.1")));
+    assert!(fresh.keys().any(|p| p.ends_with("stalewalk.bash")));
+    let names =
+        |t: &std::collections::BTreeMap<PathBuf, Vec<u8>>| t.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        names(&fresh),
+        names(&checked_in),
+        "docs/generated is stale: run `cargo run --bin stalewalk -- gen-docs docs/generated`"
+    );
+    for (p, bytes) in &fresh {
+        assert!(
+            checked_in.get(p) == Some(bytes),
+            "docs/generated/{} is stale: run `cargo run --bin stalewalk -- gen-docs docs/generated`",
+            p.display()
+        );
+    }
+    // `completions SHELL` prints the same script.
+    let out = run(&["completions", "bash"]);
+    assert_eq!(
+        Some(&out.stdout),
+        fresh.get(Path::new("completions/stalewalk.bash"))
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Two runs on one `--trace` path at once both succeed and leave one whole
+/// trace (each writes a temporary file and renames it into place).
+#[test]
+fn two_runs_on_one_trace_path_leave_a_whole_trace() {
+    if !require_kvm("two_runs_on_one_trace_path_leave_a_whole_trace") {
+        return;
+    }
+    let dir = scratch("sharedtrace");
+    let trace = dir.join("t.trace");
+    let spawn = || {
+        Command::new(bin())
+            .args([
+                "run",
+                "--scenario",
+                "sva-ops",
+                "--sva-dev",
+                "--serial",
+                "off",
+                "--trace",
+            ])
+            .arg(&trace)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    let out = run(&["trace", "summary", trace.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -38,14 +38,15 @@ fn reject_socket_in_each_thread_kind() {
     let dir = scratch("reject");
     let trace = dir.join("t.jsonl");
     let trace = trace.to_str().unwrap();
-    for kind in ["vcpu", "vm", "trace-writer"] {
+    let serial = format!("file={}", dir.join("serial.txt").display());
+    for kind in ["vcpu", "vm", "trace-writer", "serial-writer"] {
         let s = stalewalk(
             &[
                 "run",
                 "--scenario",
                 "smoke",
                 "--serial",
-                "off",
+                &serial,
                 "--trace",
                 trace,
             ],

@@ -551,8 +551,8 @@ impl Caches {
     }
 
     /// What every cache counted.
-    pub fn stats(&self) -> crate::counters::CacheCounters {
-        crate::counters::CacheCounters {
+    pub fn stats(&self) -> CacheCounters {
+        CacheCounters {
             context: self.context.stats(),
             pasid: self.pasid.stats(),
             iotlb: self.iotlb.stats(),
@@ -1086,6 +1086,38 @@ pub fn page_range_bounds(addr: u64, am: u8) -> (u64, u64) {
     let size = 1u64 << shift;
     let lo = addr & !(size - 1);
     (lo, lo | (size - 1))
+}
+
+/// Cache activity per cache, as the caches count it themselves
+/// ([`Caches::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheCounters {
+    /// Context cache.
+    pub context: CacheStats,
+    /// PASID cache.
+    pub pasid: CacheStats,
+    /// IOTLB (leaves).
+    pub iotlb: CacheStats,
+    /// PML5E cache.
+    pub pml5e: CacheStats,
+    /// PML4E cache.
+    pub pml4e: CacheStats,
+    /// PDPE cache.
+    pub pdpe: CacheStats,
+    /// PDE cache.
+    pub pde: CacheStats,
+}
+
+impl CacheCounters {
+    /// The paging-structure cache stats for `level` (5..2).
+    pub fn level_mut(&mut self, level: u8) -> &mut CacheStats {
+        match level {
+            5 => &mut self.pml5e,
+            4 => &mut self.pml4e,
+            3 => &mut self.pdpe,
+            _ => &mut self.pde,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -89,39 +89,9 @@ pub struct Granularity {
     pub wait_pd: u64,
 }
 
-pub use crate::cache::CacheStats;
-
-/// Cache activity per cache, as the caches count it themselves
-/// ([`crate::cache::Caches::stats`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct CacheCounters {
-    /// Context cache.
-    pub context: CacheStats,
-    /// PASID cache.
-    pub pasid: CacheStats,
-    /// IOTLB (leaves).
-    pub iotlb: CacheStats,
-    /// PML5E cache.
-    pub pml5e: CacheStats,
-    /// PML4E cache.
-    pub pml4e: CacheStats,
-    /// PDPE cache.
-    pub pdpe: CacheStats,
-    /// PDE cache.
-    pub pde: CacheStats,
-}
-
-impl CacheCounters {
-    /// The paging-structure cache stats for `level` (5..2).
-    pub fn level_mut(&mut self, level: u8) -> &mut CacheStats {
-        match level {
-            5 => &mut self.pml5e,
-            4 => &mut self.pml4e,
-            3 => &mut self.pdpe,
-            _ => &mut self.pde,
-        }
-    }
-}
+// The caches' statistics live with the caches (cache.rs counts them);
+// the unit's counters carry them as they are.
+pub use crate::cache::{CacheCounters, CacheStats};
 
 /// Page-request activity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

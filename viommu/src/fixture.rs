@@ -47,6 +47,84 @@ pub const U: u64 = PTE_P | PTE_RW | PTE_US;
 /// Flags of a present, writable supervisor entry.
 pub const K: u64 = PTE_P | PTE_RW;
 
+/// One register write of [`enable_sequence`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegWrite {
+    /// Register offset.
+    pub offset: u64,
+    /// Value written.
+    pub value: u64,
+    /// Access width in bytes (4 or 8).
+    pub bytes: u8,
+}
+
+/// Where a scalable-mode unit's root table and queues are, and the
+/// interrupt messages it raises (`None`: left masked at reset values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnableLayout {
+    /// Scalable-mode root table.
+    pub root: u64,
+    /// Invalidation queue of 256-bit descriptors, `4096 << queue_order`
+    /// bytes.
+    pub queue: u64,
+    /// IQA.QS.
+    pub queue_order: u8,
+    /// Page-request queue (4 KiB).
+    pub prq: u64,
+    /// Fault event message (address, data).
+    pub fault_msi: Option<(u32, u32)>,
+    /// Page-request event message (address, data).
+    pub prq_msi: Option<(u32, u32)>,
+}
+
+/// The register writes that put a unit into scalable mode with queued
+/// invalidation, a page-request queue and translation on, in the order
+/// Linux 6.12's driver makes them: fault event message, root table
+/// (SRTP), invalidation queue (QIE), page-request queue and its message,
+/// then TE. The one copy of this sequence: the fixture applies it to a
+/// `Viommu` directly, the devices' tests through the MMIO front end, the
+/// fuzz harness through the platform's bus. (The replay harness keeps its
+/// own set-up on purpose: see tools/src/replay/harness.rs.)
+pub fn enable_sequence(l: &EnableLayout) -> Vec<RegWrite> {
+    let w32 = |offset, value: u32| RegWrite {
+        offset,
+        value: u64::from(value),
+        bytes: 4,
+    };
+    let w64 = |offset, value| RegWrite {
+        offset,
+        value,
+        bytes: 8,
+    };
+    let mut v = Vec::new();
+    if let Some((addr, data)) = l.fault_msi {
+        v.extend([
+            w32(regs::FEDATA, data),
+            w32(regs::FEADDR, addr),
+            w32(regs::FECTL, 0),
+        ]);
+    }
+    v.extend([
+        w64(regs::RTADDR, l.root | (1 << 10)),
+        w32(regs::GCMD, gcmd::SRTP),
+        w64(regs::IQT, 0),
+        w64(regs::IQA, l.queue | (1 << 11) | u64::from(l.queue_order)),
+        w32(regs::GCMD, gcmd::QIE),
+        w64(regs::PQH, 0),
+        w64(regs::PQT, 0),
+        w64(regs::PQA, l.prq),
+    ]);
+    if let Some((addr, data)) = l.prq_msi {
+        v.extend([
+            w32(regs::PEDATA, data),
+            w32(regs::PEADDR, addr),
+            w32(regs::PECTL, 0),
+        ]);
+    }
+    v.push(w32(regs::GCMD, gcmd::QIE | gcmd::TE));
+    v
+}
+
 /// A guest driving the unit through registers and the invalidation queue.
 #[derive(Debug)]
 pub struct ScalableUnit {
@@ -97,12 +175,21 @@ impl ScalableUnit {
             CTX + u64::from(RID & 0x7f) * 32,
             PASID_DIR | 0x10 | 0x8 | 0x4 | 1,
         );
-        h.reg64(regs::RTADDR, ROOT | (1 << 10));
-        h.reg32(regs::GCMD, gcmd::SRTP);
-        h.reg64(regs::IQA, QUEUE | (1 << 11) | u64::from(queue_order));
-        h.reg32(regs::GCMD, gcmd::QIE);
-        h.reg64(regs::PQA, PRQ);
-        h.reg32(regs::GCMD, gcmd::QIE | gcmd::TE);
+        let layout = EnableLayout {
+            root: ROOT,
+            queue: QUEUE,
+            queue_order,
+            prq: PRQ,
+            fault_msi: None,
+            prq_msi: None,
+        };
+        for w in enable_sequence(&layout) {
+            if w.bytes == 8 {
+                h.reg64(w.offset, w.value);
+            } else {
+                h.reg32(w.offset, u32::try_from(w.value).unwrap());
+            }
+        }
         assert!(h.unit.translation_enabled());
         h
     }

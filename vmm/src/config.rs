@@ -32,6 +32,9 @@ pub enum SerialMode {
     /// The VMM's standard output.
     #[default]
     Stdio,
+    /// The VMM's standard error (the default with `--report json`, which
+    /// has standard output to itself).
+    Stderr,
     /// A file (created or truncated).
     File(PathBuf),
     /// Discarded.
@@ -209,7 +212,8 @@ pub fn parse_timeout(text: &str) -> Result<std::time::Duration, ConfigError> {
 /// Parses `--serial`.
 pub fn parse_serial(text: &str) -> Result<SerialMode, ConfigError> {
     match text {
-        "stdio" => Ok(SerialMode::Stdio),
+        "stdio" | "stdout" => Ok(SerialMode::Stdio),
+        "stderr" => Ok(SerialMode::Stderr),
         "off" | "none" => Ok(SerialMode::Off),
         _ => match text.strip_prefix("file=") {
             Some(p) if !p.is_empty() => Ok(SerialMode::File(PathBuf::from(p))),
@@ -275,6 +279,7 @@ mod tests {
     fn serial_forms() {
         assert!(matches!(parse_serial("stdio"), Ok(SerialMode::Stdio)));
         assert!(matches!(parse_serial("off"), Ok(SerialMode::Off)));
+        assert!(matches!(parse_serial("stderr"), Ok(SerialMode::Stderr)));
         assert!(
             matches!(parse_serial("file=/tmp/x"), Ok(SerialMode::File(p)) if p == std::path::Path::new("/tmp/x"))
         );

@@ -4,10 +4,8 @@
 
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
-/// Start of the MMIO hole: RAM above this continues at [`HIGH_RAM_START`].
-pub const MMIO_HOLE_START: u64 = 0xc000_0000;
-/// Where RAM resumes above the hole.
-pub const HIGH_RAM_START: u64 = 0x1_0000_0000;
+// The hole's bounds are the platform map's.
+pub use devices::layout::{HIGH_RAM_START, MMIO_HOLE_START};
 /// End of conventional memory below 1 MiB (the EBDA and ROM area above it
 /// are left out of the RAM map, as on PCs).
 pub const LOW_RAM_END: u64 = 0x9_fc00;

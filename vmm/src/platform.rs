@@ -193,6 +193,9 @@ pub struct PlatformWiring {
     pub vm: Arc<GuestVm>,
     /// COM1, its interrupt already wired (an irqfd) and its output chosen.
     pub serial: Serial,
+    /// Where virtio-console output goes (where COM1's goes, through the
+    /// same non-blocking buffer).
+    pub console: Box<dyn std::io::Write + Send>,
     /// Receives every vIOMMU event (the report's accounting, the trace).
     pub events: Option<Box<dyn viommu::EventSink>>,
     /// Where reset, debug-exit and power-off requests go.
@@ -223,6 +226,7 @@ pub fn build(
     let PlatformWiring {
         vm,
         serial,
+        console,
         events,
         shutdown,
     } = wiring;
@@ -242,9 +246,7 @@ pub fn build(
         events,
         sva_devices: cfg.sva_devices,
         serial,
-        virtio_console: cfg
-            .virtio_console
-            .then(|| Console::new(Box::new(std::io::stdout()))),
+        virtio_console: cfg.virtio_console.then(|| Console::new(console)),
         virtio_blk,
         virtio_rng: if cfg.virtio_rng {
             Some(Rng::new()?)

@@ -188,6 +188,13 @@ pub struct VmmCounters {
     /// Guest actions the vIOMMU and devices rejected, each counted where it
     /// was rejected (see [`rejected_guest_actions`]).
     pub rejected_guest_actions: u64,
+    /// Guest console bytes (COM1 and virtio-console) that never reached
+    /// the output: the reader stalled and the bounded buffer was full, the
+    /// run ended before they were written, or a write failed.
+    pub serial_dropped_bytes: u64,
+    /// The first error writing the guest console output (e.g. `--serial
+    /// file=` on a full disk), if any.
+    pub serial_error: Option<String>,
 }
 
 /// The whole report.
@@ -528,6 +535,8 @@ pub fn build_report(
             hints: hint.hints,
             hints_rejected: hint.rejected,
             rejected_guest_actions,
+            // Filled in by the VM once the serial writer has finished.
+            ..VmmCounters::default()
         },
         guest: guest_lines
             .lock()

@@ -2,7 +2,8 @@
 //! host kernel once the guest can reach it.
 //!
 //! A guest drives the vCPU threads directly (every exit runs device code
-//! there) and the trace writer indirectly (through the events it causes);
+//! there), the trace writer and the serial writer indirectly (through the
+//! events and the console output it causes);
 //! the VM thread (the "vm" thread [`crate::vm::run_with_report`] starts for
 //! each VM) sets the VM up, starts the vCPUs, waits for them, stops them
 //! and builds the report. Each kind gets an allow-list built from what it
@@ -64,11 +65,19 @@ pub enum ThreadKind {
     Vm,
     /// The trace writer thread: serializes events into the trace file.
     TraceWriter,
+    /// The serial writer thread: drains guest console output into standard
+    /// output, standard error or a file (`serial_out`).
+    SerialWriter,
 }
 
 impl ThreadKind {
     /// Every kind.
-    pub const ALL: [ThreadKind; 3] = [ThreadKind::Vcpu, ThreadKind::Vm, ThreadKind::TraceWriter];
+    pub const ALL: [ThreadKind; 4] = [
+        ThreadKind::Vcpu,
+        ThreadKind::Vm,
+        ThreadKind::TraceWriter,
+        ThreadKind::SerialWriter,
+    ];
 
     /// Its name in messages and in `STALEWALK_SECCOMP_SELFTEST`.
     pub fn name(self) -> &'static str {
@@ -76,6 +85,7 @@ impl ThreadKind {
             ThreadKind::Vcpu => "vcpu",
             ThreadKind::Vm => "vm",
             ThreadKind::TraceWriter => "trace-writer",
+            ThreadKind::SerialWriter => "serial-writer",
         }
     }
 }
@@ -109,7 +119,7 @@ pub enum SeccompError {
 }
 
 /// Environment variable naming a thread kind ("vcpu", "vm",
-/// "trace-writer") that calls a forbidden syscall (`socket`) right after
+/// "trace-writer", "serial-writer") that calls a forbidden syscall (`socket`) right after
 /// its filter is installed: how the tests show the filter is in place in
 /// the real threads. Not for users.
 pub const SELFTEST_ENV: &str = "STALEWALK_SECCOMP_SELFTEST";
@@ -231,11 +241,20 @@ const VCPU: &[i64] = &[
 /// The trace writer, beyond [`COMMON`]: flushing the trace file.
 const TRACE_WRITER: &[i64] = &[libc::SYS_fdatasync, libc::SYS_fsync, libc::SYS_lseek];
 
+/// The serial writer needs nothing beyond [`COMMON`] (`write`, `futex`):
+/// its output was opened before it started.
+const SERIAL_WRITER: &[i64] = &[];
+
 /// The VM thread, beyond [`COMMON`] and what the threads it starts need
 /// ([`VCPU`], [`TRACE_WRITER`], `ioctl` limited to [`VCPU_IOCTLS`]):
 /// starting the vCPU threads, whose start-up calls run under this filter
-/// until they install their own.
+/// until they install their own; its event loop (`event_loop`: epoll on
+/// the signal eventfd, the `--timeout` timerfd and the vCPU-stopped
+/// eventfd, each read when ready).
 const VM: &[i64] = &[
+    libc::SYS_epoll_ctl,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_wait,
     libc::SYS_clone,
     libc::SYS_clone3,
     libc::SYS_prctl,
@@ -255,6 +274,7 @@ pub fn allowed_syscalls(kind: ThreadKind) -> Vec<i64> {
             v.push(libc::SYS_ioctl);
         }
         ThreadKind::TraceWriter => v.extend_from_slice(TRACE_WRITER),
+        ThreadKind::SerialWriter => v.extend_from_slice(SERIAL_WRITER),
         ThreadKind::Vm => {
             v.extend_from_slice(VCPU);
             v.extend_from_slice(TRACE_WRITER);
@@ -278,7 +298,7 @@ fn ioctl_rules(kind: ThreadKind) -> Result<Vec<SeccompRule>, seccompiler::Backen
             .iter()
             .map(|&r| request(SeccompCmpOp::Eq, r))
             .collect(),
-        ThreadKind::TraceWriter => Ok(Vec::new()),
+        ThreadKind::TraceWriter | ThreadKind::SerialWriter => Ok(Vec::new()),
     }
 }
 
@@ -405,6 +425,39 @@ mod tests {
             for nr in allowed_syscalls(kind) {
                 assert!(vm.contains(&nr), "{kind} allows {nr}, the VM thread not");
             }
+        }
+    }
+
+    #[test]
+    fn only_the_vm_thread_waits_on_the_event_loop() {
+        let vm = allowed_syscalls(ThreadKind::Vm);
+        for nr in [
+            libc::SYS_epoll_wait,
+            libc::SYS_epoll_pwait,
+            libc::SYS_epoll_ctl,
+        ] {
+            assert!(vm.contains(&nr), "the VM thread cannot make syscall {nr}");
+            for kind in [
+                ThreadKind::Vcpu,
+                ThreadKind::TraceWriter,
+                ThreadKind::SerialWriter,
+            ] {
+                assert!(!allowed_syscalls(kind).contains(&nr), "{kind} allows {nr}");
+            }
+        }
+    }
+
+    #[test]
+    fn serial_writer_only_writes() {
+        let w = allowed_syscalls(ThreadKind::SerialWriter);
+        assert!(w.contains(&libc::SYS_write) && w.contains(&libc::SYS_futex));
+        for nr in [
+            libc::SYS_ioctl,
+            libc::SYS_read,
+            libc::SYS_pread64,
+            libc::SYS_clone,
+        ] {
+            assert!(!w.contains(&nr), "serial writer allows {nr}");
         }
     }
 

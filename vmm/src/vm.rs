@@ -27,9 +27,11 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::config::{ConfigError, SerialMode, VmConfig};
 use crate::cpuid::{self, CpuProfile};
+use crate::event_loop::{self, LoopError, RunLoop, StopCause};
 use crate::kvm_vm::GuestVm;
 use crate::report::{self, GuestLines, RunReport};
 use crate::seccomp::{self, ThreadKind};
+use crate::serial_out::{self, SerialBuffer, SerialSink, SerialStats};
 use crate::vcpu::{self, VcpuShared, VcpuStop};
 use crate::{boot, loader, memory, platform};
 
@@ -41,30 +43,34 @@ const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 /// Largest capture buffer: a guest printing forever must not grow the
 /// VMM's memory without bound.
 pub const MAX_CAPTURE: usize = 16 << 20;
-/// How often the VM thread looks for a termination signal while it waits
-/// for the vCPUs.
-const SIGNAL_POLL: Duration = Duration::from_millis(20);
-/// The termination signal received (SIGINT or SIGTERM), 0 if none.
-static TERMINATE_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-
-extern "C" fn terminate_handler(sig: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // Only an atomic store: async-signal-safe.
-    TERMINATE_SIGNAL.store(sig, Ordering::Release);
+/// Makes SIGINT, SIGTERM, SIGHUP and SIGQUIT stop the guest cleanly
+/// (report and trace written) instead of killing the VMM. The `stalewalk`
+/// binary calls this; library users choose for themselves.
+pub fn install_termination_handlers() -> Result<(), VmError> {
+    event_loop::install_termination_handlers().map_err(VmError::from)
 }
 
-/// Makes SIGINT and SIGTERM stop the guest cleanly (report and trace
-/// written) instead of killing the VMM. The `stalewalk` binary calls this;
-/// library users choose for themselves.
-pub fn install_termination_handlers() -> Result<(), VmError> {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        vmm_sys_util::signal::register_signal_handler(sig, terminate_handler).map_err(|e| {
-            VmError::Host {
-                what: "a SIGINT/SIGTERM handler",
-                source: e.into(),
-            }
-        })?;
+/// Sent by a vCPU thread as it ends, whether it returned or panicked: why
+/// it stopped, on the channel the event loop reads, and a write to the
+/// loop's eventfd.
+struct StopNotice {
+    id: u32,
+    tx: mpsc::Sender<(u32, VcpuStop)>,
+    wake: Arc<EventFd>,
+    stop: Option<VcpuStop>,
+}
+
+impl Drop for StopNotice {
+    fn drop(&mut self) {
+        let stop = self
+            .stop
+            .take()
+            .unwrap_or_else(|| VcpuStop::RunFailed("the vCPU thread panicked".to_string()));
+        // The receiver lives until the run ends; a failed send or write
+        // only means the run is already over.
+        let _ = self.tx.send((self.id, stop));
+        let _ = self.wake.write(1);
     }
-    Ok(())
 }
 
 /// How often a stopping VM re-kicks vCPUs still inside `KVM_RUN`.
@@ -129,6 +135,12 @@ pub enum VmError {
         /// The error.
         source: std::io::Error,
     },
+    /// The disk image is in use by another run, or cannot be locked.
+    #[error(transparent)]
+    DiskLock(#[from] crate::disk_lock::DiskLockError),
+    /// The VM thread's event loop or the signal handlers.
+    #[error(transparent)]
+    EventLoop(#[from] LoopError),
     /// Building the platform (ACPI, PCI, vIOMMU, SVA devices).
     #[error(transparent)]
     Platform(#[from] platform::PlatformError),
@@ -184,8 +196,12 @@ pub enum VmError {
         /// The limit, in seconds.
         seconds: f64,
     },
-    /// The VMM received SIGINT or SIGTERM and stopped the guest.
-    #[error("stopped by signal {signal} (SIGINT/SIGTERM); the report and trace were written")]
+    /// The VMM received SIGINT, SIGTERM, SIGHUP or SIGQUIT and stopped the
+    /// guest.
+    #[error(
+        "stopped by signal {signal} ({}); the report and trace were written",
+        signal_name(*signal)
+    )]
     Interrupted {
         /// The signal number.
         signal: i32,
@@ -274,16 +290,83 @@ impl Write for Capture {
     }
 }
 
-fn serial_output(mode: &SerialMode) -> Result<SerialOutput, VmError> {
-    Ok(match mode {
-        SerialMode::Stdio => Box::new(std::io::stdout()),
+/// The guest's console output: a file or a standard stream go through a
+/// [`SerialBuffer`] (a stalled reader never blocks a vCPU); `off` and the
+/// in-memory capture are written directly (neither can block).
+enum ConsoleOut {
+    Buffered(SerialBuffer, SerialSink),
+    Direct(fn(&SerialMode) -> SerialOutput),
+}
+
+fn console_out(
+    mode: &SerialMode,
+    seccomp: crate::seccomp::SeccompMode,
+) -> Result<ConsoleOut, VmError> {
+    let host = |source| VmError::Host {
+        what: "the serial output writer",
+        source,
+    };
+    let out: Box<dyn Write + Send> = match mode {
+        SerialMode::Stdio => {
+            // A descriptor of our own on the same open file: the writer
+            // never takes std's stdout lock, so a stalled reader cannot
+            // block the thread that prints the report.
+            let fd = std::os::fd::AsFd::as_fd(&std::io::stdout())
+                .try_clone_to_owned()
+                .map_err(host)?;
+            Box::new(File::from(fd))
+        }
+        SerialMode::Stderr => {
+            let fd = std::os::fd::AsFd::as_fd(&std::io::stderr())
+                .try_clone_to_owned()
+                .map_err(host)?;
+            Box::new(File::from(fd))
+        }
         SerialMode::File(p) => Box::new(File::create(p).map_err(|source| VmError::SerialFile {
             path: p.clone(),
             source,
         })?),
-        SerialMode::Off => Box::new(std::io::sink()),
+        SerialMode::Off | SerialMode::Capture(_) => {
+            return Ok(ConsoleOut::Direct(direct_output));
+        }
+    };
+    let (buf, sink) =
+        SerialBuffer::start(out, serial_out::SERIAL_BUFFER_BYTES, seccomp).map_err(host)?;
+    Ok(ConsoleOut::Buffered(buf, sink))
+}
+
+fn direct_output(mode: &SerialMode) -> SerialOutput {
+    match mode {
         SerialMode::Capture(buf) => Box::new(Capture(buf.clone())),
-    })
+        _ => Box::new(std::io::sink()),
+    }
+}
+
+impl ConsoleOut {
+    fn writer(&self, mode: &SerialMode) -> SerialOutput {
+        match self {
+            ConsoleOut::Buffered(_, sink) => Box::new(sink.clone()),
+            ConsoleOut::Direct(f) => f(mode),
+        }
+    }
+
+    fn finish(&self) -> SerialStats {
+        match self {
+            ConsoleOut::Buffered(buf, _) => buf.finish(serial_out::FLUSH_DEADLINE),
+            ConsoleOut::Direct(_) => SerialStats::default(),
+        }
+    }
+}
+
+/// The usual name of a termination signal.
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGQUIT => "SIGQUIT",
+        _ => "a signal",
+    }
 }
 
 fn kvm<T>(what: &'static str, r: Result<T, kvm_ioctls::Error>) -> Result<T, VmError> {
@@ -342,6 +425,9 @@ pub struct RunResult {
     pub result: Result<RunOutcome, VmError>,
     /// The end-of-run report; `None` when set-up failed before the guest ran.
     pub report: Option<RunReport>,
+    /// What the guest console output did (also in the report's `vmm`
+    /// section): a write error here means output was lost.
+    pub serial: SerialStats,
 }
 
 /// Like [`run`], with hooks, returning the end-of-run report too.
@@ -362,6 +448,7 @@ pub fn run_with_report(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
                 source: std::io::Error::other("the VM thread panicked"),
             }),
             report: None,
+            serial: SerialStats::default(),
         }),
         Err(source) => RunResult {
             result: Err(VmError::Host {
@@ -369,6 +456,7 @@ pub fn run_with_report(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
                 source,
             }),
             report: None,
+            serial: SerialStats::default(),
         },
     }
 }
@@ -377,7 +465,15 @@ fn run_on_this_thread(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
     let start = Instant::now();
     let guest_lines = Arc::new(Mutex::new(GuestLines::default()));
     let mut report_inputs = None;
-    let result = run_inner(cfg, hooks, start, &guest_lines, &mut report_inputs);
+    let mut serial = SerialStats::default();
+    let result = run_inner(
+        cfg,
+        hooks,
+        start,
+        &guest_lines,
+        &mut report_inputs,
+        &mut serial,
+    );
     let report = report_inputs.map(|(platform, unclaimed, emulated, added): ReportInputs| {
         let (exit_status, ended_by) = match &result {
             Ok(o) => (Some(o.exit_status), format!("{:?}", o.reason)),
@@ -391,9 +487,15 @@ fn run_on_this_thread(cfg: &VmConfig, hooks: RunHooks) -> RunResult {
         let mut r = report::build_report(cfg, end, &platform, unclaimed, &guest_lines);
         r.vmm_emulated = emulated;
         r.guest_cmdline_added = added;
+        r.vmm.serial_dropped_bytes = serial.dropped_bytes;
+        r.vmm.serial_error = serial.error.clone();
         r
     });
-    RunResult { result, report }
+    RunResult {
+        result,
+        report,
+        serial,
+    }
 }
 
 /// What a run leaves for its report: the platform, unclaimed I/O, what the
@@ -430,11 +532,12 @@ fn run_inner(
     start: Instant,
     guest_lines: &Arc<Mutex<GuestLines>>,
     report_inputs: &mut Option<ReportInputs>,
+    serial_stats: &mut SerialStats,
 ) -> Result<RunOutcome, VmError> {
     cfg.validate()?;
     let verbose = |msg: &dyn Fn() -> String| {
         if cfg.verbose {
-            eprintln!("stalewalk: {}", msg());
+            let _ = writeln!(std::io::stderr(), "stalewalk: {}", msg());
         }
     };
     let kvm_sys = open_kvm(Path::new(KVM_PATH))?;
@@ -491,8 +594,25 @@ fn run_inner(
         source: e,
     })?;
     kvm("KVM_IRQFD (COM1)", vm.register_irqfd(&serial_irq, COM1_IRQ))?;
+    // Held until the run ends: a second writer of the image is refused.
+    let _disk_lock = cfg
+        .platform
+        .disk
+        .as_ref()
+        .map(|d| crate::disk_lock::DiskLock::acquire(&d.path, d.read_only))
+        .transpose()?;
+    let console = console_out(&cfg.serial, cfg.seccomp)?;
+    // Whatever happens next, the writer is told to finish (at most the
+    // flush deadline) and what it did goes into the report.
+    struct FinishConsole<'a>(&'a ConsoleOut, &'a mut SerialStats);
+    impl Drop for FinishConsole<'_> {
+        fn drop(&mut self) {
+            *self.1 = self.0.finish();
+        }
+    }
+    let _finish_console = FinishConsole(&console, serial_stats);
     let serial_out = report::GuestLog::new(
-        serial_output(&cfg.serial)?,
+        console.writer(&cfg.serial),
         guest_lines.clone(),
         hooks.serial_line,
     );
@@ -507,6 +627,7 @@ fn run_inner(
         platform::PlatformWiring {
             vm: vm.clone(),
             serial,
+            console: console.writer(&cfg.serial),
             events,
             shutdown: shutdown.clone(),
         },
@@ -576,31 +697,49 @@ fn run_inner(
             |bits| bits & crate::emulate::SYNC_REGS_NEEDED == crate::emulate::SYNC_REGS_NEEDED,
         ),
     });
+    let (tx, rx) = mpsc::channel::<(u32, VcpuStop)>();
+    let vcpu_wake = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| VmError::Host {
+        what: "the vCPU-stopped eventfd",
+        source: e,
+    })?);
+    // The deadline counts from the start of the run, set-up included.
+    let time_left = cfg.timeout.map(|t| t.saturating_sub(start.elapsed()));
+    let mut events = RunLoop::new(
+        event_loop::process_signals(),
+        time_left,
+        vcpu_wake.clone(),
+        rx,
+    )?;
     // Set-up is done: from here this thread only starts the vCPUs (which
     // inherit this filter, then add their own), waits and reports.
     seccomp::install(ThreadKind::Vm, cfg.seccomp)?;
-    let (tx, rx) = mpsc::channel::<(u32, VcpuStop)>();
     // When the first vCPU entered KVM_RUN (the guest's first instruction),
     // for the verbose line that tools/bench.sh reads.
     let first_run: Arc<OnceLock<(Instant, SystemTime)>> = Arc::default();
     let mut threads = Vec::new();
     for (id, fd) in (0u32..).zip(vcpus) {
         let shared = shared.clone();
-        let tx = tx.clone();
         let mode = cfg.seccomp;
         let first_run = first_run.clone();
+        let notice = StopNotice {
+            id,
+            tx: tx.clone(),
+            wake: vcpu_wake.clone(),
+            stop: None,
+        };
         let t = std::thread::Builder::new()
             .name(format!("vcpu{id}"))
             .spawn(move || {
-                let stop = match seccomp::install(ThreadKind::Vcpu, mode) {
+                // Moved in whole (not just its field), so it drops here.
+                let mut notice = notice;
+                notice.stop = Some(match seccomp::install(ThreadKind::Vcpu, mode) {
                     Ok(()) => {
                         first_run.get_or_init(|| (Instant::now(), SystemTime::now()));
                         vcpu::run(fd, &shared)
                     }
                     Err(e) => VcpuStop::RunFailed(e.to_string()),
-                };
-                // The receiver outlives every thread (joined below).
-                let _ = tx.send((id, stop));
+                });
+                // `notice` tells the event loop as it drops, also on a panic.
             })
             .map_err(|e| VmError::Host {
                 what: "a vCPU thread",
@@ -610,24 +749,10 @@ fn run_inner(
     }
     drop(tx);
 
-    // The first vCPU to stop decides how the run ends.
-    // Wait for the first vCPU to stop, or for SIGINT/SIGTERM: then the VMM
-    // stops the guest itself so the report and the trace are still written.
-    let first = loop {
-        match rx.recv_timeout(SIGNAL_POLL) {
-            Ok(v) => break Some(v),
-            Err(mpsc::RecvTimeoutError::Disconnected) => break None,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let sig = TERMINATE_SIGNAL.load(Ordering::Acquire);
-                if sig != 0 {
-                    break Some((0, VcpuStop::Signal(sig)));
-                }
-                if cfg.timeout.is_some_and(|t| start.elapsed() >= t) {
-                    break Some((0, VcpuStop::TimedOut));
-                }
-            }
-        }
-    };
+    // Sleep until the first event that ends the run: a vCPU stopped, a
+    // termination signal, or --timeout. Then the VMM stops the guest
+    // itself, so the report and the trace are still written.
+    let cause = events.wait();
     let elapsed = start.elapsed();
     shared.stop.store(true, Ordering::Release);
     while threads.iter().any(|t| !t.is_finished()) {
@@ -641,6 +766,12 @@ fn run_inner(
     for t in threads {
         let _ = t.join();
     }
+    let first = match cause? {
+        StopCause::Vcpu { id, stop } => (id, stop),
+        StopCause::Signal(sig) => (0, VcpuStop::Signal(sig)),
+        StopCause::TimedOut => (0, VcpuStop::TimedOut),
+        StopCause::VcpusGone => (0, VcpuStop::Stopped),
+    };
     verbose(&|| {
         format!(
             "{} unclaimed I/O accesses; run took {:.1} ms",
@@ -666,7 +797,7 @@ fn run_inner(
         shared.emulated.snapshot(),
         cmdline_added,
     ));
-    let (vcpu, stop) = first.unwrap_or((0, VcpuStop::Stopped));
+    let (vcpu, stop) = first;
     match stop {
         VcpuStop::Shutdown(reason) => {
             let exit_status = match reason {

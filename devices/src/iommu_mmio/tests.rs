@@ -77,21 +77,23 @@ impl GuestVtd {
         // PASID 0: pass-through, DID 1.
         g.store(PASID_TABLE + 8, 1);
         g.store(PASID_TABLE, 1 | (4 << 6));
-        g.w32(regs::FEDATA, FAULT_DATA);
-        g.w32(regs::FEADDR, 0xfee0_0000);
-        g.w32(regs::FECTL, 0);
-        g.w64(regs::RTADDR, ROOT | (1 << 10));
-        g.w32(regs::GCMD, regs::gcmd::SRTP);
-        g.w64(regs::IQT, 0);
-        g.w64(regs::IQA, IQ | (1 << 11));
-        g.w32(regs::GCMD, regs::gcmd::QIE);
-        g.w64(regs::PQH, 0);
-        g.w64(regs::PQT, 0);
-        g.w64(regs::PQA, PRQ);
-        g.w32(regs::PEDATA, PRQ_DATA);
-        g.w32(regs::PEADDR, 0xfee0_0000);
-        g.w32(regs::PECTL, 0);
-        g.w32(regs::GCMD, regs::gcmd::QIE | regs::gcmd::TE);
+        // The one scalable-mode enable sequence (viommu's fixture), here
+        // through the MMIO front end.
+        let layout = viommu::fixture::EnableLayout {
+            root: ROOT,
+            queue: IQ,
+            queue_order: 0,
+            prq: PRQ,
+            fault_msi: Some((0xfee0_0000, FAULT_DATA)),
+            prq_msi: Some((0xfee0_0000, PRQ_DATA)),
+        };
+        for w in viommu::fixture::enable_sequence(&layout) {
+            if w.bytes == 8 {
+                g.w64(w.offset, w.value);
+            } else {
+                g.w32(w.offset, u32::try_from(w.value).unwrap());
+            }
+        }
         assert_ne!(g.r32(regs::GSTS) & regs::gcmd::TE, 0);
         g
     }

@@ -697,9 +697,19 @@ fn reject_doorbell_storm() {
     assert_eq!(r.done(s).0, STATUS_SUCCESS);
     assert_eq!(r.r64(regs::COUNTERS), 1, "one op, however many doorbells");
     assert_eq!(r.sink.take().len(), 1);
+    let before = r.dev.counters();
     r.w32(regs::TAIL, RING_ENTRIES);
     assert_eq!(r.r32(regs::ERROR), 2);
     assert_eq!(r.r32(regs::TAIL), 1);
+    // The bad tail is an ignored doorbell and a ring error, but one refused
+    // guest action (summing the two counters counted it twice).
+    let after = r.dev.counters();
+    assert_eq!(after.doorbells_ignored, before.doorbells_ignored + 1);
+    assert_eq!(after.ring_errors, before.ring_errors + 1);
+    assert_eq!(
+        after.rejected_guest_actions,
+        before.rejected_guest_actions + 1
+    );
 }
 
 #[test]

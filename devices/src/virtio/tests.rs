@@ -317,6 +317,11 @@ fn reject_writes_to_a_read_only_image_and_bad_requests() {
     assert_eq!(status(&m, STATUS), 1);
     drv.post(&mut dev, 0, &[(HDR, 16, false)]);
     assert_eq!(drv.used(0).2, 0);
+    // Each refused request counted once, where it was refused.
+    let c = dev.device().counters();
+    assert_eq!((c.requests_ok, c.requests_failed), (1, 6));
+    assert_eq!(c.rejected_guest_actions, 6);
+    assert_eq!(dev.metrics().rejected_guest_actions(), 6);
     let mut f = [0u8; 4];
     dev.bar_write(0, 0, &0u32.to_le_bytes());
     dev.bar_read(0, 4, &mut f);
@@ -476,6 +481,11 @@ fn console_transmit_and_receive() {
     let mut got = [0u8; 3];
     m.read_slice(&mut got, GuestAddress(DATA + 0x1000)).unwrap();
     assert_eq!(&got, b"ls\n");
+    assert_eq!(dev.device().counters().rejected_guest_actions, 0);
+    // A transmit buffer outside guest memory: refused and counted.
+    drv.post(&mut dev, 1, &[(0x1_0000_0000, 6, false)]);
+    let c = dev.device().counters();
+    assert_eq!((c.tx_bytes, c.rejected_guest_actions), (6, 1));
 }
 
 #[test]

@@ -23,6 +23,7 @@ void scenario_knobs_list(const char *scenario);
 
 int scenario_smoke(const struct boot_info *bi);
 int scenario_spin(const struct boot_info *bi);
+int scenario_chatter(const struct boot_info *bi);
 int scenario_fault_ud(const struct boot_info *bi);
 int scenario_triple_fault(const struct boot_info *bi);
 int scenario_emulation_failure(const struct boot_info *bi);

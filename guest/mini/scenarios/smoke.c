@@ -56,3 +56,14 @@ int scenario_spin(const struct boot_info *bi)
     user_call(&p, spin_user, 0);
     return EXIT_FAIL;
 }
+
+/* Prints numbered serial lines forever: for tests of a VMM whose output
+ * reader stalls (a full pipe must not stop --timeout or a signal). */
+int scenario_chatter(const struct boot_info *bi)
+{
+    (void)bi;
+    kprintf("stalewalk-guest: scenario=chatter chattering=1\n");
+    for (u64 i = 0;; i++)
+        kprintf("chatter %llu the quick brown fox jumps over the lazy dog\n", i);
+    return EXIT_FAIL;
+}

@@ -50,77 +50,58 @@ pub const OEM_REVISION: u32 = 1;
 // The platform map is `devices::layout`'s; the tables describe it. Values
 // the tables hold in narrower fields are converted here, checked when the
 // crate compiles.
-use devices::layout::{
-    ACPI_AREA, BAR_WINDOW_BASE, BAR_WINDOW_SIZE, COM1_LEN, CONFIG_IO_LEN, CONFIG_IO_PORT,
-};
+use devices::layout::ACPI_AREA;
 pub use devices::layout::{
     COM1_PORT, ECAM_BASE, ECAM_SIZE, PCI_BUS_FIRST, PCI_BUS_LAST, SLEEP_CONTROL_PORT,
     SLEEP_STATUS_PORT,
 };
 
-/// `v` as a 32-bit table field; the build fails if it does not fit.
-#[allow(clippy::cast_possible_truncation)] // checked by the assert
-const fn field32(v: u64) -> u32 {
-    assert!(
-        v <= u32::MAX as u64,
-        "value does not fit a 32-bit ACPI field"
-    );
-    v as u32
+/// `v`, if it fits in `bits` bits; every caller is a constant, so a value
+/// that does not fit its table field fails the build.
+const fn fits(v: u64, bits: u32) -> u64 {
+    assert!(v >> bits == 0, "value does not fit its ACPI field");
+    v
 }
 
-/// `v` as a 16-bit table field; the build fails if it does not fit.
-#[allow(clippy::cast_possible_truncation)] // checked by the assert
-const fn field16(v: u64) -> u16 {
-    assert!(
-        v <= u16::MAX as u64,
-        "value does not fit a 16-bit ACPI field"
-    );
-    v as u16
-}
+/// The map's values in the widths the tables store them.
+#[allow(clippy::cast_possible_truncation)] // every cast is checked by `fits`
+mod fields {
+    use super::fits;
+    use devices::layout as map;
 
-/// `v` as an 8-bit table field; the build fails if it does not fit.
-#[allow(clippy::cast_possible_truncation)] // checked by the assert
-const fn field8(v: u64) -> u8 {
-    assert!(
-        v <= u8::MAX as u64,
-        "value does not fit an 8-bit ACPI field"
-    );
-    v as u8
+    /// First byte of the 32-bit PCI BAR window.
+    pub const PCI_MMIO32_BASE: u32 = fits(map::BAR_WINDOW_BASE, 32) as u32;
+    /// Last byte (inclusive) of the 32-bit PCI BAR window.
+    pub const PCI_MMIO32_LAST: u32 =
+        fits(map::BAR_WINDOW_BASE + map::BAR_WINDOW_SIZE - 1, 32) as u32;
+    /// The IOAPIC's MMIO base.
+    pub const IOAPIC_BASE: u32 = fits(map::IOAPIC_BASE, 32) as u32;
+    /// The local APIC's MMIO base.
+    pub const LAPIC_BASE: u32 = fits(map::LAPIC_BASE, 32) as u32;
+    /// COM1 ISA IRQ.
+    pub const COM1_IRQ: u8 = fits(map::COM1_IRQ as u64, 8) as u8;
+    /// Ports COM1 decodes, as an I/O resource length.
+    pub const COM1_PORTS: u8 = fits(map::COM1_LEN, 8) as u8;
+    /// The legacy PCI configuration ports (0xcf8-0xcff).
+    pub const PCI_CONFIG_PORT: u16 = fits(map::CONFIG_IO_PORT, 16) as u16;
+    /// Number of legacy PCI configuration ports.
+    pub const PCI_CONFIG_PORTS: u8 = fits(map::CONFIG_IO_LEN, 8) as u8;
+    /// ECAM's base as a 32-bit resource field.
+    pub const ECAM_BASE_U32: u32 = fits(map::ECAM_BASE, 32) as u32;
+    /// ECAM's size as a 32-bit resource field.
+    pub const ECAM_SIZE_U32: u32 = fits(map::ECAM_SIZE, 32) as u32;
 }
+pub use fields::*;
 
-/// First byte of the 32-bit PCI BAR window.
-pub const PCI_MMIO32_BASE: u32 = field32(BAR_WINDOW_BASE);
-/// Last byte (inclusive) of the 32-bit PCI BAR window.
-pub const PCI_MMIO32_LAST: u32 = field32(BAR_WINDOW_BASE + BAR_WINDOW_SIZE - 1);
-/// The IOAPIC's MMIO base.
-pub const IOAPIC_BASE: u32 = field32(devices::layout::IOAPIC_BASE);
-/// The local APIC's MMIO base.
-pub const LAPIC_BASE: u32 = field32(devices::layout::LAPIC_BASE);
 /// Base of the vIOMMU register block.
 pub const VIOMMU_BASE: u64 = devices::layout::VIOMMU_MMIO_BASE;
-/// COM1 ISA IRQ.
-pub const COM1_IRQ: u8 = field8(devices::layout::COM1_IRQ as u64);
-/// Ports COM1 decodes, as an I/O resource length.
-pub const COM1_PORTS: u8 = field8(COM1_LEN);
-/// The legacy PCI configuration ports (0xcf8-0xcff).
-pub const PCI_CONFIG_PORT: u16 = field16(CONFIG_IO_PORT);
-/// Number of legacy PCI configuration ports.
-pub const PCI_CONFIG_PORTS: u8 = field8(CONFIG_IO_LEN);
-/// ECAM's base as a 32-bit resource field.
-pub const ECAM_BASE_U32: u32 = field32(ECAM_BASE);
-/// ECAM's size as a 32-bit resource field.
-pub const ECAM_SIZE_U32: u32 = field32(ECAM_SIZE);
-
 /// FADT reset register: I/O port (the i8042 command port).
 pub const RESET_PORT: u16 = devices::layout::I8042_COMMAND_PORT;
 /// FADT reset value (the i8042 "pulse reset line" command).
 pub const RESET_VALUE: u8 = 0xfe;
-/// SLP_TYP value of the `\_S5` (soft-off) package in the DSDT.
-pub const S5_SLEEP_TYPE: u8 = 5;
-/// SLP_EN bit of the sleep control register.
-pub const SLEEP_CONTROL_SLP_EN: u8 = 1 << 5;
-/// Shift of the SLP_TYP field (bits 4:2) in the sleep control register.
-pub const SLEEP_CONTROL_SLP_TYP_SHIFT: u8 = 2;
+// The sleep register's encoding is the power-management device's; the DSDT's
+// `\_S5` package and the FADT describe that device.
+pub use devices::acpi_pm::{S5_SLEEP_TYPE, SLEEP_CONTROL_SLP_EN, SLEEP_CONTROL_SLP_TYP_SHIFT};
 /// The byte a guest writes to [`SLEEP_CONTROL_PORT`] to power off.
 pub const SLEEP_CONTROL_POWER_OFF: u8 =
     (S5_SLEEP_TYPE << SLEEP_CONTROL_SLP_TYP_SHIFT) | SLEEP_CONTROL_SLP_EN;
