@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the stalewalk guest kernel: Debian's linux-source-6.12 with the
-# series in patches/, one of three configs, the kpgtable_test and sva_dma
+# series in patches/, one of four configs, the kpgtable_test and sva_dma
 # modules, the sva-dma-test program and a busybox initramfs.
 #
 # Configs (--config NAME):
@@ -13,6 +13,9 @@
 #   debug    boot + config.debug (lockdep, KASAN, memory hot-remove,
 #            SMP; issue 15's QEMU TCG tests); vmlinux, bzImage and an
 #            uncompressed initramfs.
+#   nodebug  boot + config.nodebug: no test knobs (no DEBUG_KPGTABLE_FREE,
+#            no kpgtable_test module); vmlinux and an uncompressed
+#            initramfs.
 #
 # Output goes to ${STALEWALK_CACHE:-$HOME/.cache/stalewalk}/linux-<hash>
 # (default), linux-boot-<hash>, linux-debug-<hash>, where <hash> covers the
@@ -26,7 +29,7 @@
 # build independently. The patched source is synced by content, so a change
 # to one patch rebuilds only what that patch touches.
 #
-# Usage: build.sh [--config default|boot|debug] [--check]
+# Usage: build.sh [--config default|boot|debug|nodebug] [--check]
 #   --check  build nothing: print the paths and exit 0 if the build for
 #            the current inputs is in the cache, exit 3 if it is not.
 #
@@ -45,7 +48,7 @@ tarball=/usr/src/${src_pkg}.tar.xz
 log() { printf 'build.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-usage="usage: build.sh [--config default|boot|debug] [--check]"
+usage="usage: build.sh [--config default|boot|debug|nodebug] [--check]"
 check_only=0
 config=default
 while (($#)); do
@@ -67,8 +70,9 @@ while (($#)); do
 done
 
 # Per config: the base make target, the fragments merged on top (in
-# order), the name prefix in the cache, whether a bzImage is built, and
-# how the initramfs is compressed.
+# order), the name prefix in the cache, whether a bzImage is built, how
+# the initramfs is compressed, and whether it has the kpgtable_test module.
+want_kpgtable_test=1
 case $config in
 default)
 	base_target=x86_64_defconfig
@@ -90,6 +94,14 @@ debug)
 	prefix=linux-debug
 	want_bzimage=1
 	initramfs_name=initramfs.cpio
+	;;
+nodebug)
+	base_target=tinyconfig
+	fragments=("$here/config.boot" "$here/config.nodebug")
+	prefix=linux-nodebug
+	want_bzimage=0
+	initramfs_name=initramfs.cpio
+	want_kpgtable_test=0
 	;;
 *) die "unknown config '$config' ($usage)" ;;
 esac
@@ -183,9 +195,11 @@ print_paths() {
 	if ((want_bzimage)); then
 		echo "bzimage=$out/bzImage"
 	fi
+	echo "initramfs=$out/$initramfs_name"
+	if ((want_kpgtable_test)); then
+		echo "kpgtable_test=$out/kpgtable_test.ko"
+	fi
 	cat <<EOF
-initramfs=$out/$initramfs_name
-kpgtable_test=$out/kpgtable_test.ko
 sva_dma=$out/sva_dma.ko
 sva_dma_test=$out/sva-dma-test
 config=$out/config
@@ -355,7 +369,11 @@ mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,lib/modules}
 cp /bin/busybox "$root/bin/busybox"
 cp "$here/initramfs/init" "$root/init"
 chmod 755 "$root/init"
-cp "$obj/mm/kpgtable_test.ko" "$mod/sva_dma.ko" "$root/lib/modules/"
+modules=("$mod/sva_dma.ko")
+if ((want_kpgtable_test)); then
+	modules+=("$obj/mm/kpgtable_test.ko")
+fi
+cp "${modules[@]}" "$root/lib/modules/"
 # Stripped: every initramfs byte is copied by the guest kernel, which is
 # emulated where KVM emulates kernel mode.
 strip -o "$root/bin/sva-dma-test" "$mod/sva-dma-test"
@@ -368,8 +386,7 @@ if [[ $initramfs_name == *.gz ]]; then
 	gzip -9n "$staging/initramfs.cpio"
 fi
 
-cp "$obj/vmlinux" "$obj/mm/kpgtable_test.ko" \
-	"$mod/sva_dma.ko" "$mod/sva-dma-test" "$staging/"
+cp "$obj/vmlinux" "${modules[@]}" "$mod/sva-dma-test" "$staging/"
 if ((want_bzimage)); then
 	cp "$obj/arch/x86/boot/bzImage" "$staging/"
 fi
