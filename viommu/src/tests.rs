@@ -1532,6 +1532,7 @@ fn run_steps(steps: &[Step], check: CheckMode, sink: bool, fast_paths: bool) -> 
 }
 
 /// Cases of [`sink_never_changes_what_the_unit_does`]: 256 by default,
+/// 10 000 in `tools/test-all.sh` (and so in CI);
 /// `STALEWALK_SINK_CASES=10000` for the full run.
 fn sink_cases() -> u32 {
     std::env::var("STALEWALK_SINK_CASES")
