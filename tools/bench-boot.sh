@@ -21,7 +21,7 @@ fi
 sw=${STALEWALK_BIN:-$root/target/release/stalewalk}
 # The ELF embedded in the binary, as build.rs left it (newest build).
 elf=${STALEWALK_ELF:-$(ls -t "$root"/target/release/build/stalewalk-*/out/mini.elf | head -n 1)}
-qemu=(qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=off,pic=off,pit=off
+qemu=(qemu-system-x86_64 -M microvm,rtc=off,pic=off,pit=off
       -enable-kvm -cpu kvm64 -m 128M -nodefaults -no-user-config -nographic
       -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=4 -kernel "$elf")
 # Same guest memory for both.

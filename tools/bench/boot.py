@@ -41,8 +41,11 @@ GNU_TIME = "/usr/bin/time"
 
 
 def qemu_cmd(qemu, elf, extra):
+    # Option ROMs stay on: QEMU 10's microvm firmware (SeaBIOS) boots a PVH
+    # -kernel only through its linuxboot option ROM; with
+    # x-option-roms=off it finds no boot device and loops forever.
     return [
-        qemu, "-M", "microvm,x-option-roms=off,rtc=off,pic=off,pit=off",
+        qemu, "-M", "microvm,rtc=off,pic=off,pit=off",
         "-enable-kvm", "-cpu", "kvm64", "-m", f"{GUEST_MIB}M", "-nodefaults",
         "-no-user-config", "-nographic", "-serial", "stdio",
         "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-kernel", elf,
@@ -60,8 +63,14 @@ def timed(cmd):
     forked from Python carries Python's high-water mark across exec."""
     with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as rss:
         t0 = time.time_ns()
-        p = subprocess.run([GNU_TIME, "-f", "%M", "-o", rss.name] + cmd,
-                           stdout=out, stderr=subprocess.STDOUT, check=False)
+        try:
+            p = subprocess.run([GNU_TIME, "-f", "%M", "-o", rss.name] + cmd,
+                               stdout=out, stderr=subprocess.STDOUT, check=False,
+                               timeout=RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            out.seek(0)
+            sys.exit(f"boot.py: {cmd[0]} did not exit within {RUN_TIMEOUT_S:.0f} s:\n"
+                     + out.read().decode(errors="replace")[-2000:])
         t1 = time.time_ns()
         out.seek(0)
         text = out.read().decode(errors="replace")
