@@ -232,19 +232,77 @@ static void test_ats(int fd, uint8_t *buf)
 	      "repeated ats_translate hits the ATC", &op);
 }
 
+/*
+ * -w FILE: stay bound after the kernel probes (so the IOMMU may keep the
+ * kernel entries they cached) until FILE exists, telling the caller through
+ * FILE.held; then probe the same kernel addresses again. They must still
+ * fault, unless -s says the kernel frees its page tables without an IOMMU
+ * flush (kpgtable_free=sync): then the IOMMU may walk the freed tables and
+ * the outcome is only reported (the VMM's report counts the stale walks).
+ */
+#define HOLD_POLL_US 100000
+#define HOLD_MAX_POLLS 9000 /* 15 minutes */
+
+static int hold_until(const char *file)
+{
+	char held[256];
+	int fd, n;
+
+	if (snprintf(held, sizeof(held), "%s.held", file) >= (int)sizeof(held))
+		return -1;
+	fd = open(held, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	for (n = 0; n < HOLD_MAX_POLLS; n++) {
+		if (access(file, F_OK) == 0)
+			return 0;
+		usleep(HOLD_POLL_US);
+	}
+	return -1;
+}
+
+static void probe_after_hold(int fd, uint64_t kaddr, int report_only)
+{
+	struct sva_dma_op op = { 0 };
+	char what[112];
+
+	op.addr_a = kaddr;
+	if (submit(fd, SVA_DMA_IOC_PROBE, &op)) {
+		check(0, "after the free: probe ioctl", NULL);
+		return;
+	}
+	if (report_only) {
+		printf("stalewalk-guest: sva_dma_test after_free_probe status=%u\n",
+		       op.status);
+		return;
+	}
+	snprintf(what, sizeof(what),
+		 "after the free, user probe of kernel address %#" PRIx64
+		 " still faults", kaddr);
+	check(op.status == SVA_DMA_ST_TRANSLATION_FAULT, what, &op);
+}
+
 int main(int argc, char **argv)
 {
-	const char *path = "/dev/sva_dma0";
+	const char *path = "/dev/sva_dma0", *hold = NULL;
+	int report_only = 0;
 	uint64_t kaddrs[MAX_KADDRS];
 	struct sva_dma_info info;
 	int nk = 0, opt, fd, i;
 	uint8_t *a, *b;
 	char *end;
 
-	while ((opt = getopt(argc, argv, "d:k:")) != -1) {
+	while ((opt = getopt(argc, argv, "d:k:w:s")) != -1) {
 		switch (opt) {
 		case 'd':
 			path = optarg;
+			break;
+		case 'w':
+			hold = optarg;
+			break;
+		case 's':
+			report_only = 1;
 			break;
 		case 'k':
 			if (nk == MAX_KADDRS) {
@@ -261,7 +319,7 @@ int main(int argc, char **argv)
 			break;
 		default:
 			fprintf(stderr,
-				"usage: %s [-d DEVICE] [-k KERNEL_ADDR]...\n",
+				"usage: %s [-d DEVICE] [-k KERNEL_ADDR]... [-w FILE [-s]]\n",
 				argv[0]);
 			return 2;
 		}
@@ -288,6 +346,12 @@ int main(int argc, char **argv)
 	for (i = 0; i < nk; i++)
 		test_probe_kernel(fd, kaddrs[i]);
 	test_ats(fd, a);
+	if (hold) {
+		fflush(stdout);
+		check(hold_until(hold) == 0, "held the bind until the caller's free", NULL);
+		for (i = 0; i < nk; i++)
+			probe_after_hold(fd, kaddrs[i], report_only);
+	}
 
 	if (ioctl(fd, SVA_DMA_IOC_INFO, &info) == 0)
 		printf("stalewalk-guest: sva_dma_device ops_completed=%llu ops_failed=%llu page_requests=%llu atc_entries=%llu atc_invalidations=%llu\n",
