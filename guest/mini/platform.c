@@ -55,7 +55,7 @@ bool platform_up(struct platform *pf, bool pri, bool need_sva)
     }
     pci_init(pf->acpi.ecam_base);
     pf->npci = pci_enumerate(pf->pci, PCI_MAX_DEVICES);
-    if (pf->acpi.drhd_base && !vtd_init(pf->acpi.drhd_base, demand_page))
+    if (pf->acpi.drhd_base && !vtd_init(pf->acpi.drhd_base, demand_page, need_sva))
         return false;
     if (!kpgtable_init(pf->policy))
         return false;

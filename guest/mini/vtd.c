@@ -23,6 +23,7 @@
 #define ECAP_QI (1ULL << 1)
 #define ECAP_DT (1ULL << 2)
 #define ECAP_PRS (1ULL << 29)
+#define ECAP_SRS (1ULL << 31)
 #define ECAP_PASID (1ULL << 40)
 #define ECAP_SMTS (1ULL << 43)
 #define ECAP_FLTS (1ULL << 47)
@@ -269,7 +270,7 @@ bool vtd_reinit_registers(void)
     return true;
 }
 
-bool vtd_init(u64 reg_base, vtd_prq_fn prq)
+bool vtd_init(u64 reg_base, vtd_prq_fn prq, bool need_sva)
 {
     base = reg_base;
     prq_handler = prq;
@@ -277,7 +278,10 @@ bool vtd_init(u64 reg_base, vtd_prq_fn prq)
     cap = vtd_read64(VTD_CAP);
     ecap = vtd_read64(VTD_ECAP);
     u32 gsts = vtd_read32(VTD_GSTS);
-    u64 need = ECAP_QI | ECAP_DT | ECAP_PASID | ECAP_SMTS | ECAP_FLTS;
+    /* Like Linux, ask only for what is used: scalable mode, first-stage
+     * tables and queued invalidation for DMA domains; PASIDs and device
+     * TLBs only for SVA devices (QEMU 10 offers one or the other). */
+    u64 need = ECAP_QI | ECAP_SMTS | ECAP_FLTS | (need_sva ? ECAP_DT | ECAP_PASID : 0);
     kprintf("stalewalk-guest: vtd_base=0x%llx vtd_ver=0x%x vtd_cap=0x%llx vtd_ecap=0x%llx\n", base,
             ver, cap, ecap);
     if ((ecap & need) != need) {
@@ -365,14 +369,15 @@ bool vtd_attach(u16 rid, bool ats, bool pri)
     ((u64 *)d->pasid_dir)[0] = d->pasid_table | 1;
     /* RID_PASID (PASID 0): the DMA domain. SRE so requests without PASID,
      * whatever privilege the unit gives them, reach the (user) mappings. */
-    write_pasid_entry(pasid_entry(d, 0), dma_domain.pml4, VTD_DMA_DID, true);
+    write_pasid_entry(pasid_entry(d, 0), dma_domain.pml4, VTD_DMA_DID, (ecap & ECAP_SRS) != 0);
     u64 *ce = (u64 *)(context_table + 32 * (rid & 0x7f));
     ce[1] = 0; /* RID_PASID 0 */
     ce[2] = 0;
     ce[3] = 0;
     __asm__ volatile("" ::: "memory");
     /* PDTS=0: 128 directory entries; PRE 4, PASIDE 3, DTE 2, P 0 */
-    ce[0] = d->pasid_dir | (d->pri ? 1u << 4 : 0) | (1u << 3) | (ats ? 1u << 2 : 0) | 1;
+    ce[0] = d->pasid_dir | (d->pri ? 1u << 4 : 0) | ((ecap & ECAP_PASID) ? 1u << 3 : 0) |
+            ((ats && (ecap & ECAP_DT)) ? 1u << 2 : 0) | 1;
     if (cap & CAP_CM) {
         qi_push(1 | (3u << 4) | ((u64)rid << 32), 0); /* context, device */
         vtd_qi_wait();

@@ -83,7 +83,7 @@ struct vtd_stats {
 
 /* Brings the unit up to (not including) translation enable; false with an
  * error line when the unit lacks what the driver needs. */
-bool vtd_init(u64 base, vtd_prq_fn prq);
+bool vtd_init(u64 base, vtd_prq_fn prq, bool need_sva);
 /* Attaches a device: context entry, PASID directory and table, and the
  * RID_PASID entry pointing at the DMA domain. `ats`/`pri` set DTE/PRE. */
 bool vtd_attach(u16 rid, bool ats, bool pri);
