@@ -99,7 +99,7 @@ nodebug)
 	base_target=tinyconfig
 	fragments=("$here/config.boot" "$here/config.nodebug")
 	prefix=linux-nodebug
-	want_bzimage=0
+	want_bzimage=1
 	initramfs_name=initramfs.cpio
 	want_kpgtable_test=0
 	;;
