@@ -39,26 +39,6 @@ impl Input<'_> {
     }
 }
 
-/// The event sink a `--trace` run installs, reduced to what can be checked
-/// here: it rebuilds the per-device and per-PASID counts from the events,
-/// which must equal the ones the unit keeps itself (the sink never changes
-/// what the unit does; the fast paths emit what the full path does).
-#[derive(Clone, Default)]
-struct Rebuild(std::sync::Arc<std::sync::Mutex<viommu::Breakdowns>>);
-
-impl viommu::EventSink for Rebuild {
-    fn event(&mut self, e: &viommu::Event) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).record(e);
-    }
-}
-
-impl Rebuild {
-    fn check(&self, unit: &viommu::Viommu) {
-        let rebuilt = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        assert_eq!(rebuilt, unit.breakdowns());
-    }
-}
-
 fn w(mem: &GuestMemoryMmap<()>, gpa: u64, v: u64) {
     let _ = mem.write_obj(v, GuestAddress(gpa));
 }
@@ -118,7 +98,7 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => return,
         };
     let mut unit = Viommu::new(config);
-    let sink = Rebuild::default();
+    let sink = stalewalk_fuzz::Rebuild::default();
     unit.set_event_sink(Some(Box::new(sink.clone())));
     setup(&mut unit, &mem, five);
     let mut tail = 0u64;

@@ -9,26 +9,6 @@ use libfuzzer_sys::fuzz_target;
 use stalewalk_fuzz::{Input, memory_with_hole, poke, vtd};
 use viommu::{Access, Config, DmaRequest, PageRequest, Viommu, regs};
 
-/// The event sink a `--trace` run installs, reduced to what can be checked
-/// here: it rebuilds the per-device and per-PASID counts from the events,
-/// which must equal the ones the unit keeps itself (the sink never changes
-/// what the unit does; the fast paths emit what the full path does).
-#[derive(Clone, Default)]
-struct Rebuild(std::sync::Arc<std::sync::Mutex<viommu::Breakdowns>>);
-
-impl viommu::EventSink for Rebuild {
-    fn event(&mut self, e: &viommu::Event) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).record(e);
-    }
-}
-
-impl Rebuild {
-    fn check(&self, unit: &viommu::Viommu) {
-        let rebuilt = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        assert_eq!(rebuilt, unit.breakdowns());
-    }
-}
-
 /// Most operations per input, so one input is bounded work.
 const MAX_OPS: usize = 512;
 
@@ -71,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let mem = memory_with_hole(usize::try_from(vtd::MEM_SIZE).unwrap_or(0x10_0000));
     let mut unit = Viommu::new(config);
-    let sink = Rebuild::default();
+    let sink = stalewalk_fuzz::Rebuild::default();
     unit.set_event_sink(Some(Box::new(sink.clone())));
     vtd::write_tables(&mem);
     for (off, bytes) in vtd::register_writes() {

@@ -10,26 +10,6 @@ use libfuzzer_sys::fuzz_target;
 use stalewalk_fuzz::{Input, memory, platform, poke, vtd};
 use viommu::{Access, DmaRequest, regs};
 
-/// The event sink a `--trace` run installs, reduced to what can be checked
-/// here: it rebuilds the per-device and per-PASID counts from the events,
-/// which must equal the ones the unit keeps itself (the sink never changes
-/// what the unit does; the fast paths emit what the full path does).
-#[derive(Clone, Default)]
-struct Rebuild(std::sync::Arc<std::sync::Mutex<viommu::Breakdowns>>);
-
-impl viommu::EventSink for Rebuild {
-    fn event(&mut self, e: &viommu::Event) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).record(e);
-    }
-}
-
-impl Rebuild {
-    fn check(&self, unit: &viommu::Viommu) {
-        let rebuilt = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        assert_eq!(rebuilt, unit.breakdowns());
-    }
-}
-
 /// Most operations per input.
 const MAX_OPS: usize = 1024;
 
@@ -78,7 +58,7 @@ const KNOWN: &[u64] = &[
 fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
     let p = platform::build(memory(usize::try_from(vtd::MEM_SIZE).unwrap_or(0x10_0000)));
-    let sink = Rebuild::default();
+    let sink = stalewalk_fuzz::Rebuild::default();
     p.viommu
         .lock()
         .unwrap_or_else(|e| e.into_inner())

@@ -354,3 +354,26 @@ pub mod platform {
         ECAM_BASE + (u64::from(number) << 15) + u64::from(offset & 0xfff)
     }
 }
+
+/// The event sink a `--trace` run installs, reduced to what the vIOMMU
+/// targets can check: it rebuilds the per-device and per-PASID counts from
+/// the events, which must equal the ones the unit keeps itself (the sink
+/// never changes what the unit does; the fast paths emit what the full
+/// path does).
+#[derive(Clone, Default)]
+pub struct Rebuild(std::sync::Arc<std::sync::Mutex<viommu::Breakdowns>>);
+
+impl viommu::EventSink for Rebuild {
+    fn event(&mut self, e: &viommu::Event) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).record(e);
+    }
+}
+
+impl Rebuild {
+    /// Panics (a fuzz finding) when the rebuilt counts differ from the
+    /// unit's own.
+    pub fn check(&self, unit: &viommu::Viommu) {
+        let rebuilt = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(rebuilt, unit.breakdowns());
+    }
+}
