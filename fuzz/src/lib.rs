@@ -291,10 +291,8 @@ pub mod platform {
     fn disk() -> PathBuf {
         static PATH: OnceLock<PathBuf> = OnceLock::new();
         PATH.get_or_init(|| {
-            let p = std::env::temp_dir().join(format!(
-                "stalewalk-fuzz-disk-{}.img",
-                std::process::id()
-            ));
+            let p = std::env::temp_dir()
+                .join(format!("stalewalk-fuzz-disk-{}.img", std::process::id()));
             let image: Vec<u8> = (0..0x1_0000u32).map(|i| (i % 251) as u8).collect();
             std::fs::write(&p, image).expect("fuzz disk image");
             p
@@ -316,13 +314,9 @@ pub mod platform {
             virtio_blk: Some(Block::open(&disk(), true).expect("disk image")),
             virtio_rng: Some(Rng::with_source(Box::new(std::io::repeat(0xa5)))),
         };
-        let (buses, platform) = devices::platform::build(
-            devices,
-            &mem,
-            dyn_sink,
-            Arc::new(ShutdownSignal::new()),
-        )
-        .expect("the fuzz platform");
+        let (buses, platform) =
+            devices::platform::build(devices, &mem, dyn_sink, Arc::new(ShutdownSignal::new()))
+                .expect("the fuzz platform");
         Platform {
             mem,
             viommu: platform.viommu.clone().expect("the vIOMMU is on"),
@@ -337,8 +331,7 @@ pub mod platform {
     impl Platform {
         /// A 32-bit ECAM config write to device `number` (bus 0, function 0).
         pub fn config_write32(&self, number: u8, offset: u16, v: u32) {
-            self.mmio
-                .write(ecam(number, offset), &v.to_le_bytes());
+            self.mmio.write(ecam(number, offset), &v.to_le_bytes());
         }
 
         /// A 32-bit ECAM config read.
