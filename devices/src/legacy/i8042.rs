@@ -13,7 +13,8 @@ use crate::bus::BusDevice;
 pub use crate::layout::{I8042_COMMAND_PORT, I8042_DATA_PORT, I8042_LEN};
 
 const OFFSET_COMMAND: u64 = 4;
-const CMD_RESET: u8 = 0xfe;
+/// The command that pulses the reset line (the FADT's reset value).
+pub const CMD_RESET: u8 = 0xfe;
 const STATUS_SYSTEM_FLAG: u8 = 0x04;
 
 /// The i8042 reset device.

@@ -98,7 +98,7 @@ pub const VIOMMU_BASE: u64 = devices::layout::VIOMMU_MMIO_BASE;
 /// FADT reset register: I/O port (the i8042 command port).
 pub const RESET_PORT: u16 = devices::layout::I8042_COMMAND_PORT;
 /// FADT reset value (the i8042 "pulse reset line" command).
-pub const RESET_VALUE: u8 = 0xfe;
+pub const RESET_VALUE: u8 = devices::legacy::i8042::CMD_RESET;
 // The sleep register's encoding is the power-management device's; the DSDT's
 // `\_S5` package and the FADT describe that device.
 pub use devices::acpi_pm::{S5_SLEEP_TYPE, SLEEP_CONTROL_SLP_EN, SLEEP_CONTROL_SLP_TYP_SHIFT};
