@@ -37,7 +37,7 @@ use kvm_bindings::{kvm_regs, kvm_sregs};
 use kvm_ioctls::{SyncReg, VcpuFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
-use crate::gva::{self, PagingMode, WalkError};
+use crate::gva::{self, CR4_LA57, EFER_LMA, PagingMode, WalkError};
 use alu::Op;
 
 /// The longest x86 instruction, in bytes.
@@ -51,8 +51,6 @@ const CR0_EM: u64 = 1 << 2;
 const CR0_TS: u64 = 1 << 3;
 const CR0_NE: u64 = 1 << 5;
 const CR4_OSFXSR: u64 = 1 << 9;
-const CR4_LA57: u64 = 1 << 12;
-const EFER_LMA: u64 = 1 << 10;
 const FSW_ES: u16 = 1 << 7;
 
 const VEC_BP: u32 = 3;
