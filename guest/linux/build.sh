@@ -8,14 +8,16 @@
 #            gzip initramfs (hardware-virtualization hosts, QEMU).
 #   boot     tinyconfig + config.boot: only what the tests need, for KVM
 #            that emulates guest kernel mode (every kernel instruction
-#            costs); vmlinux and an UNCOMPRESSED initramfs (unpacking
-#            gzip is kernel-mode work: 290 s measured here).
+#            costs); vmlinux (what stalewalk boots), bzImage (the same
+#            kernel for QEMU: tests/vtd_compare.sh) and an UNCOMPRESSED
+#            initramfs (unpacking gzip is kernel-mode work: 290 s
+#            measured here).
 #   debug    boot + config.debug (lockdep, KASAN, memory hot-remove,
 #            SMP; issue 15's QEMU TCG tests); vmlinux, bzImage and an
 #            uncompressed initramfs.
 #   nodebug  boot + config.nodebug: no test knobs (no DEBUG_KPGTABLE_FREE,
-#            no kpgtable_test module); vmlinux and an uncompressed
-#            initramfs.
+#            no kpgtable_test module); vmlinux, bzImage and an
+#            uncompressed initramfs.
 #
 # Output goes to ${STALEWALK_CACHE:-$HOME/.cache/stalewalk}/linux-<hash>
 # (default), linux-boot-<hash>, linux-debug-<hash>, where <hash> covers the
@@ -85,7 +87,7 @@ boot)
 	base_target=tinyconfig
 	fragments=("$here/config.boot")
 	prefix=linux-boot
-	want_bzimage=0
+	want_bzimage=1
 	initramfs_name=initramfs.cpio
 	;;
 debug)

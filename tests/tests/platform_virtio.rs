@@ -100,6 +100,9 @@ fn vtd_blk_round_trip_through_first_stage_tables() {
     assert_ne!(r.guest_u64("stale_read_status"), 0, "{s}");
     assert_eq!(r.guest_u64("fault_irq"), 1, "{s}");
     assert_eq!(r.guest_u64("untouched"), 1, "{s}");
+    // The read carried no PASID, so the record has PP clear (the guest
+    // also accepts QEMU's PP=1 naming RID_PASID 0; stalewalk must not).
+    assert_eq!(r.guest_u64("fault_pasid_present"), 0, "{s}");
     assert_eq!(r.counter("faults"), 1, "{}", r.report);
     for kind in ["leaf", "reused", "unlinked"] {
         let path = format!("stale_walks.{kind}");

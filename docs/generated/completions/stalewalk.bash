@@ -73,6 +73,9 @@ _stalewalk() {
             stalewalk__subcmd__help__subcmd__trace,grep)
                 cmd="stalewalk__subcmd__help__subcmd__trace__subcmd__grep"
                 ;;
+            stalewalk__subcmd__help__subcmd__trace,import-qemu)
+                cmd="stalewalk__subcmd__help__subcmd__trace__subcmd__import__subcmd__qemu"
+                ;;
             stalewalk__subcmd__help__subcmd__trace,plot)
                 cmd="stalewalk__subcmd__help__subcmd__trace__subcmd__plot"
                 ;;
@@ -91,6 +94,9 @@ _stalewalk() {
             stalewalk__subcmd__trace,help)
                 cmd="stalewalk__subcmd__trace__subcmd__help"
                 ;;
+            stalewalk__subcmd__trace,import-qemu)
+                cmd="stalewalk__subcmd__trace__subcmd__import__subcmd__qemu"
+                ;;
             stalewalk__subcmd__trace,plot)
                 cmd="stalewalk__subcmd__trace__subcmd__plot"
                 ;;
@@ -108,6 +114,9 @@ _stalewalk() {
                 ;;
             stalewalk__subcmd__trace__subcmd__help,help)
                 cmd="stalewalk__subcmd__trace__subcmd__help__subcmd__help"
+                ;;
+            stalewalk__subcmd__trace__subcmd__help,import-qemu)
+                cmd="stalewalk__subcmd__trace__subcmd__help__subcmd__import__subcmd__qemu"
                 ;;
             stalewalk__subcmd__trace__subcmd__help,plot)
                 cmd="stalewalk__subcmd__trace__subcmd__help__subcmd__plot"
@@ -386,7 +395,7 @@ _stalewalk() {
             return 0
             ;;
         stalewalk__subcmd__help__subcmd__trace)
-            opts="summary diff plot export grep"
+            opts="summary diff plot export import-qemu grep"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -428,6 +437,20 @@ _stalewalk() {
             return 0
             ;;
         stalewalk__subcmd__help__subcmd__trace__subcmd__grep)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        stalewalk__subcmd__help__subcmd__trace__subcmd__import__subcmd__qemu)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -616,7 +639,7 @@ _stalewalk() {
             return 0
             ;;
         stalewalk__subcmd__trace)
-            opts="-h --help summary diff plot export grep help"
+            opts="-h --help summary diff plot export import-qemu grep help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -692,7 +715,7 @@ _stalewalk() {
             return 0
             ;;
         stalewalk__subcmd__trace__subcmd__help)
-            opts="summary diff plot export grep help"
+            opts="summary diff plot export import-qemu grep help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -761,6 +784,20 @@ _stalewalk() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        stalewalk__subcmd__trace__subcmd__help__subcmd__import__subcmd__qemu)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         stalewalk__subcmd__trace__subcmd__help__subcmd__plot)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -782,6 +819,28 @@ _stalewalk() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        stalewalk__subcmd__trace__subcmd__import__subcmd__qemu)
+            opts="-o -h --output --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

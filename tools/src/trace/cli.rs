@@ -11,6 +11,7 @@ use super::KindSet;
 use super::export::export_chrome;
 use super::grep::{Filter, grep, parse_range};
 use super::plot::plot;
+use super::qemu::import_qemu;
 use super::reader::ReadOptions;
 use super::summary::{diff, diff_human, summarize};
 
@@ -67,6 +68,18 @@ pub enum TraceCommand {
         /// Read a trace without an end record up to its last complete line.
         #[arg(long)]
         allow_truncated: bool,
+    },
+    /// Convert a QEMU intel-iommu trace log (QEMU run with -trace
+    /// 'vtd_inv_*' -trace vtd_dmar_fault -trace vtd_frr_new -D LOG) into a
+    /// stalewalk trace of its invalidation descriptors and faults, decoded
+    /// by the model's own decoder, for `trace diff` against a stalewalk
+    /// run of the same guest (docs/QEMU-COMPARE.md).
+    ImportQemu {
+        /// QEMU's trace log (the -D file).
+        log: PathBuf,
+        /// The stalewalk trace to write.
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Print the records (JSON lines) matching every filter given.
     Grep {
@@ -187,6 +200,34 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             .map(|(n, truncated)| {
                 warn_truncated(err, &trace, truncated);
                 let _ = writeln!(out, "wrote {} ({n} trace events)", output.display());
+            }),
+        TraceCommand::ImportQemu { log, output } => distinct_output(&log, &output)
+            .and_then(|()| {
+                let command = format!(
+                    "stalewalk trace import-qemu {} -o {}",
+                    log.display(),
+                    output.display()
+                );
+                import_qemu(&log, &output, &command).map_err(|e| e.to_string())
+            })
+            .map(|s| {
+                let _ = writeln!(
+                    out,
+                    "wrote {}: {} descriptors, {} faults ({} recorded)",
+                    output.display(),
+                    s.descriptors,
+                    s.faults,
+                    s.faults_recorded
+                );
+                if !s.untraced.is_empty() {
+                    let _ = writeln!(
+                        out,
+                        "untraced {}: slots QEMU fetched without a vtd_inv_desc event \
+                         (QEMU 10 handles PASID-cache descriptors without one): {:?}",
+                        s.untraced.len(),
+                        s.untraced
+                    );
+                }
             }),
         TraceCommand::Grep {
             trace,

@@ -8,12 +8,14 @@
 //! without blocking them; [`reader`] reads it back and rejects newer major
 //! versions, truncated and corrupted files with the line number; the
 //! `stalewalk trace` subcommands ([`TraceCommand`]) summarise, compare, plot,
-//! export and filter traces.
+//! export and filter traces, and [`qemu`] imports QEMU's VT-d trace log
+//! as one.
 
 pub mod cli;
 pub mod export;
 pub mod grep;
 pub mod plot;
+pub mod qemu;
 pub mod reader;
 pub mod summary;
 pub mod writer;
