@@ -31,9 +31,14 @@
 # build independently. The patched source is synced by content, so a change
 # to one patch rebuilds only what that patch touches.
 #
-# Usage: build.sh [--config default|boot|debug|nodebug] [--check]
-#   --check  build nothing: print the paths and exit 0 if the build for
-#            the current inputs is in the cache, exit 3 if it is not.
+# Usage: build.sh [--config default|boot|debug|nodebug] [--check|--source-only]
+#   --check        build nothing: print the paths and exit 0 if the build
+#                  for the current inputs is in the cache, exit 3 if it is
+#                  not.
+#   --source-only  bring the config's patched source tree to the current
+#                  series (seconds when it held another one) and print
+#                  src=<dir>; configure and build nothing (tests/
+#                  linux_kconfig.sh runs Kconfig on it).
 #
 # Environment:
 #   STALEWALK_CACHE   cache root (default: $HOME/.cache/stalewalk)
@@ -50,12 +55,14 @@ tarball=/usr/src/${src_pkg}.tar.xz
 log() { printf 'build.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-usage="usage: build.sh [--config default|boot|debug|nodebug] [--check]"
+usage="usage: build.sh [--config default|boot|debug|nodebug] [--check|--source-only]"
 check_only=0
+source_only=0
 config=default
 while (($#)); do
 	case $1 in
 	--check) check_only=1 ;;
+	--source-only) source_only=1 ;;
 	--config)
 		(($# >= 2)) || die "$usage"
 		config=$2
@@ -208,7 +215,7 @@ config=$out/config
 EOF
 }
 
-if [[ -f $out/.complete ]]; then
+if [[ -f $out/.complete ]] && ((!source_only)); then
 	log "up to date ($out)"
 	print_paths
 	exit 0
@@ -228,7 +235,7 @@ else
 	exec 9>"$cache_root/build-$config.lock"
 fi
 flock 9
-if [[ -f $out/.complete ]]; then
+if [[ -f $out/.complete ]] && ((!source_only)); then
 	print_paths
 	exit 0
 fi
@@ -306,6 +313,10 @@ if ! update_src_in_place; then
 fi
 mkdir -p "$work/applied"
 cp "${patches[@]}" "$work/applied/"
+if ((source_only)); then
+	echo "src=$src"
+	exit 0
+fi
 
 # ------------------------------------------------------------- config --
 kmake() { nice -n 19 make -C "$src" O="$obj" -j"$jobs" "$@"; }
