@@ -514,7 +514,10 @@ fn import_qemu_log_then_diff() {
     let t = d.join("qemu-vtd.trace");
     let (code, out, err) = cli(&["import-qemu", p(&log), "-o", p(&t)]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("4 descriptors, 1 faults (1 recorded)"), "{out}");
+    assert!(
+        out.contains("4 descriptors, 1 faults (1 recorded)"),
+        "{out}"
+    );
     assert!(out.contains("untraced 1") && out.contains("[2]"), "{out}");
     let (code, out, err) = cli(&["diff", p(&t), p(&t), "--json"]);
     assert_eq!(code, 0, "{err}");
