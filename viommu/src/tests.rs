@@ -1066,6 +1066,41 @@ fn repeated_hits_are_each_rechecked() {
     assert_eq!(h.unit.counters().checked, 4 + 7);
 }
 
+/// A device alternating between pages (a copy's source and destination)
+/// keeps each page's hit, with what its last check verified, in the memo;
+/// a leaf changed under one of them is still found on that page's next hit,
+/// and the other page stays clean.
+#[test]
+fn alternating_hits_keep_their_checks_and_find_a_changed_leaf() {
+    let mut h = Harness::new(Config::default());
+    let pages = [0x4000, 0x20_0000, 0x40_6000, 0x7f_f000, 0x100_0000];
+    let leaves: Vec<u64> = pages
+        .iter()
+        .enumerate()
+        .map(|(i, &va)| h.map_user(va, 0x60_0000 + (i as u64) * 0x1000, true))
+        .collect();
+    h.bind(1, false);
+    // More pages than the memo keeps, interleaved, many rounds.
+    for _ in 0..6 {
+        for &va in &pages {
+            read(&mut h, 1, va + 8).unwrap();
+        }
+    }
+    assert_eq!(h.unit.counters().stale_walks.total(), 0);
+    // The second page's leaf changes without an invalidation.
+    h.w64(leaves[1], 0x70_0000 | U);
+    for round in 1..=3u64 {
+        for (i, &va) in pages.iter().enumerate() {
+            let t = read(&mut h, 1, va).unwrap();
+            assert_eq!(t.addr, 0x60_0000 + (i as u64) * 0x1000, "cached result");
+        }
+        assert_eq!(h.unit.counters().stale_walks.leaf, round);
+    }
+    // Every hit after each page's fill was checked, and so were the fills
+    // of the four later pages (walks through the cached PDPE).
+    assert_eq!(h.unit.counters().checked, 6 * 5 - 5 + 4 + 3 * 5);
+}
+
 #[test]
 fn missing_leaf_invalidation_is_leaf_class() {
     let mut h = Harness::new(Config::default());
