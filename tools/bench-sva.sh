@@ -9,18 +9,23 @@
 # the table gives per-configuration medians over the rounds and the median
 # of the per-round ratios to memcpy.
 #
-# Usage: tools/bench-sva.sh [--rounds N] [--mib M] [--smoke]
+# Usage: tools/bench-sva.sh [--rounds N] [--mib M] [--smoke] [--baseline BIN]
 #   --smoke: one round of 8 MiB (the suite's check that it still works).
+#   --baseline BIN: also run another stalewalk binary (an older build)
+#     right after each configuration, and add its column and the ratio
+#     (side by side in one run, as comparisons on a shared machine need).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=5
 mib=64
+baseline=
 while [ $# -gt 0 ]; do
     case $1 in
     --rounds) rounds=$2; shift 2 ;;
     --mib) mib=$2; shift 2 ;;
     --smoke) rounds=1; mib=8; shift ;;
-    *) echo "usage: bench-sva.sh [--rounds N] [--mib M] [--smoke]" >&2; exit 2 ;;
+    --baseline) baseline=$2; shift 2 ;;
+    *) echo "usage: bench-sva.sh [--rounds N] [--mib M] [--smoke] [--baseline BIN]" >&2; exit 2 ;;
     esac
 done
 cd "$root"
@@ -38,26 +43,30 @@ for ((r = 1; r <= rounds; r++)); do
         pages=${c%-*} check=${c#*-}
         huge=0
         [ "$pages" = 2m ] && huge=1
-        out=$("$bin" run --scenario sva-bench --memory 512M --serial off --report json \
-            --viommu-check "$check" \
-            --cmdline "sva_bench_mib=$mib sva_bench_2m=$huge sva_bench_reps=5" 2>"$tmp/err") || {
-            cat "$tmp/err" >&2
-            echo "bench-sva.sh: $c failed" >&2
-            exit 1
-        }
-        python3 -c '
+        for which in new ${baseline:+base}; do
+            b=$bin suffix=
+            [ "$which" = base ] && b=$baseline suffix=.base
+            out=$("$b" run --scenario sva-bench --memory 512M --serial off --report json \
+                --viommu-check "$check" \
+                --cmdline "sva_bench_mib=$mib sva_bench_2m=$huge sva_bench_reps=5" 2>"$tmp/err") || {
+                cat "$tmp/err" >&2
+                echo "bench-sva.sh: $c failed ($b)" >&2
+                exit 1
+            }
+            python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 v = r["guest"]["values"]
 assert v.get("verdict") == "pass", v
 print(v["best_tsc_cycles"])
-' <<<"$out" >>"$tmp/$c"
+' <<<"$out" >>"$tmp/$c$suffix"
+        done
     done
 done
 
-python3 - "$tmp" "$mib" "$rounds" $configs <<'PY'
-import statistics, sys
-tmp, mib, rounds, configs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+python3 - "$tmp" "$mib" "$rounds" "$baseline" $configs <<'PY'
+import os, statistics, sys
+tmp, mib, rounds, baseline, configs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 read = lambda n: [int(x) for x in open(f"{tmp}/{n}").read().split()]
 mem = read("memcpy")
 names = {
@@ -68,11 +77,23 @@ names = {
 }
 print(f"{mib} MiB per copy, best of 5 copies per run, {rounds} round(s); medians over the rounds")
 print()
-print("| configuration | TSC cycles, median | of host memcpy, median (range) |")
-print("|---|---|---|")
-print(f"| host `memcpy` (`copy_from_slice`) | {statistics.median(mem):,.0f} | 100% |")
+share = lambda v: [m / x for m, x in zip(mem, v)]
+span = lambda r: f"**{statistics.median(r):.0%}** ({min(r):.0%} - {max(r):.0%})"
+if baseline:
+    print(f"baseline: {baseline}")
+    print()
+    print("| configuration | of host memcpy, this build | baseline | this / baseline, median |")
+    print("|---|---|---|---|")
+else:
+    print("| configuration | TSC cycles, median | of host memcpy, median (range) |")
+    print("|---|---|---|")
+    print(f"| host `memcpy` (`copy_from_slice`) | {statistics.median(mem):,.0f} | 100% |")
 for c in configs:
     v = read(c)
-    ratios = [m / x for m, x in zip(mem, v)]
-    print(f"| {names[c]} | {statistics.median(v):,.0f} | **{statistics.median(ratios):.0%}** ({min(ratios):.0%} - {max(ratios):.0%}) |")
+    if baseline:
+        b = read(c + ".base")
+        speed = [x0 / x1 for x0, x1 in zip(b, v)]
+        print(f"| {names[c]} | {span(share(v))} | {span(share(b))} | x{statistics.median(speed):.2f} |")
+    else:
+        print(f"| {names[c]} | {statistics.median(v):,.0f} | {span(share(v))} |")
 PY
