@@ -596,6 +596,12 @@ fn serial_write_failure_is_reported() {
         stderr.contains("writing the guest console output (/dev/full)"),
         "{stderr}"
     );
+    // The text report (on standard error) says it too.
+    assert!(
+        stderr.contains("serial: ")
+            && stderr.contains("bytes of guest console output lost (write error:"),
+        "{stderr}"
+    );
     let v: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert!(
         v["vmm"]["serial_dropped_bytes"].as_u64().unwrap() > 0,

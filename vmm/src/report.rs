@@ -388,6 +388,19 @@ impl RunReport {
             v.hints,
             v.hints_rejected
         );
+        // The report goes to standard error, so this line also reaches a
+        // user whose console output was the thing lost.
+        if v.serial_dropped_bytes > 0 || v.serial_error.is_some() {
+            let _ = writeln!(
+                s,
+                "serial: {} bytes of guest console output lost{}",
+                v.serial_dropped_bytes,
+                v.serial_error
+                    .as_deref()
+                    .map(|e| format!(" (write error: {e})"))
+                    .unwrap_or_default()
+            );
+        }
         if !self.vmm_emulated.is_empty() {
             let each: Vec<String> = self
                 .vmm_emulated
