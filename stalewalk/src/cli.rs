@@ -91,7 +91,8 @@ pub enum ReportFormat {
 pub struct ReplayArgs {
     /// The scenario file.
     pub file: PathBuf,
-    /// Print the report as JSON on standard output.
+    /// The report on standard output: text (the summary), json, or junit
+    /// (JUnit XML: a test case per `expect` line).
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub report: ReportFormat,
     /// Also list every `dma`/`walk` line's outcome (output address, page

@@ -275,12 +275,6 @@ pub fn gen_docs(args: &crate::cli::GenDocsArgs) -> ExitCode {
 
 /// `stalewalk replay`: the tools crate's scenario replay, with `--trace`.
 pub fn replay(args: &ReplayArgs) -> ExitCode {
-    if args.report == ReportFormat::Junit {
-        error(
-            "replay --report junit: not available for replay; use --report json (its exit status says whether every expect held)",
-        );
-        return ExitCode::from(exit::USAGE);
-    }
     let json = args.report == ReportFormat::Json;
     let mut named = vec![];
     if let Some(t) = &args.trace.path {
@@ -309,13 +303,93 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
         outcomes: args.outcomes,
     };
     let mut p = Printer::new();
-    let status = stalewalk_tools::replay::replay_to_with_options(
-        &args.file, options, sink, &mut p.out, &mut p.err,
-    );
+    let started = std::time::Instant::now();
+    let run = stalewalk_tools::replay::replay_file(&args.file, sink);
+    let seconds = started.elapsed().as_secs_f64();
+    let status = if args.report == ReportFormat::Junit {
+        // Standard output holds the XML alone; the diagnostics still go to
+        // standard error, and the exit status is the same.
+        let status = stalewalk_tools::replay::print_replay(
+            &args.file,
+            options,
+            &run,
+            &mut std::io::sink(),
+            &mut p.err,
+        );
+        let suite = replay_suite(&args.file, &run, seconds);
+        p.out.put(&crate::junit::suites_to_junit(&[suite]));
+        status
+    } else {
+        stalewalk_tools::replay::print_replay(&args.file, options, &run, &mut p.out, &mut p.err)
+    };
     let status = exit::worst(status, finish_trace(writer, true));
     use std::io::Write as _;
     let _ = p.out.flush();
     ExitCode::from(exit::worst(status, p.status()))
+}
+
+/// The JUnit suite of a replay: a case per `expect` line (held, failed with
+/// the keys that differed, or skipped after the line the replay stopped
+/// at), a failed case for a command that could not be carried out, and one
+/// failed case when the scenario could not be read, parsed or set up.
+fn replay_suite(
+    file: &Path,
+    run: &stalewalk_tools::replay::ReplayRun,
+    seconds: f64,
+) -> crate::junit::Suite {
+    use crate::junit::Case;
+    use stalewalk_tools::replay::{ExpectStatus, ReplayError, expect_results};
+    let mut cases: Vec<Case> = expect_results(run)
+        .into_iter()
+        .map(|e| {
+            let keys: Vec<String> = e.pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let name = format!("line {}: expect {}", e.line, keys.join(" "));
+            match e.status {
+                ExpectStatus::Held => Case::ran(name, None),
+                ExpectStatus::Failed(m) => {
+                    let each: Vec<String> = m
+                        .iter()
+                        .map(|m| {
+                            let actual = m
+                                .actual
+                                .map_or_else(|| "not a number".to_string(), |a| a.to_string());
+                            format!("{}: expected {}, actual {actual}", m.key, m.expected)
+                        })
+                        .collect();
+                    Case::ran(name, Some(each.join("; ")))
+                }
+                ExpectStatus::NotRun { stopped_at } => Case {
+                    name,
+                    failure: None,
+                    skipped: Some(format!("not run: the replay stopped at line {stopped_at}")),
+                },
+            }
+        })
+        .collect();
+    match &run.result {
+        Ok(_) | Err(ReplayError::Expect(_)) => {}
+        Err(e @ ReplayError::Command { line, .. }) => {
+            // In line order, before the expects that did not run.
+            let at = cases
+                .iter()
+                .position(|c| c.skipped.is_some())
+                .unwrap_or(cases.len());
+            cases.insert(
+                at,
+                Case::ran(format!("line {line}: command"), Some(e.to_string())),
+            );
+        }
+        Err(e) => cases.push(Case::ran("scenario".to_string(), Some(e.to_string()))),
+    }
+    if cases.is_empty() {
+        // A scenario without expectations passes when it runs to its end.
+        cases.push(Case::ran("replay".to_string(), None));
+    }
+    crate::junit::Suite {
+        name: format!("stalewalk replay {}", file.display()),
+        seconds,
+        cases,
+    }
 }
 
 /// A trace being written under a temporary name, renamed over its real

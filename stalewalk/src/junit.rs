@@ -3,7 +3,8 @@
 //! under `compare`); in it one `<testcase>` per verdict (the guest's exit
 //! status; its `verdict=` when it printed one) and per expectation (its
 //! `expected=` against its `observed=`). A failed case carries a
-//! `<failure>` whose message says what was seen.
+//! `<failure>` whose message says what was seen. `replay --report junit`:
+//! one suite for the scenario file, a case per `expect` line ([`Suite`]).
 //!
 //! Not here: what the report holds (`report`).
 
@@ -47,13 +48,37 @@ pub struct Case {
     pub name: String,
     /// `None` when it passed, else why it failed.
     pub failure: Option<String>,
+    /// Why it did not run (`<skipped>`), when it did not.
+    pub skipped: Option<String>,
+}
+
+impl Case {
+    /// A case that ran: passed when `failure` is `None`.
+    pub fn ran(name: String, failure: Option<String>) -> Self {
+        Case {
+            name,
+            failure,
+            skipped: None,
+        }
+    }
+}
+
+/// One test suite: a run, or a replayed scenario file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suite {
+    /// Its name.
+    pub name: String,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Its cases.
+    pub cases: Vec<Case>,
 }
 
 /// The test cases of one run's report.
 pub fn cases(report: &Outcome<'_>) -> Vec<Case> {
-    let mut v = vec![Case {
-        name: "exit status".to_string(),
-        failure: match report.exit_status {
+    let mut v = vec![Case::ran(
+        "exit status".to_string(),
+        match report.exit_status {
             Some(0) => None,
             Some(s) => Some(format!(
                 "the guest exited with status {s} ({})",
@@ -64,20 +89,19 @@ pub fn cases(report: &Outcome<'_>) -> Vec<Case> {
                 report.ended_by
             )),
         },
-    }];
+    )];
     let values = report.values;
     if let Some(verdict) = values.get("verdict") {
-        v.push(Case {
-            name: "verdict".to_string(),
-            failure: (verdict != "pass").then(|| format!("the guest's verdict is {verdict:?}")),
-        });
+        v.push(Case::ran(
+            "verdict".to_string(),
+            (verdict != "pass").then(|| format!("the guest's verdict is {verdict:?}")),
+        ));
     }
     if let (Some(expected), Some(observed)) = (values.get("expected"), values.get("observed")) {
-        v.push(Case {
-            name: format!("expectation: {expected}"),
-            failure: (expected != observed)
-                .then(|| format!("expected {expected:?}, observed {observed:?}")),
-        });
+        v.push(Case::ran(
+            format!("expectation: {expected}"),
+            (expected != observed).then(|| format!("expected {expected:?}, observed {observed:?}")),
+        ));
     }
     v
 }
@@ -98,8 +122,21 @@ fn xml_text(s: &str) -> String {
 
 /// The JUnit XML for `runs`: (suite name, report) pairs.
 pub fn to_junit(runs: &[(String, Outcome<'_>)]) -> String {
+    let suites: Vec<Suite> = runs
+        .iter()
+        .map(|(name, r)| Suite {
+            name: name.clone(),
+            seconds: r.elapsed_ms / 1e3,
+            cases: cases(r),
+        })
+        .collect();
+    suites_to_junit(&suites)
+}
+
+/// The JUnit XML for `suites`.
+pub fn suites_to_junit(suites: &[Suite]) -> String {
     let mut out = Vec::new();
-    match write_junit(&mut out, runs) {
+    match write_junit(&mut out, suites) {
         Ok(()) => String::from_utf8_lossy(&out).into_owned(),
         // Writing to a Vec cannot fail; keep the text well-formed anyway.
         Err(e) => format!(
@@ -109,29 +146,37 @@ pub fn to_junit(runs: &[(String, Outcome<'_>)]) -> String {
     }
 }
 
-fn write_junit(out: &mut Vec<u8>, runs: &[(String, Outcome<'_>)]) -> std::io::Result<()> {
-    let all: Vec<(&String, &Outcome<'_>, Vec<Case>)> =
-        runs.iter().map(|(n, r)| (n, r, cases(r))).collect();
-    let total: usize = all.iter().map(|(_, _, c)| c.len()).sum();
-    let failed: usize = all
-        .iter()
-        .map(|(_, _, c)| c.iter().filter(|c| c.failure.is_some()).count())
-        .sum();
+fn write_junit(out: &mut Vec<u8>, suites: &[Suite]) -> std::io::Result<()> {
+    let total: usize = suites.iter().map(|s| s.cases.len()).sum();
+    let count = |f: fn(&Case) -> bool| -> usize {
+        suites
+            .iter()
+            .map(|s| s.cases.iter().filter(|c| f(c)).count())
+            .sum()
+    };
+    let failed = count(|c| c.failure.is_some());
+    let skipped = count(|c| c.failure.is_none() && c.skipped.is_some());
     let mut w = Writer::new_with_indent(&mut *out, b' ', 2);
     w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
-    let mut suites = BytesStart::new("testsuites");
-    suites.push_attribute(("name", "stalewalk"));
-    suites.push_attribute(("tests", total.to_string().as_str()));
-    suites.push_attribute(("failures", failed.to_string().as_str()));
-    w.write_event(Event::Start(suites))?;
-    for (name, report, cases) in &all {
-        let name = xml_text(name);
-        let secs = format!("{:.3}", report.elapsed_ms / 1e3);
+    let mut top = BytesStart::new("testsuites");
+    top.push_attribute(("name", "stalewalk"));
+    top.push_attribute(("tests", total.to_string().as_str()));
+    top.push_attribute(("failures", failed.to_string().as_str()));
+    top.push_attribute(("skipped", skipped.to_string().as_str()));
+    w.write_event(Event::Start(top))?;
+    for s in suites {
+        let (name, cases) = (xml_text(&s.name), &s.cases);
+        let secs = format!("{:.3}", s.seconds);
         let mut suite = BytesStart::new("testsuite");
         suite.push_attribute(("name", name.as_str()));
         suite.push_attribute(("tests", cases.len().to_string().as_str()));
         let f = cases.iter().filter(|c| c.failure.is_some()).count();
+        let k = cases
+            .iter()
+            .filter(|c| c.failure.is_none() && c.skipped.is_some())
+            .count();
         suite.push_attribute(("failures", f.to_string().as_str()));
+        suite.push_attribute(("skipped", k.to_string().as_str()));
         suite.push_attribute(("time", secs.as_str()));
         w.write_event(Event::Start(suite))?;
         for c in cases {
@@ -139,9 +184,17 @@ fn write_junit(out: &mut Vec<u8>, runs: &[(String, Outcome<'_>)]) -> std::io::Re
             let case_name = xml_text(&c.name);
             tc.push_attribute(("classname", name.as_str()));
             tc.push_attribute(("name", case_name.as_str()));
-            match &c.failure {
-                None => w.write_event(Event::Empty(tc))?,
-                Some(msg) => {
+            match (&c.failure, &c.skipped) {
+                (None, None) => w.write_event(Event::Empty(tc))?,
+                (None, Some(why)) => {
+                    w.write_event(Event::Start(tc))?;
+                    let why = xml_text(why);
+                    let mut skip = BytesStart::new("skipped");
+                    skip.push_attribute(("message", why.as_str()));
+                    w.write_event(Event::Empty(skip))?;
+                    w.write_event(Event::End(BytesEnd::new("testcase")))?;
+                }
+                (Some(msg), _) => {
                     w.write_event(Event::Start(tc))?;
                     let msg = xml_text(msg);
                     let mut fail = BytesStart::new("failure");

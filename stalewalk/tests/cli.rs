@@ -980,3 +980,121 @@ fn two_runs_on_one_trace_path_leave_a_whole_trace() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The test cases of a JUnit document: (name, "pass" | "failure" |
+/// "skipped"), checking it is well-formed.
+fn junit_cases(xml: &str) -> Vec<(String, &'static str)> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut cases: Vec<(String, &'static str)> = Vec::new();
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e)) => {
+                match e.name().as_ref() {
+                    b"testcase" => cases.push((
+                        e.try_get_attribute("name")
+                            .unwrap()
+                            .unwrap()
+                            .unescape_value()
+                            .unwrap()
+                            .into_owned(),
+                        "pass",
+                    )),
+                    b"failure" => cases.last_mut().unwrap().1 = "failure",
+                    b"skipped" => cases.last_mut().unwrap().1 = "skipped",
+                    _ => {}
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("not well-formed: {e}: {xml}"),
+        }
+    }
+    cases
+}
+
+/// `replay --report junit`: a case per `expect` line (held, failed with the
+/// keys that differed, or skipped after the failure), the XML alone on
+/// standard output, the exit status of the text form; a scenario that does
+/// not parse is one failed case and status 2.
+#[test]
+fn replay_report_junit_has_a_case_per_expect() {
+    let dir = scratch("replayjunit");
+    let ok =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/grown-then-unlinked.sw");
+    let out = run(&["replay", ok.to_str().unwrap(), "--report", "junit"]);
+    assert_eq!(out.status.code(), Some(0));
+    let xml = String::from_utf8(out.stdout).unwrap();
+    let cases = junit_cases(&xml);
+    assert_eq!(cases.len(), 3, "{xml}");
+    assert!(
+        cases
+            .iter()
+            .all(|(n, s)| n.contains(": expect ") && *s == "pass"),
+        "{xml}"
+    );
+
+    let failing = dir.join("f.sw");
+    std::fs::write(
+        &failing,
+        "expect faults=0\nexpect faults=1 translations=0\nexpect translations=0\n",
+    )
+    .unwrap();
+    let out = run(&["replay", failing.to_str().unwrap(), "--report", "junit"]);
+    assert_eq!(out.status.code(), Some(1));
+    let xml = String::from_utf8(out.stdout).unwrap();
+    let cases = junit_cases(&xml);
+    let states: Vec<&str> = cases.iter().map(|c| c.1).collect();
+    assert_eq!(states, ["pass", "failure", "skipped"], "{xml}");
+    assert_eq!(
+        cases[1].0, "line 2: expect faults=1 translations=0",
+        "{xml}"
+    );
+    assert!(xml.contains("faults: expected 1, actual 0"), "{xml}");
+    assert!(
+        xml.contains("not run: the replay stopped at line 2"),
+        "{xml}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2: expect faults"));
+
+    // A command that cannot be carried out (a `bind` when the harness area
+    // is full): the expects before it held, it failed, the ones after it
+    // did not run.
+    let cmd = dir.join("c.sw");
+    let mut text = String::from("expect faults=0\n");
+    for bus in 0..200 {
+        for dev in 0..4 {
+            text.push_str(&format!(
+                "bind pasid={} pgd=0x100000 rid={bus:02x}:{dev:02x}.0\n",
+                dev + 1
+            ));
+        }
+    }
+    text.push_str("expect faults=0\n");
+    std::fs::write(&cmd, text).unwrap();
+    let out = run(&["replay", cmd.to_str().unwrap(), "--report", "junit"]);
+    assert_eq!(out.status.code(), Some(2));
+    let xml = String::from_utf8(out.stdout).unwrap();
+    let cases = junit_cases(&xml);
+    let got: Vec<(&str, &str)> = cases.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+    assert_eq!(
+        got,
+        [
+            ("line 1: expect faults=0", "pass"),
+            ("line 113: command", "failure"),
+            ("line 802: expect faults=0", "skipped"),
+        ],
+        "{xml}"
+    );
+
+    let bad = dir.join("b.sw");
+    std::fs::write(&bad, "bogus\nexpect faults=0\n").unwrap();
+    let out = run(&["replay", bad.to_str().unwrap(), "--report", "junit"]);
+    assert_eq!(out.status.code(), Some(2));
+    let xml = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        junit_cases(&xml),
+        [("scenario".to_string(), "failure")],
+        "{xml}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -106,7 +106,7 @@ complete -c stalewalk -n "__fish_stalewalk_using_subcommand compare" -s v -l ver
 complete -c stalewalk -n "__fish_stalewalk_using_subcommand compare" -l virtio-console -d 'Add virtio-console at 00:01.0 (output where --serial sends COM1\'s)'
 complete -c stalewalk -n "__fish_stalewalk_using_subcommand compare" -l virtio-rng -d 'Add virtio-rng at 00:03.0'
 complete -c stalewalk -n "__fish_stalewalk_using_subcommand compare" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c stalewalk -n "__fish_stalewalk_using_subcommand replay" -l report -d 'Print the report as JSON on standard output' -r -f -a "text\t'For people (always printed on standard error at the end of a run)'
+complete -c stalewalk -n "__fish_stalewalk_using_subcommand replay" -l report -d 'The report on standard output: text (the summary), json, or junit (JUnit XML: a test case per `expect` line)' -r -f -a "text\t'For people (always printed on standard error at the end of a run)'
 json\t'For machines: JSON on standard output'
 junit\t'For CI: JUnit XML on standard output, one test case per verdict and per expectation (`run` and `compare`)'"
 complete -c stalewalk -n "__fish_stalewalk_using_subcommand replay" -l trace -d 'Write a trace (JSON Lines, docs/TRACE-FORMAT.md) to PATH' -r -F

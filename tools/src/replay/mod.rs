@@ -227,6 +227,97 @@ pub fn replay_to_with_sink(
     replay_to_with_options(file, options, sink, out, err)
 }
 
+/// A replay of a file: the scenario (when it parsed) and how the run went.
+#[derive(Debug)]
+pub struct ReplayRun {
+    /// The parsed scenario; `None` when reading or parsing failed.
+    pub scenario: Option<Scenario>,
+    /// The outcome.
+    pub result: Result<Outcome, ReplayError>,
+}
+
+/// Reads, parses and runs `file`, with the unit's events sent to `sink`.
+pub fn replay_file(file: &Path, sink: Option<Box<dyn viommu::EventSink>>) -> ReplayRun {
+    match read_scenario(file).and_then(|text| Scenario::parse(&text).map_err(ReplayError::from)) {
+        Ok(scenario) => {
+            let result = run_with_sink(&scenario, sink);
+            ReplayRun {
+                scenario: Some(scenario),
+                result,
+            }
+        }
+        Err(e) => ReplayRun {
+            scenario: None,
+            result: Err(e),
+        },
+    }
+}
+
+/// What became of one `expect` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpectStatus {
+    /// Every key held.
+    Held,
+    /// These keys differed.
+    Failed(Vec<Mismatch>),
+    /// The replay stopped before the line (at the given line).
+    NotRun {
+        /// The line the replay stopped at.
+        stopped_at: usize,
+    },
+}
+
+/// One `expect` line of a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectResult {
+    /// 1-based line number.
+    pub line: usize,
+    /// Its `key=value` pairs as written.
+    pub pairs: Vec<(String, u64)>,
+    /// What became of it.
+    pub status: ExpectStatus,
+}
+
+/// Every `expect` line of `run`'s scenario with what became of it: all
+/// held when the replay ran to its end; before the line the replay stopped
+/// at they held, that line failed (an expectation) and the later ones did
+/// not run. Empty when the scenario did not parse.
+pub fn expect_results(run: &ReplayRun) -> Vec<ExpectResult> {
+    let Some(scenario) = &run.scenario else {
+        return Vec::new();
+    };
+    let stopped_at = match &run.result {
+        Ok(_) => None,
+        Err(ReplayError::Expect(f)) => Some(f.line),
+        Err(ReplayError::Command { line, .. }) => Some(*line),
+        // Setting up the harness failed: no line ran.
+        Err(_) => Some(0),
+    };
+    scenario
+        .lines
+        .iter()
+        .filter_map(|l| match &l.command {
+            parser::Command::Expect(pairs) => Some((l.number, pairs)),
+            _ => None,
+        })
+        .map(|(line, pairs)| {
+            let status = match (stopped_at, &run.result) {
+                (None, _) => ExpectStatus::Held,
+                (Some(at), _) if line < at => ExpectStatus::Held,
+                (Some(at), Err(ReplayError::Expect(f))) if line == at => {
+                    ExpectStatus::Failed(f.mismatches.clone())
+                }
+                (Some(at), _) => ExpectStatus::NotRun { stopped_at: at },
+            };
+            ExpectResult {
+                line,
+                pairs: pairs.clone(),
+                status,
+            }
+        })
+        .collect()
+}
+
 /// Replays `file` as `options` ask, with the unit's events sent to `sink`;
 /// returns the exit status.
 pub fn replay_to_with_options(
@@ -236,9 +327,21 @@ pub fn replay_to_with_options(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    let result = read_scenario(file)
-        .and_then(|text| Scenario::parse(&text).map_err(ReplayError::from))
-        .and_then(|scenario| run_with_sink(&scenario, sink));
+    let run = replay_file(file, sink);
+    print_replay(file, options, &run, out, err)
+}
+
+/// Prints what `run` of `file` found as `options` ask: the report on `out`,
+/// diagnostics (failed expectations, errors) on `err`; returns the exit
+/// status.
+pub fn print_replay(
+    file: &Path,
+    options: ReplayOptions,
+    run: &ReplayRun,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let result = &run.result;
     let print_report = |out: &mut dyn Write, report: &Report, outcomes: &[LineOutcome]| {
         let outcomes = options.outcomes.then_some(outcomes);
         let text = if options.report_json {
