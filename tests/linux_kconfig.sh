@@ -24,14 +24,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 name=linux-kconfig
 
-skip() {
-    if [ "${STALEWALK_REQUIRE_ALL:-0}" = 1 ]; then
-        echo "$name: FAIL: $* (STALEWALK_REQUIRE_ALL=1: nothing may be skipped)"
-        exit 1
-    fi
-    echo "SKIPPED: $name: $*"
-    exit 0
-}
+# skip and fail (tests/lib/common.sh).
+test_name=$name
+source "$root/tests/lib/common.sh"
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -45,12 +40,6 @@ src=$(STALEWALK_NO_APT=1 bash "$root/guest/linux/build.sh" --config boot --sourc
 [ -n "$src" ] && [ -d "$src" ] || {
     echo "$name: FAIL: guest/linux/build.sh --config boot --source-only failed: $(tail -n 3 "$scratch/src.log")"
     exit 1
-}
-
-failures=0
-fail() {
-    echo "$name: FAIL: $*"
-    failures=$((failures + 1))
 }
 
 # configure NAME ARCH FRAGMENT...: tinyconfig + the fragments, in order,

@@ -53,14 +53,9 @@ default) machine=(--cpu-profile host --memory 1G --cpus 2) ;;
     ;;
 esac
 
-skip() {
-    if [ "${STALEWALK_REQUIRE_ALL:-0}" = 1 ]; then
-        echo "$name: FAIL: $* (STALEWALK_REQUIRE_ALL=1: nothing may be skipped)"
-        exit 1
-    fi
-    echo "SKIPPED: $name: $*"
-    exit 0
-}
+# skip (tests/lib/common.sh).
+test_name=$name
+source "$root/tests/lib/common.sh"
 
 { [ -r /dev/kvm ] && [ -w /dev/kvm ]; } || skip "/dev/kvm not available"
 if [ -n "${STALEWALK_LINUX_DIR:-}" ]; then
@@ -79,13 +74,7 @@ fi
 bin=${CARGO_TARGET_DIR:-$root/target}/release/stalewalk
 (cd "$root" && cargo build --release --bin stalewalk >&2)
 
-if [ -n "${STALEWALK_LINUX_KVM_OUT:-}" ]; then
-    out=$STALEWALK_LINUX_KVM_OUT
-    mkdir -p "$out"
-else
-    out=$(mktemp -d)
-    trap 'rm -rf "$out"' EXIT
-fi
+output_dir "${STALEWALK_LINUX_KVM_OUT:-}"
 
 fail=0
 bad() {

@@ -49,10 +49,9 @@ pmds=32
 bursts=8
 tables=$((pmds * bursts))
 
-skip() {
-	echo "SKIPPED: linux-qemu: $*"
-	exit 0
-}
+test_name=linux-qemu
+# skip and fail (tests/lib/common.sh).
+source "$root/tests/lib/common.sh"
 
 # kernel_paths CONFIG: what `build.sh --config CONFIG --check` prints for
 # the current guest/linux inputs (empty when that build is not cached).
@@ -87,11 +86,6 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 failures=0
-fail() {
-	echo "linux-qemu: FAIL: $*"
-	failures=$((failures + 1))
-}
-
 # Value of key=... (or "key value" in a module status line) in a line.
 field() { sed -n -e "s/.* $1=\([0-9a-z]*\).*/\1/p" -e "t" -e "s/.* $1 \([0-9]*\).*/\1/p" <<<"$2"; }
 

@@ -51,14 +51,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 name=vtd-compare
 timeout_s=${VTD_COMPARE_TIMEOUT:-600}
 
-skip() {
-    if [ "${STALEWALK_REQUIRE_ALL:-0}" = 1 ]; then
-        echo "$name: FAIL: $* (STALEWALK_REQUIRE_ALL=1: nothing may be skipped)"
-        exit 1
-    fi
-    echo "SKIPPED: $name: $*"
-    exit 0
-}
+# skip and fail (tests/lib/common.sh).
+test_name=$name
+source "$root/tests/lib/common.sh"
 
 command -v qemu-system-x86_64 >/dev/null ||
     skip "qemu-system-x86_64 is not installed (QEMU 10: apt-get install -t bookworm-backports qemu-system-x86)"
@@ -87,19 +82,7 @@ mini=$(ls -t "$target"/release/build/stalewalk-vmm-*/out/mini.elf 2>/dev/null | 
     exit 1
 }
 
-if [ -n "${VTD_COMPARE_OUT:-}" ]; then
-    out=$VTD_COMPARE_OUT
-    mkdir -p "$out"
-else
-    out=$(mktemp -d)
-    trap 'rm -rf "$out"' EXIT
-fi
-
-failures=0
-fail() {
-    echo "$name: FAIL: $*"
-    failures=$((failures + 1))
-}
+output_dir "${VTD_COMPARE_OUT:-}"
 
 # The same virtio-blk placement and queue size under both (stalewalk's
 # device: 00:02.0, 128 entries), so the guest's allocations line up.
