@@ -155,6 +155,18 @@ pub struct Mismatch {
     pub actual: Option<u64>,
 }
 
+/// `KEY: expected X, actual Y` (`actual not a number` when the key names
+/// none): how replay's diagnostics and its JUnit failures say it.
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: expected {}, actual ", self.key, self.expected)?;
+        match self.actual {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("not a number"),
+        }
+    }
+}
+
 /// What one command did, for the runner.
 #[derive(Debug)]
 pub enum Step {

@@ -364,18 +364,7 @@ pub fn print_replay(
         }
         Err(ReplayError::Expect(failure)) => {
             for m in &failure.mismatches {
-                let actual = m
-                    .actual
-                    .map_or_else(|| "not a number".to_string(), |a| a.to_string());
-                let _ = writeln!(
-                    err,
-                    "{}: line {}: expect {}: expected {}, actual {}",
-                    file.display(),
-                    failure.line,
-                    m.key,
-                    m.expected,
-                    actual
-                );
+                let _ = writeln!(err, "{}: line {}: expect {m}", file.display(), failure.line);
             }
             print_report(out, &failure.report, &failure.outcomes);
             EXIT_EXPECT_FAILED
