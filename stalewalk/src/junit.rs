@@ -61,6 +61,11 @@ impl Case {
             skipped: None,
         }
     }
+
+    /// Skipped: it did not run (and so did not fail).
+    fn is_skipped(&self) -> bool {
+        self.failure.is_none() && self.skipped.is_some()
+    }
 }
 
 /// One test suite: a run, or a replayed scenario file.
@@ -72,6 +77,15 @@ pub struct Suite {
     pub seconds: f64,
     /// Its cases.
     pub cases: Vec<Case>,
+}
+
+impl Suite {
+    /// Its (failed, skipped) case counts.
+    fn counts(&self) -> (usize, usize) {
+        let failed = self.cases.iter().filter(|c| c.failure.is_some()).count();
+        let skipped = self.cases.iter().filter(|c| c.is_skipped()).count();
+        (failed, skipped)
+    }
 }
 
 /// The test cases of one run's report.
@@ -148,14 +162,10 @@ pub fn suites_to_junit(suites: &[Suite]) -> String {
 
 fn write_junit(out: &mut Vec<u8>, suites: &[Suite]) -> std::io::Result<()> {
     let total: usize = suites.iter().map(|s| s.cases.len()).sum();
-    let count = |f: fn(&Case) -> bool| -> usize {
-        suites
-            .iter()
-            .map(|s| s.cases.iter().filter(|c| f(c)).count())
-            .sum()
-    };
-    let failed = count(|c| c.failure.is_some());
-    let skipped = count(|c| c.failure.is_none() && c.skipped.is_some());
+    let (failed, skipped) = suites
+        .iter()
+        .map(Suite::counts)
+        .fold((0, 0), |(f, k), (a, b)| (f + a, k + b));
     let mut w = Writer::new_with_indent(&mut *out, b' ', 2);
     w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
     let mut top = BytesStart::new("testsuites");
@@ -170,11 +180,7 @@ fn write_junit(out: &mut Vec<u8>, suites: &[Suite]) -> std::io::Result<()> {
         let mut suite = BytesStart::new("testsuite");
         suite.push_attribute(("name", name.as_str()));
         suite.push_attribute(("tests", cases.len().to_string().as_str()));
-        let f = cases.iter().filter(|c| c.failure.is_some()).count();
-        let k = cases
-            .iter()
-            .filter(|c| c.failure.is_none() && c.skipped.is_some())
-            .count();
+        let (f, k) = s.counts();
         suite.push_attribute(("failures", f.to_string().as_str()));
         suite.push_attribute(("skipped", k.to_string().as_str()));
         suite.push_attribute(("time", secs.as_str()));

@@ -88,12 +88,20 @@ struct Requester {
 }
 
 impl Memo {
-    /// The slot whose page holds `addr`.
+    /// The slot whose page holds `addr`, with its hit.
     #[inline(always)]
-    fn slot_for(&self, addr: u64) -> Option<usize> {
-        self.recent
-            .iter()
-            .position(|h| h.as_ref().is_some_and(|h| addr & h.mask == h.base))
+    fn hit_for(&self, addr: u64) -> Option<(usize, &LastHit)> {
+        self.recent.iter().enumerate().find_map(|(i, h)| {
+            h.as_ref()
+                .filter(|h| addr & h.mask == h.base)
+                .map(|h| (i, h))
+        })
+    }
+
+    /// The hit in `slot`.
+    #[inline(always)]
+    fn hit_at(&self, slot: usize) -> Option<&LastHit> {
+        self.recent.get(slot)?.as_ref()
     }
 
     /// Keeps `hit`, replacing any entry that overlaps its page, else the
@@ -194,8 +202,7 @@ impl Viommu {
         if m.req.rid != req.rid || m.req.req_pasid != req.pasid {
             return None;
         }
-        let slot = m.slot_for(req.addr)?;
-        let h = m.recent.get(slot)?.as_ref()?;
+        let (slot, h) = m.hit_for(req.addr)?;
         let privileged = req.pasid.is_some() && req.privileged;
         if h.allowed & rights_bit(req.access, privileged) == 0 {
             return None;
@@ -223,23 +230,20 @@ impl Viommu {
     /// agree with the entry; otherwise the full check.
     #[inline(never)]
     fn check_last_hit<M: GuestMemory>(&mut self, mem: &M, req: &DmaRequest, slot: usize) {
-        fn hit(memo: &Option<Memo>, slot: usize) -> Option<&LastHit> {
-            memo.as_ref()?.recent.get(slot)?.as_ref()
-        }
-        if hit(&self.memo, slot).is_none() || !self.check_due() {
+        if self.memo.as_ref().and_then(|m| m.hit_at(slot)).is_none() || !self.check_due() {
             return;
         }
         self.counters.checked += 1;
         let Some(m) = self.memo.as_ref() else {
             return;
         };
-        let Some(h) = hit(&self.memo, slot) else {
+        let (r, Some(h)) = (m.req, m.hit_at(slot)) else {
             return;
         };
         if !h.verified.is_empty() && h.verified.unchanged(&mut memory::Reader::new(mem)) {
             return;
         }
-        let (r, entry) = (m.req, h.entry);
+        let entry = h.entry;
         let geo = if r.five_level { self.geo5 } else { self.geo4 };
         self.check_now(
             mem,
@@ -409,12 +413,10 @@ impl Viommu {
     ) -> Option<Translation> {
         let memo = self.memo.as_ref()?;
         let m = memo.req;
-        let memoized = memo
-            .slot_for(req.addr)
-            .and_then(|i| memo.recent.get(i)?.as_ref().map(|h| h.entry));
         if m.rid != req.rid || m.req_pasid != req.pasid || !self.translation_enabled() {
             return None;
         }
+        let memoized = memo.hit_for(req.addr).map(|(_, h)| h.entry);
         let geo = if m.five_level { self.geo5 } else { self.geo4 };
         let privileged = req.pasid.is_some() && req.privileged;
         if !geo.canonical(req.addr) || (privileged && !m.sre) {
