@@ -236,13 +236,12 @@ for vmm in qemu stalewalk; do
 done
 compare linux
 q_reqs=$(grep -c '^virtio_blk_req_complete' "$out/linux-qemu.log" || true)
-s_reqs=$(python3 -c '
+read -r s_reqs s_piotlb < <(python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(sum(d["device_counters"]["requests_ok"] for d in r["virtio_devices"] if d["kind"] == "block"))
+reqs = sum(d["device_counters"]["requests_ok"] for d in r["virtio_devices"] if d["kind"] == "block")
+print(reqs, r["invalidations"]["piotlb"])
 ' "$out/linux-stalewalk.json")
-s_piotlb=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["invalidations"]["piotlb"])' \
-    "$out/linux-stalewalk.json")
 echo "$name: linux: virtio-blk requests: QEMU $q_reqs, stalewalk $s_reqs; stalewalk PASID-based IOTLB invalidations $s_piotlb"
 [ "$q_reqs" = "$s_reqs" ] || fail "linux: QEMU's device completed $q_reqs requests, stalewalk's $s_reqs"
 [ "$s_piotlb" -eq $((4 * s_reqs)) ] ||

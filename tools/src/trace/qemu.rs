@@ -124,7 +124,7 @@ struct Parser {
 
 /// `name args` of a trace line, without the `PID@SECONDS:` prefix QEMU adds
 /// when timestamps are on.
-fn event_of(line: &str) -> Option<(&str, &str)> {
+fn event_of(line: &str) -> (&str, &str) {
     let body = match line.split_once(':') {
         Some((prefix, rest))
             if prefix.contains('@')
@@ -137,10 +137,7 @@ fn event_of(line: &str) -> Option<(&str, &str)> {
         _ => line,
     };
     let body = body.trim();
-    Some(match body.split_once(' ') {
-        Some((name, args)) => (name, args),
-        None => (body, ""),
-    })
+    body.split_once(' ').unwrap_or((body, ""))
 }
 
 /// The value after `key` in a `key value key value` argument list.
@@ -184,9 +181,7 @@ impl Parser {
 
     /// One line; `Err` carries what was wrong with it.
     fn line(&mut self, line: &str) -> Result<(), LineError> {
-        let Some((name, args)) = event_of(line) else {
-            return Ok(());
-        };
+        let (name, args) = event_of(line);
         match name {
             "vtd_inv_qi_head" => {
                 let head = field(args, "head")
