@@ -129,17 +129,9 @@ pub fn run(args: &RunArgs) -> ExitCode {
     }
     // Every output is created (under a temporary name) before the guest
     // starts; the serial file is created by the VM's set-up.
-    let report_file = match args
-        .report_file
-        .as_deref()
-        .map(|p| AtomicFile::create("--report-file", p))
-        .transpose()
-    {
+    let report_file = match open_report_file(args.report_file.as_deref()) {
         Ok(f) => f,
-        Err(e) => {
-            error(e);
-            return ExitCode::from(exit::OUTPUT);
-        }
+        Err(status) => return status,
     };
     let (hooks, trace) = match trace_hooks(args.trace.path.as_deref(), &args.trace.events, &cfg) {
         Ok(v) => v,
@@ -391,6 +383,18 @@ struct Trace {
     file: AtomicFile,
 }
 
+/// Creates the `--report-file` (under a temporary name, renamed when
+/// complete), if one was given; an error is printed and comes back as the
+/// exit status (an output that could not be written).
+fn open_report_file(path: Option<&Path>) -> Result<Option<AtomicFile>, ExitCode> {
+    path.map(|p| AtomicFile::create("--report-file", p))
+        .transpose()
+        .map_err(|e| {
+            error(e);
+            ExitCode::from(exit::OUTPUT)
+        })
+}
+
 /// Opens the trace writer for `--trace PATH --trace-events KINDS` (none
 /// without a path), on top of `base` options; errors name the flag and
 /// come with their exit status.
@@ -621,18 +625,9 @@ pub fn compare(args: &CompareArgs) -> ExitCode {
         error(e);
         return ExitCode::from(exit::USAGE);
     }
-    let report_file = match args
-        .run
-        .report_file
-        .as_deref()
-        .map(|p| AtomicFile::create("--report-file", p))
-        .transpose()
-    {
+    let report_file = match open_report_file(args.run.report_file.as_deref()) {
         Ok(f) => f,
-        Err(e) => {
-            error(e);
-            return ExitCode::from(exit::OUTPUT);
-        }
+        Err(status) => return status,
     };
     let mut done: Vec<(String, RunReport)> = Vec::new();
     let mut status = exit::PASS;
